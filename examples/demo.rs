@@ -1,0 +1,195 @@
+//! A local demo without AWS or Slack: a fake CodePipeline and a fake Slack webhook on
+//! 127.0.0.1, the real approval-watch cycle (AWS SDK over HTTP, SQLite, reqwest) in between,
+//! and every Slack message printed in the terminal as a reader would see it.
+//!
+//!     cargo run --example demo
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::process::ExitCode;
+
+use approval_watch::config::Config;
+use serde_json::Value;
+use support::{FakeCodePipeline, FakeSlack, Fixture, SlackResponse};
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    // Static credentials for the fake endpoint, set before any thread exists.
+    // SAFETY: single-threaded at this point; nothing else reads the environment concurrently.
+    unsafe {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDDEMO");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "demo-secret");
+        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        if std::env::var_os("RUST_LOG").is_none() {
+            std::env::set_var("RUST_LOG", "warn");
+        }
+    }
+    approval_watch::logging::init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start tokio: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(demo()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn demo() -> anyhow::Result<()> {
+    let aws = FakeCodePipeline::with_pipelines(&["web-app", "payments-api"]).await;
+    let slack = FakeSlack::start().await;
+    let dir = tempfile::tempdir()?;
+    let state = dir.path().join("state.db");
+    let config_text = format!(
+        r#"
+poll_interval = "30s"
+state_path = "{}"
+[aws]
+region = "us-east-1"
+endpoint_url = "{}"
+[slack]
+webhook_url = "{}"
+[[pipeline]]
+name = "web-app"
+[[pipeline]]
+name = "payments-api"
+"#,
+        state.display(),
+        aws.endpoint(),
+        slack.url()
+    );
+    let config = Config::parse(&config_text, "demo.toml".as_ref())?;
+    let mut watcher = approval_watch::cli::open_watcher(&config)
+        .await
+        .map_err(|f| anyhow::anyhow!("{:#}", f.error()))?;
+    let shutdown = CancellationToken::new();
+    let mut shown = 0;
+
+    println!(
+        "approval-watch demo: fake CodePipeline at {}, fake Slack on 127.0.0.1",
+        aws.endpoint()
+    );
+    println!("state database: {}\n", state.display());
+
+    let steps: [(&str, &dyn Fn()); 6] = [
+        ("web-app reaches its manual approval", &|| {
+            aws.set_state("web-app", Fixture::Waiting)
+        }),
+        ("another poll, nothing changed (no duplicate alert)", &|| {}),
+        (
+            "Slack answers 500 once while payments-api starts waiting (retried on the next pass)",
+            &|| {
+                slack.push_response(SlackResponse::status(500, "internal_error"));
+                aws.set_state("payments-api", Fixture::Waiting);
+            },
+        ),
+        ("alice approves web-app", &|| {
+            aws.set_state("web-app", Fixture::Approved)
+        }),
+        (
+            "bob rejects payments-api (his comment tries to ping the channel)",
+            &|| aws.set_state("payments-api", Fixture::Rejected),
+        ),
+        (
+            "a new run of web-app waits again: a new token, a new alert",
+            &|| aws.set_waiting("web-app", "5d0a9c7e-demo-token-2"),
+        ),
+    ];
+    for (i, (what, change)) in steps.iter().enumerate() {
+        change();
+        println!("── step {}: {what}", i + 1);
+        let report = watcher.cycle(&shutdown).await?;
+        if report.undelivered > 0 {
+            // What `run` does between polls: retry the outbox once its backoff is over.
+            println!(
+                "   (Slack failed; {} message(s) wait for a retry in 5 s)",
+                report.undelivered
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5200)).await;
+            watcher.deliver(&shutdown).await?;
+        }
+        let delivered = slack.delivered();
+        if delivered.len() == shown {
+            println!("   (no Slack message)\n");
+        }
+        for message in &delivered[shown..] {
+            print_message(message);
+        }
+        shown = delivered.len();
+    }
+    let waiting = watcher.store().waiting()?;
+    println!(
+        "── `approval-watch status` would now list {} waiting approval(s):",
+        waiting.len()
+    );
+    for w in waiting {
+        println!(
+            "   {} / {} / {} ({}) since {}",
+            w.pipeline, w.stage, w.action, w.region, w.waiting_since
+        );
+    }
+    watcher.close()?;
+    Ok(())
+}
+
+/// Shows a Block Kit message roughly as Slack would: links as "label (url)", dates as text.
+fn print_message(message: &Value) {
+    println!("   ┌─ Slack message ───────────────────────────────────────────");
+    let blocks = message["blocks"].as_array().cloned().unwrap_or_default();
+    for block in blocks {
+        let texts: Vec<String> = match block["type"].as_str() {
+            Some("header") | Some("section") => block["text"]["text"]
+                .as_str()
+                .map(str::to_owned)
+                .into_iter()
+                .collect(),
+            Some("context") => block["elements"]
+                .as_array()
+                .map(|els| {
+                    els.iter()
+                        .filter_map(|e| e["text"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        for text in texts {
+            for line in mrkdwn_to_terminal(&text).lines() {
+                println!("   │ {line}");
+            }
+        }
+    }
+    println!("   └───────────────────────────────────────────────────────────\n");
+}
+
+fn mrkdwn_to_terminal(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find('<') {
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start..].find('>') else {
+            out.push_str(&rest[start..]);
+            rest = "";
+            break;
+        };
+        let inner = &rest[start + 1..start + len];
+        let shown = match inner.split_once('|') {
+            Some((target, label)) if target.starts_with("!date") => label.to_owned(),
+            Some((target, label)) => format!("{label} ({target})"),
+            None => inner.to_owned(),
+        };
+        out.push_str(&shown);
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    out.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}

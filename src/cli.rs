@@ -1,0 +1,443 @@
+//! The command line: parsing (a contract users' scripts rely on) and each command.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use jiff::Timestamp;
+use tokio_util::sync::CancellationToken;
+
+use crate::aws::{CodePipeline, Target};
+use crate::config::{Config, DEFAULT_CONFIG_PATH, SecretSource};
+use crate::deliver::{Deliverer, Destination};
+use crate::slack::SlackClient;
+use crate::store::{self, Store};
+use crate::watcher::{self, Watcher};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "approval-watch",
+    version,
+    about = "Tells Slack when an AWS CodePipeline approval is waiting"
+)]
+pub struct Cli {
+    /// Config file.
+    #[arg(long, global = true, env = "APPROVAL_WATCH_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Poll every poll_interval until SIGTERM or SIGINT.
+    Run,
+    /// One full cycle, then exit: 0 all read and delivered, 1 something failed, 2 config error.
+    Once {
+        /// Print the Slack messages as JSON lines instead of sending them; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Parse, validate and resolve secrets; print a summary (never the secret).
+    CheckConfig,
+    /// List the approvals waiting, from the state database.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Why a command failed, which decides the exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad config or usage: exit 2.
+    Config(anyhow::Error),
+    /// Anything at run time: exit 1.
+    Runtime(anyhow::Error),
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::Config(_) => ExitCode::from(2),
+            Self::Runtime(_) => ExitCode::from(1),
+        }
+    }
+
+    pub fn error(&self) -> &anyhow::Error {
+        match self {
+            Self::Config(e) | Self::Runtime(e) => e,
+        }
+    }
+}
+
+fn config_error(e: impl Into<anyhow::Error>) -> Failure {
+    Failure::Config(e.into())
+}
+
+fn runtime_error(e: impl Into<anyhow::Error>) -> Failure {
+    Failure::Runtime(e.into())
+}
+
+pub async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
+    let config = Config::load(&cli.config).map_err(config_error)?;
+    match cli.command {
+        Command::Run => run(config).await,
+        Command::Once { dry_run: false } => once(config).await,
+        Command::Once { dry_run: true } => dry_run(config).await,
+        Command::CheckConfig => check_config(&cli.config, config).await,
+        Command::Status { json } => status(config, json),
+    }
+}
+
+/// Everything a writing command needs (secret, AWS clients, database), checked before
+/// anything happens. Config problems come back as [`Failure::Config`].
+pub async fn open_watcher(config: &Config) -> Result<Watcher, Failure> {
+    let webhook = config.slack.resolve_webhook().map_err(config_error)?;
+    let (aws, targets) = connect(config).await?;
+    let store = Store::open(&config.state_path).map_err(runtime_error)?;
+    let slack = SlackClient::new()
+        .context("cannot build the HTTP client")
+        .map_err(runtime_error)?;
+    let destination = Destination {
+        name: store::DEFAULT_DESTINATION.to_owned(),
+        webhook,
+        overrides: config.slack.overrides.clone(),
+    };
+    Ok(Watcher::new(
+        aws,
+        targets,
+        store,
+        Deliverer::new(slack, vec![destination]),
+    ))
+}
+
+async fn connect(config: &Config) -> Result<(CodePipeline, Vec<Target>), Failure> {
+    let pipelines: Vec<(String, Option<String>)> = config
+        .pipelines
+        .iter()
+        .map(|p| (p.name.clone(), config.region_of(p).map(str::to_owned)))
+        .collect();
+    CodePipeline::connect(&config.aws, &pipelines)
+        .await
+        .map_err(config_error)
+}
+
+/// Cancelled on SIGTERM or SIGINT.
+fn shutdown_on_signals() -> Result<CancellationToken, Failure> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let token = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate())
+        .context("cannot listen for SIGTERM")
+        .map_err(runtime_error)?;
+    let mut int = signal(SignalKind::interrupt())
+        .context("cannot listen for SIGINT")
+        .map_err(runtime_error)?;
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!("{name} received; finishing the delivery in flight");
+        cancel.cancel();
+    });
+    Ok(token)
+}
+
+async fn run(config: Config) -> Result<ExitCode, Failure> {
+    let shutdown = shutdown_on_signals()?;
+    let watcher = open_watcher(&config).await?;
+    tracing::info!(
+        pipelines = config.pipelines.len(),
+        poll_interval = %humantime::format_duration(config.poll_interval),
+        state = %config.state_path.display(),
+        "approval-watch started"
+    );
+    crate::daemon::run(watcher, config.poll_interval, shutdown)
+        .await
+        .map_err(runtime_error)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn once(config: Config) -> Result<ExitCode, Failure> {
+    let shutdown = shutdown_on_signals()?;
+    let mut watcher = open_watcher(&config).await?;
+    let report = watcher.cycle(&shutdown).await.map_err(runtime_error)?;
+    watcher.close().map_err(runtime_error)?;
+    tracing::info!(
+        pipelines = report.pipelines,
+        unreadable = report.read_failures,
+        new = report.new_approvals,
+        resolved = report.resolved,
+        delivered = report.delivery.delivered,
+        failed = report.delivery.failed,
+        undelivered = report.undelivered,
+        "cycle done"
+    );
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// One line of `once --dry-run` output.
+#[derive(serde::Serialize)]
+struct DryRunLine<'a> {
+    kind: &'a str,
+    /// "new" for what this cycle would queue, "queued" for what the outbox already holds.
+    source: &'a str,
+    pipeline: &'a str,
+    stage: &'a str,
+    action: &'a str,
+    region: &'a str,
+    payload: serde_json::Value,
+}
+
+async fn dry_run(config: Config) -> Result<ExitCode, Failure> {
+    let (aws, targets) = connect(&config).await?;
+    let store = Store::open_read_only(&config.state_path).map_err(runtime_error)?;
+    let now = Timestamp::now();
+    let observed = watcher::observe(&aws, &targets, store.as_ref(), now)
+        .await
+        .map_err(runtime_error)?;
+    let destination_payload = |payload: &serde_json::Value| config.slack.overrides.apply(payload);
+    let mut lines = Vec::new();
+    if let Some(store) = &store {
+        for m in store
+            .pending(store::DEFAULT_DESTINATION, u32::MAX)
+            .map_err(runtime_error)?
+            .into_iter()
+            .filter(|m| m.next_attempt_at <= now)
+        {
+            lines.push(
+                DryRunLine {
+                    kind: m.kind.as_str(),
+                    source: "queued",
+                    pipeline: &m.key.pipeline,
+                    stage: &m.key.stage,
+                    action: &m.key.action,
+                    region: &m.key.region,
+                    payload: destination_payload(&m.payload),
+                }
+                .to_json(),
+            );
+        }
+    }
+    let changes = watcher::changes(&observed.plan, now);
+    let new = changes.new.iter().map(|(a, m)| (&a.key, m));
+    let resolved = changes.resolved.iter().filter_map(|(id, _, m)| {
+        let key = &observed
+            .plan
+            .resolved
+            .iter()
+            .find(|r| r.id == *id)?
+            .approval
+            .key;
+        Some((key, m.as_ref()?))
+    });
+    for (key, message) in new.chain(resolved) {
+        lines.push(
+            DryRunLine {
+                kind: message.kind.as_str(),
+                source: "new",
+                pipeline: &key.pipeline,
+                stage: &key.stage,
+                action: &key.action,
+                region: &key.region,
+                payload: destination_payload(&message.payload),
+            }
+            .to_json(),
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        writeln!(out, "{line}").map_err(runtime_error)?;
+    }
+    for e in &observed.failures {
+        tracing::warn!(pipeline = %e.pipeline, code = %e.code, "cannot read pipeline: {}", e.message);
+    }
+    Ok(if observed.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+impl DryRunLine<'_> {
+    fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+async fn check_config(path: &Path, config: Config) -> Result<ExitCode, Failure> {
+    let webhook = config.slack.resolve_webhook().map_err(config_error)?;
+    let (_, targets) = connect(&config).await?;
+    let mut out = String::new();
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "config {}: ok", path.display());
+    let _ = writeln!(
+        out,
+        "poll interval: {}",
+        humantime::format_duration(config.poll_interval)
+    );
+    let _ = writeln!(out, "state database: {}", config.state_path.display());
+    // The host is not secret; the path of a webhook URL is.
+    let host = webhook.expose().host_str().unwrap_or("?");
+    let source = match &config.slack.webhook {
+        SecretSource::Inline(_) => {
+            "inline webhook_url (prefer webhook_url_file or a systemd credential)".to_owned()
+        }
+        other => other.to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "slack webhook: from {source} ({}), host {host}",
+        config.slack.webhook_key
+    );
+    for (key, value) in config.slack.overrides.fields() {
+        if let Some(value) = value {
+            let _ = writeln!(out, "slack {key}: {value}");
+        }
+    }
+    let r = &config.reminders;
+    if r.max == 0 {
+        let _ = writeln!(out, "reminders: off");
+    } else {
+        let _ = writeln!(
+            out,
+            "reminders: after {}, every {}, at most {}",
+            humantime::format_duration(r.after),
+            humantime::format_duration(r.every),
+            r.max
+        );
+    }
+    if let Some(profile) = &config.aws.profile {
+        let _ = writeln!(out, "aws profile: {profile}");
+    }
+    let _ = writeln!(out, "pipelines ({}):", targets.len());
+    for (target, p) in targets.iter().zip(&config.pipelines) {
+        let origin = if p.region.is_some() {
+            "pipeline.region"
+        } else if config.aws.region.is_some() {
+            "aws.region"
+        } else {
+            "AWS default chain"
+        };
+        let _ = writeln!(
+            out,
+            "  {}  {}  (region from {origin})",
+            target.pipeline, target.region
+        );
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(config: Config, json: bool) -> Result<ExitCode, Failure> {
+    let store = Store::open_read_only(&config.state_path).map_err(runtime_error)?;
+    let (waiting, failed) = match &store {
+        Some(store) => (
+            store.waiting().map_err(runtime_error)?,
+            store.failed(20).map_err(runtime_error)?,
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
+    let now = Timestamp::now();
+    if json {
+        let doc = serde_json::json!({
+            "state_path": config.state_path,
+            "waiting": waiting,
+            "failed_messages": failed,
+        });
+        println!("{doc}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = String::new();
+    use std::fmt::Write as _;
+    if store.is_none() {
+        let _ = writeln!(
+            out,
+            "no state database at {} yet",
+            config.state_path.display()
+        );
+    }
+    if waiting.is_empty() {
+        let _ = writeln!(out, "no approvals waiting");
+    } else {
+        let _ = writeln!(out, "{} approval(s) waiting:", waiting.len());
+        let _ = writeln!(
+            out,
+            "{:<24} {:<32} {:<20} {:<12} {:<17} {:>6} {:>9} NOTES",
+            "PIPELINE", "STAGE", "ACTION", "REGION", "WAITING SINCE", "ALERTS", "REMINDERS"
+        );
+        for w in &waiting {
+            let mut notes = Vec::new();
+            let waited = crate::render::humanize(now.duration_since(w.waiting_since));
+            notes.push(format!("waited {waited}"));
+            if w.messages_pending > 0 {
+                notes.push(format!("{} undelivered", w.messages_pending));
+            }
+            if w.messages_failed > 0 {
+                notes.push(format!("{} failed", w.messages_failed));
+            }
+            let _ = writeln!(
+                out,
+                "{:<24} {:<32} {:<20} {:<12} {:<17} {:>6} {:>9} {}",
+                w.pipeline,
+                w.stage,
+                w.action,
+                w.region,
+                w.waiting_since.strftime("%Y-%m-%d %H:%M UTC"),
+                w.alerts_sent,
+                w.reminders_sent,
+                notes.join(", ")
+            );
+        }
+    }
+    if !failed.is_empty() {
+        let _ = writeln!(out, "messages Slack refused (not retried):");
+        for f in &failed {
+            let _ = writeln!(
+                out,
+                "  {} {} / {} / {}: {} (at {})",
+                f.kind.as_str(),
+                f.pipeline,
+                f.stage,
+                f.action,
+                f.error.as_deref().unwrap_or("unknown error"),
+                f.created_at.strftime("%Y-%m-%d %H:%M UTC"),
+            );
+        }
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The whole program: parse arguments, set up logs, run the command, map the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::logging::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(execute(cli)) {
+        Ok(code) => code,
+        Err(failure) => {
+            tracing::error!("{:#}", failure.error());
+            failure.exit_code()
+        }
+    }
+}

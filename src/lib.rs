@@ -1,0 +1,19 @@
+//! approval-watch: tells a Slack channel when an AWS CodePipeline manual approval is waiting.
+//!
+//! Data flows one way (see DESIGN.md): [`aws`] reads pipelines → [`reconcile`] decides (pure,
+//! given `now`) → [`store`] records approvals and the outbox in one transaction →
+//! [`deliver`] sends the outbox to Slack through [`slack`]. [`watcher`] runs one cycle of that,
+//! [`daemon`] runs cycles on a timer, [`cli`] is the command line.
+
+pub mod aws;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod deliver;
+pub mod logging;
+pub mod model;
+pub mod reconcile;
+pub mod render;
+pub mod slack;
+pub mod store;
+pub mod watcher;

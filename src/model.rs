@@ -1,0 +1,181 @@
+//! Domain types shared by the poller, the decision logic, the store and the renderer.
+//! Nothing here does I/O.
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+/// Identifies one approval request: a token is issued each time the action starts waiting.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ApprovalKey {
+    pub region: String,
+    pub pipeline: String,
+    pub stage: String,
+    pub action: String,
+    pub token: String,
+}
+
+/// What the pipeline definition says about one manual approval action.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ApprovalDefinition {
+    pub custom_data: Option<String>,
+    pub external_entity_link: Option<String>,
+    /// `timeoutInMinutes` of the action; CodePipeline's default is 7 days.
+    pub timeout_minutes: Option<i64>,
+}
+
+pub const DEFAULT_APPROVAL_TIMEOUT_MINUTES: i64 = 7 * 24 * 60;
+
+impl ApprovalDefinition {
+    pub fn timeout_minutes(&self) -> i64 {
+        self.timeout_minutes
+            .filter(|m| *m > 0)
+            .unwrap_or(DEFAULT_APPROVAL_TIMEOUT_MINUTES)
+    }
+}
+
+/// The status of an action's latest execution as CodePipeline reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionStatus {
+    InProgress,
+    Succeeded,
+    Failed,
+    Abandoned,
+    /// A value this version does not know; never treated as a resolution.
+    Unknown(String),
+}
+
+impl ActionStatus {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "InProgress" => Self::InProgress,
+            "Succeeded" => Self::Succeeded,
+            "Failed" => Self::Failed,
+            "Abandoned" => Self::Abandoned,
+            other => Self::Unknown(other.to_owned()),
+        }
+    }
+}
+
+/// The latest execution of an approval action, from `GetPipelineState`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionExecution {
+    pub status: ActionStatus,
+    pub token: Option<String>,
+    pub last_status_change: Option<Timestamp>,
+    /// The reviewer's ARN.
+    pub last_updated_by: Option<String>,
+    /// The reviewer's comment.
+    pub summary: Option<String>,
+}
+
+/// One manual approval action as seen in one read of a pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedApproval {
+    pub stage: String,
+    pub action: String,
+    pub definition: ApprovalDefinition,
+    /// `None` when the action has not run since the pipeline was created or changed.
+    pub latest: Option<ActionExecution>,
+    /// The pipeline execution the action's stage is running, used to look up the revision.
+    pub pipeline_execution_id: Option<String>,
+}
+
+/// One successful read of a pipeline: every approval action it has, and their latest executions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineSnapshot {
+    pub region: String,
+    pub pipeline: String,
+    pub version: Option<i32>,
+    pub approvals: Vec<ObservedApproval>,
+}
+
+/// The source revision a pipeline execution is deploying.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Revision {
+    pub revision_id: Option<String>,
+    /// Commit message or other summary, already extracted from CodeStar's JSON summary.
+    pub summary: Option<String>,
+    pub url: Option<String>,
+}
+
+/// How an approval stopped waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Approved,
+    Rejected,
+    Expired,
+    /// A newer request replaced it (new token, abandoned execution, action gone).
+    Superseded,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approved => "approved",
+            Self::Rejected => "rejected",
+            Self::Expired => "expired",
+            Self::Superseded => "superseded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "approved" => Self::Approved,
+            "rejected" => Self::Rejected,
+            "expired" => Self::Expired,
+            "superseded" => Self::Superseded,
+            _ => return None,
+        })
+    }
+}
+
+/// Everything known about an approval that is (or was) waiting; what alerts are rendered from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Approval {
+    pub key: ApprovalKey,
+    pub pipeline_execution_id: Option<String>,
+    /// When the action started waiting (`lastStatusChange` of the InProgress execution).
+    pub waiting_since: Timestamp,
+    pub expires_at: Timestamp,
+    pub custom_data: Option<String>,
+    pub external_entity_link: Option<String>,
+    pub revision: Option<Revision>,
+}
+
+/// How an approval was resolved; what resolution messages are rendered from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolution {
+    pub outcome: Outcome,
+    /// The reviewer's ARN, as CodePipeline gives it.
+    pub by: Option<String>,
+    pub comment: Option<String>,
+    pub at: Timestamp,
+}
+
+/// The kind of a Slack message in the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    Alert,
+    Reminder,
+    Resolution,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Alert => "alert",
+            Self::Reminder => "reminder",
+            Self::Resolution => "resolution",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "alert" => Self::Alert,
+            "reminder" => Self::Reminder,
+            "resolution" => Self::Resolution,
+            _ => return None,
+        })
+    }
+}

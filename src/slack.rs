@@ -1,0 +1,109 @@
+//! The only module that speaks HTTP to Slack: posts one payload to an incoming webhook and
+//! classifies the answer. Errors never carry the webhook URL.
+
+use std::time::Duration;
+
+use crate::config::SecretUrl;
+
+/// Slack's answer, as far as delivery cares.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// 429: wait `Retry-After` (when given) before the next message to this webhook.
+    #[error("rate limited by Slack (HTTP 429{})", .retry_after.map(|d| format!(", Retry-After {}s", d.as_secs())).unwrap_or_default())]
+    RateLimited { retry_after: Option<Duration> },
+    /// 5xx, timeouts, connection errors: try again later.
+    #[error("{0}")]
+    Temporary(String),
+    /// Any other answer (`invalid_payload`, `no_service`, …): retrying cannot help.
+    #[error("HTTP {status}: {body}")]
+    Permanent { status: u16, body: String },
+}
+
+/// A request gives up after this long, so a hanging Slack never stalls a cycle.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Slack's error bodies are short words; anything longer is cut for the log.
+const MAX_BODY_IN_ERROR: usize = 300;
+
+#[derive(Clone)]
+pub struct SlackClient {
+    http: reqwest::Client,
+}
+
+impl SlackClient {
+    pub fn new() -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_secs(5))
+            // Webhooks never redirect; following one could carry the payload anywhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("approval-watch/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { http })
+    }
+
+    pub async fn post(
+        &self,
+        webhook: &SecretUrl,
+        payload: &serde_json::Value,
+    ) -> Result<(), SendError> {
+        let response = self
+            .http
+            .post(webhook.expose().clone())
+            .json(payload)
+            .send()
+            .await
+            .map_err(|e| SendError::Temporary(describe(e)))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = response.text().await.unwrap_or_default();
+        let body = clip(body.trim());
+        Err(match status.as_u16() {
+            429 => SendError::RateLimited { retry_after },
+            code @ 500..=599 => SendError::Temporary(format!("HTTP {code}: {body}")),
+            // 408 is the server giving up waiting, not a verdict on the message.
+            408 => SendError::Temporary(format!("HTTP 408: {body}")),
+            code => SendError::Permanent { status: code, body },
+        })
+    }
+}
+
+/// A transport error in words, without the URL that reqwest would otherwise include.
+fn describe(e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let e = e.without_url();
+    let mut text = format!("{kind}: {e}");
+    // The causes hold the useful part ("Connection refused"); skip any that name a URL.
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !s.contains("://") && !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+fn clip(s: &str) -> String {
+    if s.chars().count() <= MAX_BODY_IN_ERROR {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(MAX_BODY_IN_ERROR).collect();
+    out.push('…');
+    out
+}

@@ -1,0 +1,837 @@
+//! The only module that speaks SQL: approvals and the Slack outbox, in one SQLite file.
+//!
+//! Calls are synchronous: each is a few small statements on a local file, far below
+//! the cost of the HTTP calls around them, so they run on the caller's task.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use rusqlite_migration::{M, Migrations};
+
+use crate::model::{Approval, ApprovalKey, MessageKind, Outcome, Resolution, Revision};
+use crate::reconcile::OpenApproval;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state database {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "state database {path} was written by a newer approval-watch (schema version {found}; this version knows up to {known}); refusing to touch it"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("state database {path}: migration failed: {source}")]
+    Migration {
+        path: PathBuf,
+        source: rusqlite_migration::Error,
+    },
+    #[error(
+        "state database {path} is in use by another approval-watch (lock {lock} is held); stop it first"
+    )]
+    Locked { path: PathBuf, lock: PathBuf },
+    #[error("state database {path}: cannot open lock file {lock}: {source}")]
+    Lock {
+        path: PathBuf,
+        lock: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+const SCHEMA_V1: &str = "
+CREATE TABLE approvals (
+    id INTEGER PRIMARY KEY,
+    region TEXT NOT NULL,
+    pipeline TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    action TEXT NOT NULL,
+    token TEXT NOT NULL,
+    pipeline_execution_id TEXT,
+    waiting_since_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL,
+    custom_data TEXT,
+    external_entity_link TEXT,
+    revision_id TEXT,
+    revision_summary TEXT,
+    revision_url TEXT,
+    first_seen_ms INTEGER NOT NULL,
+    reminders_sent INTEGER NOT NULL DEFAULT 0,
+    last_reminder_ms INTEGER,
+    resolved_ms INTEGER,
+    outcome TEXT,
+    resolved_by TEXT,
+    comment TEXT,
+    UNIQUE (region, pipeline, stage, action, token)
+);
+CREATE INDEX approvals_open ON approvals (region, pipeline) WHERE resolved_ms IS NULL;
+
+-- Slack messages, written in the same transaction as the change that makes them due.
+-- `response` keeps what a delivery returned, for a later Slack app mode (channel, ts).
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY,
+    approval_id INTEGER NOT NULL REFERENCES approvals (id),
+    kind TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'failed', 'dropped')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL,
+    last_error TEXT,
+    delivered_ms INTEGER,
+    response TEXT
+);
+CREATE INDEX outbox_pending ON outbox (destination, id) WHERE state = 'pending';
+CREATE INDEX outbox_by_approval ON outbox (approval_id);
+";
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(SCHEMA_V1)])
+}
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The only destination until routing exists; outbox rows carry it so order is per destination.
+pub const DEFAULT_DESTINATION: &str = "default";
+
+/// A message waiting in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub approval_id: i64,
+    pub kind: MessageKind,
+    pub destination: String,
+    pub payload: serde_json::Value,
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+    /// Which approval it is about, for logs.
+    pub key: ApprovalKey,
+}
+
+/// A message to queue, rendered by the caller.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub kind: MessageKind,
+    pub destination: String,
+    pub payload: serde_json::Value,
+}
+
+/// Everything one cycle records, applied in one transaction.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub new: Vec<(Approval, NewMessage)>,
+    /// (approval id, how it resolved, the message to send if any).
+    pub resolved: Vec<(i64, Resolution, Option<NewMessage>)>,
+}
+
+/// One waiting approval as `status` shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WaitingRow {
+    pub region: String,
+    pub pipeline: String,
+    pub stage: String,
+    pub action: String,
+    pub token: String,
+    pub waiting_since: Timestamp,
+    pub expires_at: Timestamp,
+    pub first_seen: Timestamp,
+    pub alerts_sent: u32,
+    pub reminders_sent: u32,
+    pub messages_pending: u32,
+    pub messages_failed: u32,
+}
+
+/// A message Slack refused for good, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FailedRow {
+    pub pipeline: String,
+    pub stage: String,
+    pub action: String,
+    pub kind: MessageKind,
+    pub attempts: u32,
+    pub error: Option<String>,
+    pub created_at: Timestamp,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    /// Held for the life of a writing store, so two daemons never share one database.
+    _lock: Option<File>,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database, holding its lock file.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let lock = take_lock(path)?;
+        let sql = |source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sql)?;
+        check_version(&conn, path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        // FULL: a delivered mark that survives power loss is worth the fsync at this rate.
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(sql)?;
+        migrations()
+            .to_latest(&mut conn)
+            .map_err(|source| StoreError::Migration {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            conn,
+            path: path.to_owned(),
+            _lock: Some(lock),
+        })
+    }
+
+    /// Opens an existing database without writing to it (`status`, `--dry-run`).
+    /// `Ok(None)` when the file does not exist yet.
+    pub fn open_read_only(path: &Path) -> Result<Option<Self>, StoreError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let sql = |source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sql)?;
+        let version = check_version(&conn, path)?;
+        if version < SCHEMA_VERSION {
+            // Nothing recorded yet (a fresh file) or an older schema the daemon will migrate.
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            conn,
+            path: path.to_owned(),
+            _lock: None,
+        }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Approvals recorded as waiting, with whether their alert reached Slack.
+    pub fn open_approvals(&self) -> Result<Vec<OpenApproval>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT a.*, EXISTS (SELECT 1 FROM outbox o WHERE o.approval_id = a.id
+                     AND o.kind = 'alert' AND o.state = 'delivered') AS alert_delivered
+                 FROM approvals a WHERE a.resolved_ms IS NULL ORDER BY a.id",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok(OpenApproval {
+                    id: row.get("id")?,
+                    approval: approval_from_row(row)?,
+                    alert_delivered: row.get("alert_delivered")?,
+                })
+            })
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// Which of these keys were ever recorded, waiting or resolved.
+    pub fn known<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a ApprovalKey>,
+    ) -> Result<HashSet<ApprovalKey>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT 1 FROM approvals WHERE region = ?1 AND pipeline = ?2 AND stage = ?3
+                 AND action = ?4 AND token = ?5",
+            )
+            .map_err(|e| self.sql(e))?;
+        let mut known = HashSet::new();
+        for key in keys {
+            let found = stmt
+                .exists(params![
+                    key.region,
+                    key.pipeline,
+                    key.stage,
+                    key.action,
+                    key.token
+                ])
+                .map_err(|e| self.sql(e))?;
+            if found {
+                known.insert(key.clone());
+            }
+        }
+        Ok(known)
+    }
+
+    /// Records a cycle's decisions and the messages they cause, atomically.
+    pub fn record(&mut self, changes: &Changes, now: Timestamp) -> Result<(), StoreError> {
+        let now_ms = now.as_millisecond();
+        let path = self.path.clone();
+        let sql = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        for (id, resolution, message) in &changes.resolved {
+            tx.execute(
+                "UPDATE approvals SET resolved_ms = ?2, outcome = ?3, resolved_by = ?4, comment = ?5
+                 WHERE id = ?1 AND resolved_ms IS NULL",
+                params![
+                    id,
+                    resolution.at.as_millisecond(),
+                    resolution.outcome.as_str(),
+                    resolution.by,
+                    resolution.comment
+                ],
+            )
+            .map_err(sql)?;
+            // Whatever was still queued about it is moot now (an alert nobody saw).
+            tx.execute(
+                "UPDATE outbox SET state = 'dropped', last_error = 'resolved before delivery'
+                 WHERE approval_id = ?1 AND state = 'pending'",
+                [id],
+            )
+            .map_err(sql)?;
+            if let Some(message) = message {
+                insert_message(&tx, *id, message, now_ms).map_err(sql)?;
+            }
+        }
+        for (approval, message) in &changes.new {
+            let rev = approval.revision.as_ref();
+            let inserted = tx
+                .execute(
+                    "INSERT INTO approvals (region, pipeline, stage, action, token,
+                        pipeline_execution_id, waiting_since_ms, expires_at_ms, custom_data,
+                        external_entity_link, revision_id, revision_summary, revision_url,
+                        first_seen_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                     ON CONFLICT DO NOTHING",
+                    params![
+                        approval.key.region,
+                        approval.key.pipeline,
+                        approval.key.stage,
+                        approval.key.action,
+                        approval.key.token,
+                        approval.pipeline_execution_id,
+                        approval.waiting_since.as_millisecond(),
+                        approval.expires_at.as_millisecond(),
+                        approval.custom_data,
+                        approval.external_entity_link,
+                        rev.and_then(|r| r.revision_id.as_deref()),
+                        rev.and_then(|r| r.summary.as_deref()),
+                        rev.and_then(|r| r.url.as_deref()),
+                        now_ms,
+                    ],
+                )
+                .map_err(sql)?;
+            // The unique key is the last word on "announce once".
+            if inserted == 1 {
+                let id = tx.last_insert_rowid();
+                insert_message(&tx, id, message, now_ms).map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// The oldest pending message of a destination, due or not: delivery keeps order,
+    /// so a message waiting for its retry holds back the ones behind it.
+    pub fn first_pending(&self, destination: &str) -> Result<Option<OutboxMessage>, StoreError> {
+        Ok(self.pending(destination, 1)?.into_iter().next())
+    }
+
+    /// Pending messages of a destination in order, at most `limit`.
+    pub fn pending(&self, destination: &str, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT o.id, o.approval_id, o.kind, o.destination, o.payload, o.attempts,
+                        o.next_attempt_ms, a.region, a.pipeline, a.stage, a.action, a.token
+                 FROM outbox o JOIN approvals a ON a.id = o.approval_id
+                 WHERE o.state = 'pending' AND o.destination = ?1 ORDER BY o.id LIMIT ?2",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map(params![destination, limit], |row| {
+                let kind: String = row.get("kind")?;
+                let payload: String = row.get("payload")?;
+                Ok(OutboxMessage {
+                    id: row.get("id")?,
+                    approval_id: row.get("approval_id")?,
+                    kind: MessageKind::parse(&kind).unwrap_or(MessageKind::Alert),
+                    destination: row.get("destination")?,
+                    payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+                    attempts: row.get("attempts")?,
+                    next_attempt_at: ms(row.get("next_attempt_ms")?),
+                    key: key_from_row(row)?,
+                })
+            })
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// When the next pending message becomes due, over all destinations.
+    pub fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT MIN(next_attempt_ms) FROM outbox WHERE state = 'pending'",
+                [],
+                |row| row.get::<_, Option<i64>>(0),
+            )
+            .map(|v| v.map(ms))
+            .map_err(|e| self.sql(e))
+    }
+
+    pub fn count_pending(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+            .map_err(|e| self.sql(e))
+    }
+
+    pub fn mark_delivered(&self, id: i64, now: Timestamp) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE outbox SET state = 'delivered', delivered_ms = ?2,
+                     attempts = attempts + 1, last_error = NULL WHERE id = ?1",
+                params![id, now.as_millisecond()],
+            )
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// A temporary failure: try again at `next_at`.
+    pub fn mark_retry(&self, id: i64, next_at: Timestamp, error: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3
+                 WHERE id = ?1",
+                params![id, next_at.as_millisecond(), error],
+            )
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Slack refused for good (e.g. 404 `no_service`): never tried again.
+    pub fn mark_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?2
+                 WHERE id = ?1",
+                params![id, error],
+            )
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Waiting approvals, oldest first, with what was sent about them.
+    pub fn waiting(&self) -> Result<Vec<WaitingRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT a.*,
+                    (SELECT COUNT(*) FROM outbox o WHERE o.approval_id = a.id
+                        AND o.kind = 'alert' AND o.state = 'delivered') AS alerts_sent,
+                    (SELECT COUNT(*) FROM outbox o WHERE o.approval_id = a.id
+                        AND o.state = 'pending') AS messages_pending,
+                    (SELECT COUNT(*) FROM outbox o WHERE o.approval_id = a.id
+                        AND o.state = 'failed') AS messages_failed
+                 FROM approvals a WHERE a.resolved_ms IS NULL
+                 ORDER BY a.waiting_since_ms, a.id",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                let key = key_from_row(row)?;
+                Ok(WaitingRow {
+                    region: key.region,
+                    pipeline: key.pipeline,
+                    stage: key.stage,
+                    action: key.action,
+                    token: key.token,
+                    waiting_since: ms(row.get("waiting_since_ms")?),
+                    expires_at: ms(row.get("expires_at_ms")?),
+                    first_seen: ms(row.get("first_seen_ms")?),
+                    alerts_sent: row.get("alerts_sent")?,
+                    reminders_sent: row.get("reminders_sent")?,
+                    messages_pending: row.get("messages_pending")?,
+                    messages_failed: row.get("messages_failed")?,
+                })
+            })
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// Messages Slack refused for good, newest first.
+    pub fn failed(&self, limit: u32) -> Result<Vec<FailedRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT a.region, a.pipeline, a.stage, a.action, a.token, o.kind, o.attempts,
+                        o.last_error, o.created_ms
+                 FROM outbox o JOIN approvals a ON a.id = o.approval_id
+                 WHERE o.state = 'failed' ORDER BY o.id DESC LIMIT ?1",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([limit], |row| {
+                let kind: String = row.get("kind")?;
+                Ok(FailedRow {
+                    pipeline: row.get("pipeline")?,
+                    stage: row.get("stage")?,
+                    action: row.get("action")?,
+                    kind: MessageKind::parse(&kind).unwrap_or(MessageKind::Alert),
+                    attempts: row.get("attempts")?,
+                    error: row.get("last_error")?,
+                    created_at: ms(row.get("created_ms")?),
+                })
+            })
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// Flushes the WAL into the main file and closes, reporting any error.
+    pub fn close(self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        if self._lock.is_some() {
+            // Best effort: a checkpoint that cannot run now runs at the next open.
+            let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+        }
+        self.conn
+            .close()
+            .map_err(|(_, source)| StoreError::Sqlite { path, source })
+    }
+}
+
+fn take_lock(path: &Path) -> Result<File, StoreError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| StoreError::Lock {
+            path: path.to_owned(),
+            lock: lock_path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+            path: path.to_owned(),
+            lock: lock_path,
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Lock {
+            path: path.to_owned(),
+            lock: lock_path,
+            source,
+        }),
+    }
+}
+
+/// Refuses a database from a newer build before anything touches it.
+fn check_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(|source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        })?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    Ok(found)
+}
+
+fn insert_message(
+    tx: &rusqlite::Transaction<'_>,
+    approval_id: i64,
+    message: &NewMessage,
+    now_ms: i64,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO outbox (approval_id, kind, destination, payload, created_ms, next_attempt_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        params![
+            approval_id,
+            message.kind.as_str(),
+            message.destination,
+            message.payload.to_string(),
+            now_ms
+        ],
+    )
+    .map(drop)
+}
+
+fn ms(millis: i64) -> Timestamp {
+    Timestamp::from_millisecond(millis).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn key_from_row(row: &Row<'_>) -> rusqlite::Result<ApprovalKey> {
+    Ok(ApprovalKey {
+        region: row.get("region")?,
+        pipeline: row.get("pipeline")?,
+        stage: row.get("stage")?,
+        action: row.get("action")?,
+        token: row.get("token")?,
+    })
+}
+
+fn approval_from_row(row: &Row<'_>) -> rusqlite::Result<Approval> {
+    let revision_id: Option<String> = row.get("revision_id")?;
+    let summary: Option<String> = row.get("revision_summary")?;
+    let url: Option<String> = row.get("revision_url")?;
+    let revision =
+        (revision_id.is_some() || summary.is_some() || url.is_some()).then_some(Revision {
+            revision_id,
+            summary,
+            url,
+        });
+    Ok(Approval {
+        key: key_from_row(row)?,
+        pipeline_execution_id: row.get("pipeline_execution_id")?,
+        waiting_since: ms(row.get("waiting_since_ms")?),
+        expires_at: ms(row.get("expires_at_ms")?),
+        custom_data: row.get("custom_data")?,
+        external_entity_link: row.get("external_entity_link")?,
+        revision,
+    })
+}
+
+/// Reads a resolution back (tests and future `history`).
+pub fn outcome_of(store: &Store, key: &ApprovalKey) -> Result<Option<Outcome>, StoreError> {
+    let outcome: Option<Option<String>> = store
+        .conn
+        .query_row(
+            "SELECT outcome FROM approvals WHERE region = ?1 AND pipeline = ?2 AND stage = ?3
+             AND action = ?4 AND token = ?5",
+            params![key.region, key.pipeline, key.stage, key.action, key.token],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(|e| store.sql(e))?;
+    Ok(outcome.flatten().as_deref().and_then(Outcome::parse))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(token: &str) -> ApprovalKey {
+        ApprovalKey {
+            region: "us-east-1".into(),
+            pipeline: "web-app".into(),
+            stage: "Approve".into(),
+            action: "Approve".into(),
+            token: token.into(),
+        }
+    }
+
+    fn approval(token: &str) -> Approval {
+        Approval {
+            key: key(token),
+            pipeline_execution_id: Some("exec".into()),
+            waiting_since: Timestamp::from_second(1_764_148_392).unwrap(),
+            expires_at: Timestamp::from_second(1_764_753_192).unwrap(),
+            custom_data: Some("needed".into()),
+            external_entity_link: None,
+            revision: Some(Revision {
+                revision_id: Some("8f2b".into()),
+                summary: Some("Fix".into()),
+                url: None,
+            }),
+        }
+    }
+
+    fn message(kind: MessageKind) -> NewMessage {
+        NewMessage {
+            kind,
+            destination: DEFAULT_DESTINATION.into(),
+            payload: serde_json::json!({"text": kind.as_str()}),
+        }
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_764_148_400).unwrap()
+    }
+
+    #[test]
+    fn records_once_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let mut store = Store::open(&path).unwrap();
+        let changes = Changes {
+            new: vec![(approval("t1"), message(MessageKind::Alert))],
+            resolved: vec![],
+        };
+        store.record(&changes, now()).unwrap();
+        // The same approval again (a race, a replay): the unique key keeps one row, one message.
+        store.record(&changes, now()).unwrap();
+        assert_eq!(store.count_pending().unwrap(), 1);
+        let open = store.open_approvals().unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].approval, approval("t1"));
+        assert!(!open[0].alert_delivered);
+        store.close().unwrap();
+
+        let store = Store::open(&path).unwrap();
+        let msg = store.first_pending(DEFAULT_DESTINATION).unwrap().unwrap();
+        assert_eq!(msg.kind, MessageKind::Alert);
+        assert_eq!(msg.key, key("t1"));
+        store.mark_delivered(msg.id, now()).unwrap();
+        assert!(store.first_pending(DEFAULT_DESTINATION).unwrap().is_none());
+        assert!(store.open_approvals().unwrap()[0].alert_delivered);
+        assert_eq!(
+            store.known([&key("t1"), &key("t2")]).unwrap(),
+            HashSet::from([key("t1")])
+        );
+        let waiting = store.waiting().unwrap();
+        assert_eq!(waiting[0].alerts_sent, 1);
+    }
+
+    #[test]
+    fn resolving_drops_undelivered_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        store
+            .record(
+                &Changes {
+                    new: vec![(approval("t1"), message(MessageKind::Alert))],
+                    resolved: vec![],
+                },
+                now(),
+            )
+            .unwrap();
+        let id = store.open_approvals().unwrap()[0].id;
+        let resolution = Resolution {
+            outcome: Outcome::Approved,
+            by: Some("arn:aws:iam::1:user/bob".into()),
+            comment: None,
+            at: now(),
+        };
+        store
+            .record(
+                &Changes {
+                    new: vec![],
+                    resolved: vec![(id, resolution, None)],
+                },
+                now(),
+            )
+            .unwrap();
+        assert_eq!(store.count_pending().unwrap(), 0);
+        assert!(store.open_approvals().unwrap().is_empty());
+        assert_eq!(
+            outcome_of(&store, &key("t1")).unwrap(),
+            Some(Outcome::Approved)
+        );
+    }
+
+    #[test]
+    fn retry_and_failure_are_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        store
+            .record(
+                &Changes {
+                    new: vec![
+                        (approval("t1"), message(MessageKind::Alert)),
+                        (approval("t2"), message(MessageKind::Alert)),
+                    ],
+                    resolved: vec![],
+                },
+                now(),
+            )
+            .unwrap();
+        let first = store.first_pending(DEFAULT_DESTINATION).unwrap().unwrap();
+        let later = now()
+            .checked_add(jiff::SignedDuration::from_secs(5))
+            .unwrap();
+        store.mark_retry(first.id, later, "HTTP 500").unwrap();
+        let again = store.first_pending(DEFAULT_DESTINATION).unwrap().unwrap();
+        assert_eq!(
+            (again.id, again.attempts, again.next_attempt_at),
+            (first.id, 1, later)
+        );
+        assert_eq!(store.next_due().unwrap(), Some(now()));
+        store.mark_failed(first.id, "HTTP 404: no_service").unwrap();
+        let failed = store.failed(10).unwrap();
+        assert_eq!(failed[0].error.as_deref(), Some("HTTP 404: no_service"));
+        assert_eq!(failed[0].attempts, 2);
+        assert_eq!(store.count_pending().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_second_writer_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let _first = Store::open(&path).unwrap();
+        let e = Store::open(&path).err().unwrap();
+        assert!(matches!(e, StoreError::Locked { .. }), "{e}");
+        assert!(e.to_string().contains("in use by another approval-watch"));
+        // Readers are welcome.
+        assert!(Store::open_read_only(&path).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("CREATE TABLE future (x); PRAGMA user_version = 999;")
+                .unwrap();
+        }
+        let before = std::fs::read(&path).unwrap();
+        let e = Store::open(&path).err().unwrap();
+        assert!(e.to_string().contains("schema version 999"), "{e}");
+        assert!(Store::open_read_only(&path).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn read_only_open_of_a_missing_file_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("none.db");
+        assert!(Store::open_read_only(&path).unwrap().is_none());
+        assert!(!path.exists());
+    }
+}

@@ -1,0 +1,264 @@
+//! One cycle: read every pipeline, decide, record, deliver. Used by `run` on a timer and by
+//! `once`; `observe` alone serves `once --dry-run`.
+
+use std::collections::{HashMap, HashSet};
+
+use futures_util::StreamExt;
+use jiff::Timestamp;
+use tokio_util::sync::CancellationToken;
+
+use crate::aws::{AwsError, CodePipeline, Target};
+use crate::deliver::{Deliverer, DeliveryReport};
+use crate::model::{ApprovalKey, MessageKind, PipelineSnapshot, Revision};
+use crate::reconcile::{self, Plan};
+use crate::render;
+use crate::store::{self, Changes, NewMessage, Store, StoreError};
+
+/// Pipelines read at once; keeps a cycle quick without bursting into throttling.
+const MAX_CONCURRENT_READS: usize = 8;
+
+/// What a cycle's reads gave.
+pub struct Observation {
+    pub plan: Plan,
+    pub failures: Vec<AwsError>,
+}
+
+/// What one cycle did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CycleReport {
+    pub pipelines: usize,
+    pub read_failures: usize,
+    pub new_approvals: usize,
+    pub resolved: usize,
+    pub delivery: DeliveryReport,
+    /// Messages still waiting in the outbox after the cycle (retry later, or interrupted).
+    pub undelivered: u64,
+}
+
+impl CycleReport {
+    /// `once` succeeds only when everything was read and everything due was delivered.
+    pub fn is_clean(&self) -> bool {
+        self.read_failures == 0 && self.delivery.failed == 0 && self.undelivered == 0
+    }
+}
+
+/// Reads the pipelines and decides. `store` is read, never written; `None` = nothing recorded.
+pub async fn observe(
+    aws: &CodePipeline,
+    targets: &[Target],
+    store: Option<&Store>,
+    now: Timestamp,
+) -> Result<Observation, StoreError> {
+    let results: Vec<Result<PipelineSnapshot, AwsError>> = futures_util::stream::iter(targets)
+        .map(|t| aws.read(t))
+        .buffer_unordered(MAX_CONCURRENT_READS)
+        .collect()
+        .await;
+    let mut snapshots = Vec::with_capacity(results.len());
+    let mut failures = Vec::new();
+    for result in results {
+        match result {
+            Ok(s) => snapshots.push(s),
+            Err(e) => failures.push(e),
+        }
+    }
+
+    let waiting = reconcile::waiting_keys(&snapshots);
+    let known = match store {
+        Some(store) => store.known(waiting.iter().map(|(k, _)| k))?,
+        None => HashSet::new(),
+    };
+    let revisions = revisions(aws, &waiting, &known).await;
+    let open = match store {
+        Some(store) => store.open_approvals()?,
+        None => Vec::new(),
+    };
+    let plan = reconcile::reconcile(&open, &snapshots, &known, &revisions, now);
+    Ok(Observation { plan, failures })
+}
+
+/// `GetPipelineExecution` once per new approval. A failure only costs the alert its revision.
+async fn revisions(
+    aws: &CodePipeline,
+    waiting: &[(ApprovalKey, Option<String>)],
+    known: &HashSet<ApprovalKey>,
+) -> HashMap<ApprovalKey, Revision> {
+    let lookups = waiting
+        .iter()
+        .filter(|(key, _)| !known.contains(key))
+        .filter_map(|(key, execution)| Some((key, execution.as_deref()?)));
+    futures_util::stream::iter(lookups)
+        .map(|(key, execution)| async move {
+            let target = Target {
+                region: key.region.clone(),
+                pipeline: key.pipeline.clone(),
+            };
+            match aws.revision(&target, execution).await {
+                Ok(revision) => Some((key.clone(), revision)),
+                Err(e) => {
+                    tracing::warn!(
+                        pipeline = %e.pipeline,
+                        code = %e.code,
+                        "cannot read the revision being deployed; alerting without it: {}",
+                        e.message
+                    );
+                    None
+                }
+            }
+        })
+        .buffer_unordered(MAX_CONCURRENT_READS)
+        .filter_map(std::future::ready)
+        .collect()
+        .await
+}
+
+/// Renders the messages a plan causes, all for the one destination there is so far.
+pub fn changes(plan: &Plan, now: Timestamp) -> Changes {
+    let message = |kind, payload| NewMessage {
+        kind,
+        destination: store::DEFAULT_DESTINATION.to_owned(),
+        payload,
+    };
+    Changes {
+        new: plan
+            .new
+            .iter()
+            .map(|a| {
+                (
+                    a.clone(),
+                    message(MessageKind::Alert, render::alert(a, now)),
+                )
+            })
+            .collect(),
+        resolved: plan
+            .resolved
+            .iter()
+            .map(|r| {
+                let msg = r.notify.then(|| {
+                    message(
+                        MessageKind::Resolution,
+                        render::resolution(&r.approval, &r.resolution),
+                    )
+                });
+                (r.id, r.resolution.clone(), msg)
+            })
+            .collect(),
+    }
+}
+
+/// The daemon's moving parts, owned together.
+pub struct Watcher {
+    aws: CodePipeline,
+    targets: Vec<Target>,
+    store: Store,
+    deliverer: Deliverer,
+    /// The last error code per failing pipeline, so a lasting failure is logged once.
+    failing: HashMap<Target, String>,
+}
+
+impl Watcher {
+    pub fn new(
+        aws: CodePipeline,
+        targets: Vec<Target>,
+        store: Store,
+        deliverer: Deliverer,
+    ) -> Self {
+        Self {
+            aws,
+            targets,
+            store,
+            deliverer,
+            failing: HashMap::new(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// A full cycle. Shutdown abandons the reads (nothing recorded) or stops delivery
+    /// between messages (the rest stay queued).
+    pub async fn cycle(&mut self, shutdown: &CancellationToken) -> Result<CycleReport, StoreError> {
+        let now = Timestamp::now();
+        let observed = tokio::select! {
+            o = observe(&self.aws, &self.targets, Some(&self.store), now) => o?,
+            _ = shutdown.cancelled() => return Ok(CycleReport::default()),
+        };
+        self.log_read_failures(&observed.failures);
+        let changes = changes(&observed.plan, now);
+        self.store.record(&changes, now)?;
+        for a in &observed.plan.new {
+            tracing::info!(
+                pipeline = %a.key.pipeline,
+                stage = %a.key.stage,
+                action = %a.key.action,
+                region = %a.key.region,
+                "approval waiting"
+            );
+        }
+        for r in &observed.plan.resolved {
+            tracing::info!(
+                pipeline = %r.approval.key.pipeline,
+                stage = %r.approval.key.stage,
+                action = %r.approval.key.action,
+                outcome = r.resolution.outcome.as_str(),
+                told = r.notify,
+                "approval resolved"
+            );
+        }
+        let delivery = self.deliver(shutdown).await?;
+        Ok(CycleReport {
+            pipelines: self.targets.len(),
+            read_failures: observed.failures.len(),
+            new_approvals: observed.plan.new.len(),
+            resolved: observed.plan.resolved.len(),
+            delivery,
+            undelivered: self.store.count_pending()?,
+        })
+    }
+
+    /// Sends what is due in the outbox (retries between cycles).
+    pub async fn deliver(
+        &mut self,
+        shutdown: &CancellationToken,
+    ) -> Result<DeliveryReport, StoreError> {
+        self.deliverer.deliver_due(&self.store, shutdown).await
+    }
+
+    pub fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.store.next_due()
+    }
+
+    pub fn close(self) -> Result<(), StoreError> {
+        self.store.close()
+    }
+
+    fn log_read_failures(&mut self, failures: &[AwsError]) {
+        let mut still_failing = HashMap::new();
+        for e in failures {
+            let target = Target {
+                region: e.region.clone(),
+                pipeline: e.pipeline.clone(),
+            };
+            if self.failing.get(&target) == Some(&e.code) {
+                tracing::debug!(pipeline = %e.pipeline, region = %e.region, code = %e.code, "still cannot read pipeline");
+            } else {
+                tracing::warn!(
+                    pipeline = %e.pipeline,
+                    region = %e.region,
+                    operation = e.operation,
+                    code = %e.code,
+                    "cannot read pipeline; its approvals stay as they are: {}",
+                    e.message
+                );
+            }
+            still_failing.insert(target, e.code.clone());
+        }
+        for target in self.failing.keys() {
+            if !still_failing.contains_key(target) {
+                tracing::info!(pipeline = %target.pipeline, region = %target.region, "pipeline readable again");
+            }
+        }
+        self.failing = still_failing;
+    }
+}

@@ -1,0 +1,538 @@
+//! An in-process fake of the CodePipeline API (awsJson1.1 over HTTP on 127.0.0.1:0).
+//!
+//! `POST /` routed on `X-Amz-Target`; bodies shaped like the fixtures. Per pipeline it serves a
+//! current `GetPipelineState`, `GetPipeline` and `GetPipelineExecution` body, or an injected error.
+//! A pipeline it does not know answers `PipelineNotFoundException`, as AWS does.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::fixtures::{self, Fixture, StateBuilder};
+
+pub const TARGET_PREFIX: &str = "CodePipeline_20150709.";
+pub const GET_PIPELINE_STATE: &str = "GetPipelineState";
+pub const GET_PIPELINE: &str = "GetPipeline";
+pub const GET_PIPELINE_EXECUTION: &str = "GetPipelineExecution";
+pub const LIST_PIPELINES: &str = "ListPipelines";
+
+/// An error the fake answers with instead of a body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InjectedError {
+    pub status: u16,
+    pub error_type: String,
+    pub message: String,
+}
+
+impl InjectedError {
+    pub fn new(status: u16, error_type: &str, message: &str) -> Self {
+        InjectedError {
+            status,
+            error_type: error_type.to_owned(),
+            message: message.to_owned(),
+        }
+    }
+
+    pub fn access_denied() -> Self {
+        Self::new(
+            400,
+            "AccessDeniedException",
+            "User: arn:aws:sts::123456789012:assumed-role/approval-watch/i-0abc is not authorized to perform this operation",
+        )
+    }
+
+    pub fn throttling() -> Self {
+        Self::new(400, "ThrottlingException", "Rate exceeded")
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(
+            400,
+            "PipelineNotFoundException",
+            "Account '123456789012' does not have a pipeline with that name",
+        )
+    }
+}
+
+/// One request the fake received.
+#[derive(Debug, Clone)]
+pub struct AwsRequest {
+    pub at: Instant,
+    pub operation: String,
+    /// `name` or `pipelineName` from the body.
+    pub pipeline: Option<String>,
+    pub body: Value,
+    /// The access key id from the SigV4 `Authorization` header.
+    pub access_key: Option<String>,
+    /// The status the fake answered with.
+    pub status: u16,
+}
+
+#[derive(Debug, Clone)]
+struct PipelineEntry {
+    state: Value,
+    definition: Value,
+    execution: Value,
+    version: i64,
+    token: String,
+    /// When the current token started waiting (epoch seconds).
+    waiting_since: f64,
+    /// Applies to every operation on the pipeline.
+    error: Option<InjectedError>,
+    /// Applies to one operation.
+    op_errors: HashMap<String, InjectedError>,
+    /// One-shot errors per operation, used before `op_errors`/`error`.
+    queued: HashMap<String, VecDeque<InjectedError>>,
+}
+
+impl PipelineEntry {
+    fn new(name: &str) -> Self {
+        let version = 7;
+        PipelineEntry {
+            state: StateBuilder::fixture(Fixture::NeverReached)
+                .named(name)
+                .version(version)
+                .build(),
+            definition: fixtures::definition(name, version),
+            execution: fixtures::execution(name, version),
+            version,
+            token: fixtures::default_token(name),
+            waiting_since: fixtures::now_epoch() - 600.0,
+            error: None,
+            op_errors: HashMap::new(),
+            queued: HashMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    pipelines: HashMap<String, PipelineEntry>,
+    calls: HashMap<(String, String), usize>,
+    requests: Vec<AwsRequest>,
+    delay: Duration,
+}
+
+#[derive(Clone)]
+struct Shared {
+    inner: Arc<Mutex<Inner>>,
+    changed: Arc<watch::Sender<usize>>,
+}
+
+/// The fake CodePipeline endpoint. Dropping it stops the server.
+pub struct FakeCodePipeline {
+    shared: Shared,
+    addr: std::net::SocketAddr,
+    server: JoinHandle<()>,
+}
+
+impl Drop for FakeCodePipeline {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl FakeCodePipeline {
+    /// Starts the server on 127.0.0.1 with an ephemeral port. Knows no pipeline yet.
+    pub async fn start() -> Self {
+        let shared = Shared {
+            inner: Arc::new(Mutex::new(Inner::default())),
+            changed: Arc::new(watch::channel(0).0),
+        };
+        let app = Router::new()
+            .route("/", post(handle))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake CodePipeline");
+        let addr = listener.local_addr().expect("local addr");
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeCodePipeline {
+            shared,
+            addr,
+            server,
+        }
+    }
+
+    /// Starts the server knowing `pipelines`, each at the never-reached state.
+    pub async fn with_pipelines(pipelines: &[&str]) -> Self {
+        let fake = Self::start().await;
+        for p in pipelines {
+            fake.add_pipeline(p);
+        }
+        fake
+    }
+
+    /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn with_entry<R>(&self, pipeline: &str, f: impl FnOnce(&mut PipelineEntry) -> R) -> R {
+        let mut inner = self.shared.inner.lock().unwrap();
+        let entry = inner
+            .pipelines
+            .entry(pipeline.to_owned())
+            .or_insert_with(|| PipelineEntry::new(pipeline));
+        f(entry)
+    }
+
+    /// Makes the pipeline known (fixture definition and execution renamed; approval never reached).
+    pub fn add_pipeline(&self, pipeline: &str) {
+        self.with_entry(pipeline, |_| ());
+    }
+
+    /// Forgets a pipeline: it answers `PipelineNotFoundException` from now on.
+    pub fn remove_pipeline(&self, pipeline: &str) {
+        self.shared.inner.lock().unwrap().pipelines.remove(pipeline);
+    }
+
+    /// Serves a state fixture for `pipeline`, renamed, at the pipeline's version and current token,
+    /// with realistic timestamps:
+    /// - `Waiting`: `lastStatusChange` = when the current token started waiting (10 minutes before
+    ///   the pipeline was added, or when `set_waiting` gave it a new token), so it has not expired;
+    /// - `Approved`, `Rejected`, `Expired`: `lastStatusChange` = now (reviewer and comment as in
+    ///   the fixture);
+    /// - `NeverReached`: as stored.
+    pub fn set_state(&self, pipeline: &str, fixture: Fixture) {
+        self.with_entry(pipeline, |e| {
+            let mut b = StateBuilder::fixture(fixture)
+                .named(pipeline)
+                .version(e.version);
+            match fixture {
+                Fixture::NeverReached => {}
+                Fixture::Waiting => {
+                    b = b.token(&e.token).last_status_change(e.waiting_since);
+                }
+                Fixture::Approved | Fixture::Rejected | Fixture::Expired => {
+                    b = b.token(&e.token).last_status_change(fixtures::now_epoch());
+                }
+            }
+            e.state = b.build();
+        });
+    }
+
+    /// Serves a state fixture exactly as stored (its 2025 timestamps and token), only renamed.
+    pub fn set_state_raw(&self, pipeline: &str, fixture: Fixture) {
+        self.with_entry(pipeline, |e| {
+            e.token = fixtures::FIXTURE_TOKEN.to_owned();
+            e.version = 7;
+            e.definition["pipeline"]["version"] = json!(7);
+            e.execution["pipelineExecution"]["pipelineVersion"] = json!(7);
+            e.state = StateBuilder::fixture(fixture).named(pipeline).build();
+        });
+    }
+
+    /// A waiting approval with a new token that started waiting now (same stage and action).
+    pub fn set_waiting(&self, pipeline: &str, token: &str) {
+        self.set_waiting_since(pipeline, token, fixtures::now_epoch());
+    }
+
+    /// A waiting approval with `token`, waiting since `since` (epoch seconds).
+    pub fn set_waiting_since(&self, pipeline: &str, token: &str, since: f64) {
+        self.with_entry(pipeline, |e| {
+            e.token = token.to_owned();
+            e.waiting_since = since;
+        });
+        self.set_state(pipeline, Fixture::Waiting);
+    }
+
+    /// The token the pipeline's approval currently carries.
+    pub fn token(&self, pipeline: &str) -> String {
+        self.with_entry(pipeline, |e| e.token.clone())
+    }
+
+    /// When the current token started waiting (epoch seconds).
+    pub fn waiting_since(&self, pipeline: &str) -> f64 {
+        self.with_entry(pipeline, |e| e.waiting_since)
+    }
+
+    /// Serves `body` as the pipeline's `GetPipelineState`.
+    pub fn set_state_json(&self, pipeline: &str, body: Value) {
+        self.with_entry(pipeline, |e| e.state = body);
+    }
+
+    /// Edits the current `GetPipelineState` body.
+    pub fn update_state(&self, pipeline: &str, f: impl FnOnce(&mut Value)) {
+        self.with_entry(pipeline, |e| f(&mut e.state));
+    }
+
+    pub fn state_json(&self, pipeline: &str) -> Value {
+        self.with_entry(pipeline, |e| e.state.clone())
+    }
+
+    /// Serves `body` as the pipeline's `GetPipeline`.
+    pub fn set_definition_json(&self, pipeline: &str, body: Value) {
+        self.with_entry(pipeline, |e| e.definition = body);
+    }
+
+    /// Edits the current `GetPipeline` body.
+    pub fn update_definition(&self, pipeline: &str, f: impl FnOnce(&mut Value)) {
+        self.with_entry(pipeline, |e| f(&mut e.definition));
+    }
+
+    /// Serves `body` as the pipeline's `GetPipelineExecution` (the requested id is echoed).
+    pub fn set_execution_json(&self, pipeline: &str, body: Value) {
+        self.with_entry(pipeline, |e| e.execution = body);
+    }
+
+    /// Changes `pipelineVersion` in the state, the definition and the execution bodies.
+    pub fn set_version(&self, pipeline: &str, version: i64) {
+        self.with_entry(pipeline, |e| {
+            e.version = version;
+            e.state["pipelineVersion"] = json!(version);
+            e.definition["pipeline"]["version"] = json!(version);
+            e.execution["pipelineExecution"]["pipelineVersion"] = json!(version);
+        });
+    }
+
+    /// Every operation on `pipeline` answers this error until `clear_error`.
+    pub fn set_error(&self, pipeline: &str, status: u16, error_type: &str, message: &str) {
+        let err = InjectedError::new(status, error_type, message);
+        self.with_entry(pipeline, |e| e.error = Some(err));
+    }
+
+    /// `operation` (e.g. `"GetPipeline"`) on `pipeline` answers this error until `clear_error`.
+    pub fn set_operation_error(&self, operation: &str, pipeline: &str, error: InjectedError) {
+        self.with_entry(pipeline, |e| {
+            e.op_errors.insert(operation.to_owned(), error);
+        });
+    }
+
+    /// The next `times` calls of `operation` on `pipeline` answer this error, then as before.
+    pub fn fail_next(&self, operation: &str, pipeline: &str, times: usize, error: InjectedError) {
+        self.with_entry(pipeline, |e| {
+            let q = e.queued.entry(operation.to_owned()).or_default();
+            for _ in 0..times {
+                q.push_back(error.clone());
+            }
+        });
+    }
+
+    /// Removes every injected error of `pipeline`.
+    pub fn clear_error(&self, pipeline: &str) {
+        self.with_entry(pipeline, |e| {
+            e.error = None;
+            e.op_errors.clear();
+            e.queued.clear();
+        });
+    }
+
+    /// Every answer is delayed by `delay` (to see whether pipelines are read concurrently).
+    pub fn set_delay(&self, delay: Duration) {
+        self.shared.inner.lock().unwrap().delay = delay;
+    }
+
+    /// How many times `operation` was called for `pipeline` (answered with an error or not).
+    pub fn calls(&self, operation: &str, pipeline: &str) -> usize {
+        let inner = self.shared.inner.lock().unwrap();
+        inner
+            .calls
+            .get(&(operation.to_owned(), pipeline.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// How many times `operation` was called, all pipelines together.
+    pub fn total_calls(&self, operation: &str) -> usize {
+        let inner = self.shared.inner.lock().unwrap();
+        inner
+            .requests
+            .iter()
+            .filter(|r| r.operation == operation)
+            .count()
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<AwsRequest> {
+        self.shared.inner.lock().unwrap().requests.clone()
+    }
+
+    /// Waits until `operation` has been called at least `count` times for `pipeline`.
+    /// Returns false on timeout.
+    pub async fn wait_for_calls(
+        &self,
+        operation: &str,
+        pipeline: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> bool {
+        let mut rx = self.shared.changed.subscribe();
+        let wait = async {
+            loop {
+                if self.calls(operation, pipeline) >= count {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.is_ok()
+            && self.calls(operation, pipeline) >= count
+    }
+}
+
+fn aws_response(status: u16, body: &Value) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/x-amz-json-1.1"),
+            (
+                header::HeaderName::from_static("x-amzn-requestid"),
+                "5f1e2d3c-0000-4000-8000-fa4ecodepipe",
+            ),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn access_key_of(headers: &HeaderMap) -> Option<String> {
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let cred = auth.split("Credential=").nth(1)?;
+    Some(cred.split('/').next()?.to_owned())
+}
+
+async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let operation = target
+        .strip_prefix(TARGET_PREFIX)
+        .unwrap_or(&target)
+        .to_owned();
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let pipeline = body
+        .get("name")
+        .or_else(|| body.get("pipelineName"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let access_key = access_key_of(&headers);
+
+    let (status, answer, delay) = {
+        let mut inner = shared.inner.lock().unwrap();
+        let delay = inner.delay;
+        let (status, answer) = answer(&mut inner, &operation, pipeline.as_deref(), &body, &headers);
+        if let Some(p) = &pipeline {
+            *inner
+                .calls
+                .entry((operation.clone(), p.clone()))
+                .or_default() += 1;
+        }
+        inner.requests.push(AwsRequest {
+            at: Instant::now(),
+            operation: operation.clone(),
+            pipeline: pipeline.clone(),
+            body: body.clone(),
+            access_key,
+            status,
+        });
+        (status, answer, delay)
+    };
+    shared.changed.send_modify(|n| *n += 1);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    aws_response(status, &answer)
+}
+
+fn answer(
+    inner: &mut Inner,
+    operation: &str,
+    pipeline: Option<&str>,
+    body: &Value,
+    headers: &HeaderMap,
+) -> (u16, Value) {
+    if headers.get(header::AUTHORIZATION).is_none() {
+        return (
+            400,
+            fixtures::error_body(
+                "MissingAuthenticationTokenException",
+                "Missing Authentication Token",
+            ),
+        );
+    }
+    if operation == LIST_PIPELINES {
+        let mut names: Vec<&String> = inner.pipelines.keys().collect();
+        names.sort();
+        let list: Vec<Value> = names
+            .into_iter()
+            .map(|n| {
+                json!({"name": n, "version": inner.pipelines[n].version, "pipelineType": "V2",
+                       "executionMode": "SUPERSEDED", "created": 1600871523.204, "updated": 1761923344.5})
+            })
+            .collect();
+        return (200, json!({ "pipelines": list }));
+    }
+    let known = [GET_PIPELINE_STATE, GET_PIPELINE, GET_PIPELINE_EXECUTION];
+    if !known.contains(&operation) {
+        return (
+            400,
+            fixtures::error_body(
+                "UnknownOperationException",
+                &format!("unknown operation {operation}"),
+            ),
+        );
+    }
+    let Some(name) = pipeline else {
+        return (
+            400,
+            fixtures::error_body(
+                "ValidationException",
+                "1 validation error detected: name must not be null",
+            ),
+        );
+    };
+    let Some(entry) = inner.pipelines.get_mut(name) else {
+        return (
+            400,
+            fixtures::error_body(
+                "PipelineNotFoundException",
+                &format!("Account '123456789012' does not have a pipeline with name '{name}'"),
+            ),
+        );
+    };
+    if let Some(err) = entry
+        .queued
+        .get_mut(operation)
+        .and_then(VecDeque::pop_front)
+    {
+        return (
+            err.status,
+            fixtures::error_body(&err.error_type, &err.message),
+        );
+    }
+    if let Some(err) = entry.op_errors.get(operation).or(entry.error.as_ref()) {
+        return (
+            err.status,
+            fixtures::error_body(&err.error_type, &err.message),
+        );
+    }
+    match operation {
+        GET_PIPELINE_STATE => (200, entry.state.clone()),
+        GET_PIPELINE => (200, entry.definition.clone()),
+        _ => {
+            let mut exec = entry.execution.clone();
+            if let Some(id) = body.get("pipelineExecutionId") {
+                exec["pipelineExecution"]["pipelineExecutionId"] = id.clone();
+            }
+            (200, exec)
+        }
+    }
+}
