@@ -14,6 +14,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use jiff::Timestamp;
 
 use crate::config::AwsConfig;
+pub use crate::model::Target;
 use crate::model::{
     ActionExecution, ActionStatus, ApprovalDefinition, ObservedApproval, PipelineSnapshot, Revision,
 };
@@ -36,13 +37,6 @@ pub enum SetupError {
         "no AWS region for pipeline {0}: set [aws] region, the pipeline's region, or AWS_REGION"
     )]
     NoRegion(String),
-}
-
-/// A pipeline to read: its name and the region it lives in.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Target {
-    pub region: String,
-    pub pipeline: String,
 }
 
 /// Which actions of a pipeline version are manual approvals, keyed by (stage, action).

@@ -10,10 +10,10 @@ use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::{CodePipeline, Target};
-use crate::config::{Config, DEFAULT_CONFIG_PATH, SecretSource};
+use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::deliver::{Deliverer, Destination};
 use crate::slack::SlackClient;
-use crate::store::{self, Store};
+use crate::store::Store;
 use crate::watcher::{self, Watcher};
 
 #[derive(Debug, Parser)]
@@ -96,22 +96,18 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
 /// Everything a writing command needs (secret, AWS clients, database), checked before
 /// anything happens. Config problems come back as [`Failure::Config`].
 pub async fn open_watcher(config: &Config) -> Result<Watcher, Failure> {
-    let webhook = config.slack.resolve_webhook().map_err(config_error)?;
+    let destinations = Destination::all(config).map_err(config_error)?;
     let (aws, targets) = connect(config).await?;
     let store = Store::open(&config.state_path).map_err(runtime_error)?;
     let slack = SlackClient::new()
         .context("cannot build the HTTP client")
         .map_err(runtime_error)?;
-    let destination = Destination {
-        name: store::DEFAULT_DESTINATION.to_owned(),
-        webhook,
-        overrides: config.slack.overrides.clone(),
-    };
     Ok(Watcher::new(
+        config.clone(),
         aws,
         targets,
         store,
-        Deliverer::new(slack, vec![destination]),
+        Deliverer::new(slack, destinations),
     ))
 }
 
@@ -185,75 +181,15 @@ async fn once(config: Config) -> Result<ExitCode, Failure> {
     })
 }
 
-/// One line of `once --dry-run` output.
-#[derive(serde::Serialize)]
-struct DryRunLine<'a> {
-    kind: &'a str,
-    /// "new" for what this cycle would queue, "queued" for what the outbox already holds.
-    source: &'a str,
-    pipeline: &'a str,
-    stage: &'a str,
-    action: &'a str,
-    region: &'a str,
-    payload: serde_json::Value,
-}
-
 async fn dry_run(config: Config) -> Result<ExitCode, Failure> {
     let (aws, targets) = connect(&config).await?;
     let store = Store::open_read_only(&config.state_path).map_err(runtime_error)?;
     let now = Timestamp::now();
-    let observed = watcher::observe(&aws, &targets, store.as_ref(), now)
+    let observed = watcher::observe(&config, &aws, &targets, &[], store.as_ref(), now)
         .await
         .map_err(runtime_error)?;
-    let destination_payload = |payload: &serde_json::Value| config.slack.overrides.apply(payload);
-    let mut lines = Vec::new();
-    if let Some(store) = &store {
-        for m in store
-            .pending(store::DEFAULT_DESTINATION, u32::MAX)
-            .map_err(runtime_error)?
-            .into_iter()
-            .filter(|m| m.next_attempt_at <= now)
-        {
-            lines.push(
-                DryRunLine {
-                    kind: m.kind.as_str(),
-                    source: "queued",
-                    pipeline: &m.key.pipeline,
-                    stage: &m.key.stage,
-                    action: &m.key.action,
-                    region: &m.key.region,
-                    payload: destination_payload(&m.payload),
-                }
-                .to_json(),
-            );
-        }
-    }
-    let changes = watcher::changes(&observed.plan, now);
-    let new = changes.new.iter().map(|(a, m)| (&a.key, m));
-    let resolved = changes.resolved.iter().filter_map(|(id, _, m)| {
-        let key = &observed
-            .plan
-            .resolved
-            .iter()
-            .find(|r| r.id == *id)?
-            .approval
-            .key;
-        Some((key, m.as_ref()?))
-    });
-    for (key, message) in new.chain(resolved) {
-        lines.push(
-            DryRunLine {
-                kind: message.kind.as_str(),
-                source: "new",
-                pipeline: &key.pipeline,
-                stage: &key.stage,
-                action: &key.action,
-                region: &key.region,
-                payload: destination_payload(&message.payload),
-            }
-            .to_json(),
-        );
-    }
+    let lines = crate::dry_run::lines(&config, store.as_ref(), &observed.plan, now)
+        .map_err(runtime_error)?;
     let mut out = std::io::stdout().lock();
     for line in lines {
         writeln!(out, "{line}").map_err(runtime_error)?;
@@ -268,73 +204,17 @@ async fn dry_run(config: Config) -> Result<ExitCode, Failure> {
     })
 }
 
-impl DryRunLine<'_> {
-    fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
-}
-
 async fn check_config(path: &Path, config: Config) -> Result<ExitCode, Failure> {
-    let webhook = config.slack.resolve_webhook().map_err(config_error)?;
+    let webhooks = config
+        .all_routes()
+        .map(|r| r.resolve_webhook())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(config_error)?;
     let (_, targets) = connect(&config).await?;
-    let mut out = String::new();
-    use std::fmt::Write as _;
-    let _ = writeln!(out, "config {}: ok", path.display());
-    let _ = writeln!(
-        out,
-        "poll interval: {}",
-        humantime::format_duration(config.poll_interval)
+    print!(
+        "{}",
+        crate::summary::config_summary(path, &config, &targets, &webhooks)
     );
-    let _ = writeln!(out, "state database: {}", config.state_path.display());
-    // The host is not secret; the path of a webhook URL is.
-    let host = webhook.expose().host_str().unwrap_or("?");
-    let source = match &config.slack.webhook {
-        SecretSource::Inline(_) => {
-            "inline webhook_url (prefer webhook_url_file or a systemd credential)".to_owned()
-        }
-        other => other.to_string(),
-    };
-    let _ = writeln!(
-        out,
-        "slack webhook: from {source} ({}), host {host}",
-        config.slack.webhook_key
-    );
-    for (key, value) in config.slack.overrides.fields() {
-        if let Some(value) = value {
-            let _ = writeln!(out, "slack {key}: {value}");
-        }
-    }
-    let r = &config.reminders;
-    if r.max == 0 {
-        let _ = writeln!(out, "reminders: off");
-    } else {
-        let _ = writeln!(
-            out,
-            "reminders: after {}, every {}, at most {}",
-            humantime::format_duration(r.after),
-            humantime::format_duration(r.every),
-            r.max
-        );
-    }
-    if let Some(profile) = &config.aws.profile {
-        let _ = writeln!(out, "aws profile: {profile}");
-    }
-    let _ = writeln!(out, "pipelines ({}):", targets.len());
-    for (target, p) in targets.iter().zip(&config.pipelines) {
-        let origin = if p.region.is_some() {
-            "pipeline.region"
-        } else if config.aws.region.is_some() {
-            "aws.region"
-        } else {
-            "AWS default chain"
-        };
-        let _ = writeln!(
-            out,
-            "  {}  {}  (region from {origin})",
-            target.pipeline, target.region
-        );
-    }
-    print!("{out}");
     Ok(ExitCode::SUCCESS)
 }
 

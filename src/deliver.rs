@@ -8,16 +8,35 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{MessageOverrides, SecretUrl};
+use crate::config::{Config, ConfigError, Glob, MessageOverrides, SecretUrl};
 use crate::slack::{SendError, SlackClient};
 use crate::store::{OutboxMessage, Store, StoreError};
 
-/// Where messages go: a webhook and the overrides old-style webhooks honour.
+/// Where a route's messages go: a webhook and the overrides old-style webhooks honour.
 #[derive(Debug, Clone)]
 pub struct Destination {
     pub name: String,
+    /// The pipelines it takes; empty = the rest (the `[slack]` default).
+    pub pipelines: Vec<Glob>,
     pub webhook: SecretUrl,
     pub overrides: MessageOverrides,
+}
+
+impl Destination {
+    /// Every route of a config with its resolved secret, `[slack]` last.
+    pub fn all(config: &Config) -> Result<Vec<Self>, ConfigError> {
+        config
+            .all_routes()
+            .map(|r| {
+                Ok(Self {
+                    name: r.name.clone(),
+                    pipelines: r.pipelines.clone(),
+                    webhook: r.resolve_webhook()?,
+                    overrides: r.overrides.clone(),
+                })
+            })
+            .collect()
+    }
 }
 
 /// What one delivery pass did.
@@ -109,99 +128,143 @@ impl Deliverer {
         }
     }
 
-    /// Sends every due message, each destination in outbox order. Stops a destination at
-    /// its first temporary failure, so order holds and a down Slack costs one timeout.
-    /// Shutdown is honoured between messages; a request in flight is finished.
+    /// Which destination a pipeline's messages take now: the first whose globs match,
+    /// else the default (last). Routing at delivery time keeps messages queued before a
+    /// config change going to where the config now says.
+    fn route(&self, pipeline: &str) -> usize {
+        self.destinations
+            .iter()
+            .position(|d| d.pipelines.iter().any(|g| g.matches(pipeline)))
+            .unwrap_or(self.destinations.len().saturating_sub(1))
+    }
+
+    /// Sends every due message, each destination in outbox order. A destination stops at
+    /// its first temporary failure, so its order holds and a down Slack costs one timeout;
+    /// the other destinations go on. Shutdown is honoured between messages; a request in
+    /// flight is finished.
     pub async fn deliver_due(
         &mut self,
         store: &Store,
         shutdown: &CancellationToken,
     ) -> Result<DeliveryReport, StoreError> {
         let mut report = DeliveryReport::default();
-        for destination in &self.destinations {
-            let limiter = self
-                .limiters
-                .entry(destination.name.clone())
-                .or_insert_with(RateLimiter::new);
-            let mut inline_waits = 0;
-            while !shutdown.is_cancelled() {
-                let Some(message) = store.first_pending(&destination.name)? else {
-                    break;
-                };
-                if message.next_attempt_at > Timestamp::now() {
-                    break;
+        let mut blocked = vec![false; self.destinations.len()];
+        for message in store.pending(MAX_PER_PASS)? {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let index = self.route(&message.key.pipeline);
+            if blocked.get(index).copied().unwrap_or(true) {
+                continue;
+            }
+            if message.next_attempt_at > Timestamp::now() {
+                blocked[index] = true;
+                continue;
+            }
+            match self.send(index, &message, store, shutdown).await? {
+                Sent::Delivered => report.delivered += 1,
+                Sent::Failed => report.failed += 1,
+                Sent::Deferred => {
+                    report.deferred += 1;
+                    blocked[index] = true;
                 }
-                if !limiter.acquire(shutdown).await {
-                    break;
-                }
-                let result = self
-                    .slack
-                    .post(
-                        &destination.webhook,
-                        &destination.overrides.apply(&message.payload),
-                    )
-                    .await;
-                let now = Timestamp::now();
-                match result {
-                    Ok(()) => {
-                        store.mark_delivered(message.id, now)?;
-                        report.delivered += 1;
-                        log_message(&message, "delivered to Slack");
-                    }
-                    Err(SendError::Permanent { status, body }) => {
-                        let error = format!("HTTP {status}: {body}");
-                        store.mark_failed(message.id, &error)?;
-                        report.failed += 1;
-                        tracing::error!(
-                            pipeline = %message.key.pipeline,
-                            stage = %message.key.stage,
-                            action = %message.key.action,
-                            kind = message.kind.as_str(),
-                            status,
-                            body = %body,
-                            "Slack refused the message; it will not be retried"
-                        );
-                    }
-                    Err(SendError::RateLimited { retry_after }) => {
-                        limiter.drain();
-                        let wait = retry_after.unwrap_or(DEFAULT_RATE_LIMIT_WAIT);
-                        tracing::warn!(
-                            pipeline = %message.key.pipeline,
-                            retry_after_s = wait.as_secs(),
-                            "Slack rate limit (HTTP 429); waiting before the next message"
-                        );
-                        if wait <= MAX_INLINE_WAIT && inline_waits < MAX_INLINE_WAITS {
-                            inline_waits += 1;
-                            tokio::select! {
-                                _ = tokio::time::sleep(wait) => continue,
-                                _ = shutdown.cancelled() => {}
-                            }
-                        }
-                        store.mark_retry(message.id, later(now, wait), "HTTP 429")?;
-                        report.deferred += 1;
-                        break;
-                    }
-                    Err(SendError::Temporary(error)) => {
-                        let wait = backoff(message.attempts);
-                        store.mark_retry(message.id, later(now, wait), &error)?;
-                        report.deferred += 1;
-                        tracing::warn!(
-                            pipeline = %message.key.pipeline,
-                            stage = %message.key.stage,
-                            action = %message.key.action,
-                            kind = message.kind.as_str(),
-                            attempt = message.attempts + 1,
-                            retry_in_s = wait.as_secs(),
-                            "Slack delivery failed: {error}"
-                        );
-                        break;
-                    }
-                }
+                Sent::Interrupted => break,
             }
         }
         Ok(report)
     }
+
+    /// One message to its destination, waiting out short rate limits.
+    async fn send(
+        &mut self,
+        index: usize,
+        message: &OutboxMessage,
+        store: &Store,
+        shutdown: &CancellationToken,
+    ) -> Result<Sent, StoreError> {
+        let destination = &self.destinations[index];
+        let limiter = self
+            .limiters
+            .entry(destination.name.clone())
+            .or_insert_with(RateLimiter::new);
+        let payload = destination.overrides.apply(&message.payload);
+        let mut inline_waits = 0;
+        loop {
+            if !limiter.acquire(shutdown).await {
+                return Ok(Sent::Interrupted);
+            }
+            let result = self.slack.post(&destination.webhook, &payload).await;
+            let now = Timestamp::now();
+            match result {
+                Ok(()) => {
+                    store.mark_delivered(message.id, now)?;
+                    log_message(message, &destination.name, "delivered to Slack");
+                    return Ok(Sent::Delivered);
+                }
+                Err(SendError::Permanent { status, body }) => {
+                    let error = format!("HTTP {status}: {body}");
+                    store.mark_failed(message.id, &error)?;
+                    tracing::error!(
+                        pipeline = %message.key.pipeline,
+                        stage = %message.key.stage,
+                        action = %message.key.action,
+                        kind = message.kind.as_str(),
+                        destination = %destination.name,
+                        status,
+                        body = %body,
+                        "Slack refused the message; it will not be retried"
+                    );
+                    return Ok(Sent::Failed);
+                }
+                Err(SendError::RateLimited { retry_after }) => {
+                    limiter.drain();
+                    let wait = retry_after.unwrap_or(DEFAULT_RATE_LIMIT_WAIT);
+                    tracing::warn!(
+                        pipeline = %message.key.pipeline,
+                        destination = %destination.name,
+                        retry_after_s = wait.as_secs(),
+                        "Slack rate limit (HTTP 429); waiting before the next message"
+                    );
+                    if wait <= MAX_INLINE_WAIT && inline_waits < MAX_INLINE_WAITS {
+                        inline_waits += 1;
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => continue,
+                            _ = shutdown.cancelled() => {}
+                        }
+                    }
+                    store.mark_retry(message.id, later(now, wait), "HTTP 429")?;
+                    return Ok(Sent::Deferred);
+                }
+                Err(SendError::Temporary(error)) => {
+                    let wait = backoff(message.attempts);
+                    store.mark_retry(message.id, later(now, wait), &error)?;
+                    tracing::warn!(
+                        pipeline = %message.key.pipeline,
+                        stage = %message.key.stage,
+                        action = %message.key.action,
+                        kind = message.kind.as_str(),
+                        destination = %destination.name,
+                        attempt = message.attempts + 1,
+                        retry_in_s = wait.as_secs(),
+                        "Slack delivery failed: {error}"
+                    );
+                    return Ok(Sent::Deferred);
+                }
+            }
+        }
+    }
 }
+
+/// How one message went.
+enum Sent {
+    Delivered,
+    Failed,
+    Deferred,
+    Interrupted,
+}
+
+/// Messages looked at per pass; the rest wait for the next pass, moments later.
+const MAX_PER_PASS: u32 = 500;
 
 fn later(now: Timestamp, wait: Duration) -> Timestamp {
     SignedDuration::try_from(wait)
@@ -210,9 +273,10 @@ fn later(now: Timestamp, wait: Duration) -> Timestamp {
         .unwrap_or(now)
 }
 
-fn log_message(message: &OutboxMessage, what: &str) {
+fn log_message(message: &OutboxMessage, destination: &str, what: &str) {
     tracing::info!(
         pipeline = %message.key.pipeline,
+        destination,
         stage = %message.key.stage,
         action = %message.key.action,
         kind = message.kind.as_str(),

@@ -4,6 +4,13 @@
 use jiff::Timestamp;
 use serde::Serialize;
 
+/// A pipeline in a region: what is read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Target {
+    pub region: String,
+    pub pipeline: String,
+}
+
 /// Identifies one approval request: a token is issued each time the action starts waiting.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct ApprovalKey {
@@ -106,6 +113,8 @@ pub enum Outcome {
     Expired,
     /// A newer request replaced it (new token, abandoned execution, action gone).
     Superseded,
+    /// The pipeline itself is gone.
+    PipelineDeleted,
 }
 
 impl Outcome {
@@ -115,6 +124,7 @@ impl Outcome {
             Self::Rejected => "rejected",
             Self::Expired => "expired",
             Self::Superseded => "superseded",
+            Self::PipelineDeleted => "pipeline_deleted",
         }
     }
 
@@ -124,6 +134,7 @@ impl Outcome {
             "rejected" => Self::Rejected,
             "expired" => Self::Expired,
             "superseded" => Self::Superseded,
+            "pipeline_deleted" => Self::PipelineDeleted,
             _ => return None,
         })
     }

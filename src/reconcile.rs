@@ -7,8 +7,9 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::model::{
     ActionStatus, Approval, ApprovalKey, ObservedApproval, Outcome, PipelineSnapshot, Resolution,
-    Revision,
+    Revision, Target,
 };
+use crate::remind::{ReminderDue, ReminderPolicy, ReminderState};
 
 /// An approval the store holds as still waiting.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,6 +18,23 @@ pub struct OpenApproval {
     pub approval: Approval,
     /// Whether its waiting alert reached Slack; if not, its resolution is not worth telling.
     pub alert_delivered: bool,
+    pub first_seen: Timestamp,
+    pub reminders_sent: u32,
+    pub last_reminder_at: Option<Timestamp>,
+    pub expiry_warned: bool,
+}
+
+impl OpenApproval {
+    pub fn reminder_state(&self) -> ReminderState {
+        ReminderState {
+            waiting_since: self.approval.waiting_since,
+            first_seen: self.first_seen,
+            expires_at: self.approval.expires_at,
+            sent: self.reminders_sent,
+            last_at: self.last_reminder_at,
+            expiry_warned: self.expiry_warned,
+        }
+    }
 }
 
 /// What a cycle decided.
@@ -26,6 +44,30 @@ pub struct Plan {
     pub new: Vec<Approval>,
     /// Recorded approvals that stopped waiting.
     pub resolved: Vec<Resolved>,
+    /// Recorded approvals still waiting that are due a reminder.
+    pub reminders: Vec<Reminder>,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct Reminder {
+    pub id: i64,
+    pub approval: Approval,
+    pub due: ReminderDue,
+}
+
+/// What one cycle knows, for [`reconcile`].
+pub struct Inputs<'a> {
+    pub open: &'a [OpenApproval],
+    /// Successful reads only: a pipeline that could not be read is absent.
+    pub snapshots: &'a [PipelineSnapshot],
+    /// Pipelines known to be gone (not found for long enough).
+    pub deleted: &'a [Target],
+    /// Which waiting keys were ever recorded.
+    pub known: &'a HashSet<ApprovalKey>,
+    pub revisions: &'a HashMap<ApprovalKey, Revision>,
+    /// The reminder policy of a pipeline's route.
+    pub policy: &'a dyn Fn(&str) -> &'a ReminderPolicy,
+    pub now: Timestamp,
 }
 
 #[derive(Debug, PartialEq)]
@@ -63,44 +105,72 @@ pub fn waiting_keys(snapshots: &[PipelineSnapshot]) -> Vec<(ApprovalKey, Option<
         .collect()
 }
 
-/// Decides what changed. Only pipelines with a snapshot are judged: a pipeline that could
-/// not be read is absent here, and its open approvals stay exactly as they are.
-pub fn reconcile(
-    open: &[OpenApproval],
-    snapshots: &[PipelineSnapshot],
-    known: &HashSet<ApprovalKey>,
-    revisions: &HashMap<ApprovalKey, Revision>,
-    now: Timestamp,
-) -> Plan {
+/// Decides what changed. Only pipelines with a snapshot (or known deleted) are judged: a
+/// pipeline that could not be read is absent here, and its open approvals stay as they are.
+pub fn reconcile(input: &Inputs<'_>) -> Plan {
+    let now = input.now;
     let mut plan = Plan::default();
-    for snapshot in snapshots {
+    for target in input.deleted {
+        for o in input
+            .open
+            .iter()
+            .filter(|o| belongs(o, &target.region, &target.pipeline))
+        {
+            plan.resolved.push(Resolved {
+                id: o.id,
+                approval: o.approval.clone(),
+                resolution: Resolution {
+                    outcome: Outcome::PipelineDeleted,
+                    by: None,
+                    comment: None,
+                    at: now,
+                },
+                notify: o.alert_delivered,
+            });
+        }
+    }
+    for snapshot in input.snapshots {
         let observed = |stage: &str, action: &str| {
             snapshot
                 .approvals
                 .iter()
                 .find(|a| a.stage == stage && a.action == action)
         };
-        for o in open.iter().filter(|o| {
-            o.approval.key.region == snapshot.region && o.approval.key.pipeline == snapshot.pipeline
-        }) {
+        for o in input
+            .open
+            .iter()
+            .filter(|o| belongs(o, &snapshot.region, &snapshot.pipeline))
+        {
             let key = &o.approval.key;
-            if let Some(resolution) = judge(&o.approval, observed(&key.stage, &key.action), now) {
-                plan.resolved.push(Resolved {
+            match judge(&o.approval, observed(&key.stage, &key.action), now) {
+                Judgement::Resolved(resolution) => plan.resolved.push(Resolved {
                     id: o.id,
                     approval: o.approval.clone(),
                     resolution,
                     notify: o.alert_delivered,
-                });
+                }),
+                // Nobody is reminded of an approval they were never told about.
+                Judgement::StillWaiting if o.alert_delivered => {
+                    let policy = (input.policy)(&key.pipeline);
+                    if let Some(due) = policy.due(&o.reminder_state(), now) {
+                        plan.reminders.push(Reminder {
+                            id: o.id,
+                            approval: o.approval.clone(),
+                            due,
+                        });
+                    }
+                }
+                Judgement::StillWaiting | Judgement::Unsure => {}
             }
         }
         for a in &snapshot.approvals {
             let Some(approval) = new_waiting(snapshot, a, now) else {
                 continue;
             };
-            if known.contains(&approval.key) {
+            if input.known.contains(&approval.key) {
                 continue;
             }
-            let revision = revisions.get(&approval.key).cloned();
+            let revision = input.revisions.get(&approval.key).cloned();
             plan.new.push(Approval {
                 revision,
                 ..approval
@@ -108,6 +178,10 @@ pub fn reconcile(
         }
     }
     plan
+}
+
+fn belongs(o: &OpenApproval, region: &str, pipeline: &str) -> bool {
+    o.approval.key.region == region && o.approval.key.pipeline == pipeline
 }
 
 /// The approval an observed action is waiting on, if it is waiting.
@@ -141,32 +215,39 @@ fn new_waiting(
     })
 }
 
+enum Judgement {
+    Resolved(Resolution),
+    /// Seen waiting, same token.
+    StillWaiting,
+    /// The answer does not say (unknown status, malformed): change nothing.
+    Unsure,
+}
+
 /// Whether a recorded waiting approval has stopped waiting, judged from a successful read.
-fn judge(
-    stored: &Approval,
-    observed: Option<&ObservedApproval>,
-    now: Timestamp,
-) -> Option<Resolution> {
-    let superseded = || Resolution {
-        outcome: Outcome::Superseded,
-        by: None,
-        comment: None,
-        at: now,
+fn judge(stored: &Approval, observed: Option<&ObservedApproval>, now: Timestamp) -> Judgement {
+    let superseded = || {
+        Judgement::Resolved(Resolution {
+            outcome: Outcome::Superseded,
+            by: None,
+            comment: None,
+            at: now,
+        })
     };
     // The action is gone from the pipeline, or has not run since it changed.
     let Some(latest) = observed.and_then(|o| o.latest.as_ref()) else {
-        return Some(superseded());
+        return superseded();
     };
     if latest.token.as_deref() != Some(stored.key.token.as_str()) {
         // A token-less InProgress is a malformed answer, not evidence of a new run.
         if latest.token.is_none() && latest.status == ActionStatus::InProgress {
-            return None;
+            return Judgement::Unsure;
         }
-        return Some(superseded());
+        return superseded();
     }
     let at = latest.last_status_change.unwrap_or(now);
     let outcome = match &latest.status {
-        ActionStatus::InProgress | ActionStatus::Unknown(_) => return None,
+        ActionStatus::InProgress => return Judgement::StillWaiting,
+        ActionStatus::Unknown(_) => return Judgement::Unsure,
         ActionStatus::Succeeded => Outcome::Approved,
         ActionStatus::Abandoned => Outcome::Superseded,
         ActionStatus::Failed => {
@@ -182,7 +263,7 @@ fn judge(
             }
         }
     };
-    Some(Resolution {
+    Judgement::Resolved(Resolution {
         outcome,
         by: latest.last_updated_by.clone(),
         comment: latest.summary.clone().filter(|s| !s.trim().is_empty()),
@@ -194,6 +275,26 @@ fn judge(
 mod tests {
     use super::*;
     use crate::model::{ActionExecution, ApprovalDefinition};
+
+    fn run(
+        open: &[OpenApproval],
+        snapshots: &[PipelineSnapshot],
+        known: &HashSet<ApprovalKey>,
+        revisions: &HashMap<ApprovalKey, Revision>,
+        now: Timestamp,
+    ) -> Plan {
+        let policy = ReminderPolicy::default();
+        let policy_of = |_: &str| &policy;
+        reconcile(&Inputs {
+            open,
+            snapshots,
+            deleted: &[],
+            known,
+            revisions,
+            policy: &policy_of,
+            now,
+        })
+    }
 
     fn ts(secs: i64) -> Timestamp {
         Timestamp::from_second(secs).unwrap()
@@ -239,14 +340,18 @@ mod tests {
     }
 
     fn open_from(snapshots: &[PipelineSnapshot], delivered: bool) -> Vec<OpenApproval> {
-        let plan = reconcile(&[], snapshots, &HashSet::new(), &HashMap::new(), ts(T0 + 5));
+        let plan = run(&[], snapshots, &HashSet::new(), &HashMap::new(), ts(T0 + 5));
         plan.new
             .into_iter()
             .enumerate()
             .map(|(i, approval)| OpenApproval {
                 id: i as i64 + 1,
+                first_seen: approval.waiting_since,
                 approval,
                 alert_delivered: delivered,
+                reminders_sent: 0,
+                last_reminder_at: None,
+                expiry_warned: false,
             })
             .collect()
     }
@@ -255,7 +360,7 @@ mod tests {
         let open = open_from(&waiting("tok-1"), delivered);
         let mut o = observed(exec.status.clone(), exec.token.as_deref());
         o.latest = Some(exec);
-        reconcile(
+        run(
             &open,
             &[snapshot(vec![o])],
             &HashSet::new(),
@@ -282,7 +387,7 @@ mod tests {
     #[test]
     fn a_waiting_approval_is_new_once() {
         let snaps = waiting("tok-1");
-        let plan = reconcile(&[], &snaps, &HashSet::new(), &HashMap::new(), ts(T0 + 5));
+        let plan = run(&[], &snaps, &HashSet::new(), &HashMap::new(), ts(T0 + 5));
         assert_eq!(plan.new.len(), 1);
         let a = &plan.new[0];
         assert_eq!(a.key.token, "tok-1");
@@ -293,7 +398,7 @@ mod tests {
         // Recorded (open, and known): nothing new, nothing resolved.
         let open = open_from(&snaps, true);
         let known = HashSet::from([a.key.clone()]);
-        let plan = reconcile(&open, &snaps, &known, &HashMap::new(), ts(T0 + 60));
+        let plan = run(&open, &snaps, &known, &HashMap::new(), ts(T0 + 60));
         assert_eq!(plan, Plan::default());
     }
 
@@ -301,7 +406,7 @@ mod tests {
     fn a_known_but_resolved_token_is_not_announced_again() {
         let snaps = waiting("tok-1");
         let key = waiting_keys(&snaps)[0].0.clone();
-        let plan = reconcile(&[], &snaps, &HashSet::from([key]), &HashMap::new(), ts(T0));
+        let plan = run(&[], &snaps, &HashSet::from([key]), &HashMap::new(), ts(T0));
         assert!(plan.new.is_empty());
     }
 
@@ -314,7 +419,7 @@ mod tests {
             summary: Some("Fix".into()),
             url: None,
         };
-        let plan = reconcile(
+        let plan = run(
             &[],
             &snaps,
             &HashSet::new(),
@@ -378,7 +483,7 @@ mod tests {
     fn a_failed_read_is_never_a_resolution() {
         let open = open_from(&waiting("tok-1"), true);
         // The pipeline's snapshot is missing because its read failed.
-        let plan = reconcile(
+        let plan = run(
             &open,
             &[],
             &HashSet::new(),
@@ -389,7 +494,7 @@ mod tests {
         // Another pipeline's snapshot does not judge this one either.
         let mut other = snapshot(vec![]);
         other.pipeline = "api".into();
-        let plan = reconcile(
+        let plan = run(
             &open,
             &[other],
             &HashSet::new(),
@@ -403,7 +508,7 @@ mod tests {
     fn a_new_token_supersedes_and_alerts_again() {
         let open = open_from(&waiting("tok-1"), true);
         let known = HashSet::from([open[0].approval.key.clone()]);
-        let plan = reconcile(
+        let plan = run(
             &open,
             &waiting("tok-2"),
             &known,
@@ -420,7 +525,7 @@ mod tests {
     #[test]
     fn an_action_that_vanished_is_superseded() {
         let open = open_from(&waiting("tok-1"), true);
-        let plan = reconcile(
+        let plan = run(
             &open,
             &[snapshot(vec![])],
             &HashSet::new(),
@@ -444,7 +549,7 @@ mod tests {
         let done = observed(ActionStatus::Succeeded, Some("t"));
         let snaps = vec![snapshot(vec![never, done])];
         assert!(waiting_keys(&snaps).is_empty());
-        let plan = reconcile(&[], &snaps, &HashSet::new(), &HashMap::new(), ts(T0));
+        let plan = run(&[], &snaps, &HashSet::new(), &HashMap::new(), ts(T0));
         assert_eq!(plan, Plan::default());
     }
 
@@ -455,7 +560,7 @@ mod tests {
         if let Some(l) = o.latest.as_mut() {
             l.last_status_change = None;
         }
-        let plan = reconcile(
+        let plan = run(
             &[],
             &[snapshot(vec![o])],
             &HashSet::new(),
@@ -464,5 +569,56 @@ mod tests {
         );
         assert_eq!(plan.new[0].waiting_since, ts(T0 + 7));
         assert_eq!(plan.new[0].expires_at, ts(T0 + 7 + WEEK));
+    }
+
+    #[test]
+    fn a_still_waiting_announced_approval_gets_its_reminder() {
+        let snaps = waiting("tok-1");
+        let open = open_from(&snaps, true);
+        let known = HashSet::from([open[0].approval.key.clone()]);
+        // Default policy: first reminder after 30 minutes of waiting.
+        let plan = run(&open, &snaps, &known, &HashMap::new(), ts(T0 + 29 * 60));
+        assert!(plan.reminders.is_empty());
+        let plan = run(&open, &snaps, &known, &HashMap::new(), ts(T0 + 30 * 60));
+        assert_eq!(plan.reminders.len(), 1);
+        assert_eq!(plan.reminders[0].due.number, 1);
+        assert_eq!(plan.reminders[0].id, open[0].id);
+        // Not while its alert is undelivered, and not while its pipeline cannot be read.
+        let undelivered = open_from(&snaps, false);
+        assert!(
+            run(&undelivered, &snaps, &known, &HashMap::new(), ts(T0 + 3600))
+                .reminders
+                .is_empty()
+        );
+        assert!(
+            run(&open, &[], &known, &HashMap::new(), ts(T0 + 3600))
+                .reminders
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_deleted_pipeline_resolves_its_open_approvals() {
+        let open = open_from(&waiting("tok-1"), true);
+        let policy = ReminderPolicy::default();
+        let policy_of = |_: &str| &policy;
+        let deleted = [Target {
+            region: "us-east-1".into(),
+            pipeline: "web-app".into(),
+        }];
+        let plan = reconcile(&Inputs {
+            open: &open,
+            snapshots: &[],
+            deleted: &deleted,
+            known: &HashSet::new(),
+            revisions: &HashMap::new(),
+            policy: &policy_of,
+            now: ts(T0 + 60),
+        });
+        assert_eq!(plan.resolved.len(), 1);
+        assert_eq!(
+            plan.resolved[0].resolution.outcome,
+            Outcome::PipelineDeleted
+        );
     }
 }

@@ -9,6 +9,7 @@ use jiff::{SignedDuration, Timestamp, tz::TimeZone};
 use serde_json::{Value, json};
 
 use crate::model::{Approval, ApprovalKey, Outcome, Resolution, Revision};
+use crate::remind::{Mention, ReminderDue};
 
 /// Slack's limits for a header's plain_text, for section/context text and for the top-level
 /// `text`, and for the number of blocks in a message.
@@ -143,6 +144,102 @@ pub fn resolution(approval: &Approval, resolution: &Resolution) -> Value {
         ));
     }
     message(&fallback, blocks)
+}
+
+/// A reminder that an approval is still waiting; the last one before expiry says so loudly.
+pub fn reminder(approval: &Approval, due: &ReminderDue, now: Timestamp) -> Value {
+    let key = &approval.key;
+    let pipeline_url = pipeline_url(&key.region, &key.pipeline);
+    let waited = now
+        .duration_since(approval.waiting_since)
+        .max(SignedDuration::ZERO);
+    let left = approval
+        .expires_at
+        .duration_since(now)
+        .max(SignedDuration::ZERO);
+    let title = if due.expiry_warning {
+        format!("Expires in {}: {}", humanize(left), key.pipeline)
+    } else {
+        format!("Still waiting for approval: {}", key.pipeline)
+    };
+    let mut lines = Vec::new();
+    if due.expiry_warning {
+        lines.push(format!(
+            ":warning: *This approval expires in {}*, at {}. Unless someone approves it by then, the run fails.",
+            humanize(left),
+            slack_date(approval.expires_at),
+        ));
+    }
+    lines.extend([
+        format!("*Pipeline:* {}", link(&pipeline_url, &key.pipeline)),
+        format!("*Stage:* {}", name(&key.stage)),
+        format!("*Action:* {}", name(&key.action)),
+        format!("*Region:* {}", name(&key.region)),
+        format!(
+            "*Waiting:* {} (since {})",
+            humanize(waited),
+            slack_date(approval.waiting_since),
+        ),
+    ]);
+    if !due.expiry_warning {
+        lines.push(format!(
+            "*Expires:* {} (in {})",
+            slack_date(approval.expires_at),
+            humanize(left),
+        ));
+    }
+    let mut blocks = vec![header(&title), section(&lines.join("\n"))];
+    if let Some(data) = non_blank(approval.custom_data.as_deref()) {
+        blocks.push(section(&format!("*Note:*\n{}", quote(data))));
+    }
+    blocks.push(section(&format!(
+        "*{}*  ·  {}",
+        link(&review_url(key), "Review"),
+        link(&pipeline_url, "Open pipeline"),
+    )));
+    if due.number > 0 {
+        blocks.push(context(&format!("Reminder {}", due.number)));
+    }
+    let fallback = if due.expiry_warning {
+        format!(
+            "Expires in {}: approval waiting for {}: {}",
+            humanize(left),
+            humanize(waited),
+            subject(key)
+        )
+    } else {
+        format!(
+            "Still waiting for approval after {}: {}, expires {}",
+            humanize(waited),
+            subject(key),
+            utc_minutes(approval.expires_at)
+        )
+    };
+    message(&fallback, blocks)
+}
+
+/// Adds mentions (validated config values, not AWS text) in front of a message, where they
+/// notify: the top-level `text` and a first section.
+pub fn with_mentions(mut message: Value, mentions: &[&Mention]) -> Value {
+    if mentions.is_empty() {
+        return message;
+    }
+    let line = mentions
+        .iter()
+        .map(|m| m.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if let Some(text) = message.get("text").and_then(Value::as_str) {
+        let text = truncate_mrkdwn(&format!("{line} {text}"), TEXT_MAX_CHARS);
+        message["text"] = Value::String(text);
+    }
+    if let Some(blocks) = message.get_mut("blocks").and_then(Value::as_array_mut) {
+        // After the header, if any, so the header stays the message's title.
+        let at = usize::from(blocks.first().and_then(|b| b.get("type")) == Some(&json!("header")));
+        blocks.insert(at, section(&line));
+        blocks.truncate(MAX_BLOCKS);
+    }
+    message
 }
 
 /// The pipeline's page in the CodePipeline console.
@@ -283,6 +380,7 @@ fn headline(approval: &Approval, outcome: Outcome, reviewer: Option<&str>) -> St
             }
         }
         Outcome::Superseded => "Superseded by a newer run".to_owned(),
+        Outcome::PipelineDeleted => "Pipeline deleted".to_owned(),
     }
 }
 
@@ -292,6 +390,7 @@ fn outcome_emoji(outcome: Outcome) -> &'static str {
         Outcome::Rejected => "❌",
         Outcome::Expired => "⌛",
         Outcome::Superseded => "↪️",
+        Outcome::PipelineDeleted => "🗑️",
     }
 }
 
@@ -1127,12 +1226,20 @@ mod tests {
                 )),
                 _ => Some(nasty_string(&mut rng)),
             };
+            let due = ReminderDue {
+                number: rng.below(20) as u32,
+                counts: rng.below(2) == 0,
+                expiry_warning: rng.below(2) == 0,
+                escalate: rng.below(2) == 0,
+            };
+            assert_payload_ok(&reminder(&approval, &due, nasty_timestamp(&mut rng)));
             let outcome = [
                 Outcome::Approved,
                 Outcome::Rejected,
                 Outcome::Expired,
                 Outcome::Superseded,
-            ][rng.below(4)];
+                Outcome::PipelineDeleted,
+            ][rng.below(5)];
             let resolved = Resolution {
                 outcome,
                 by,
@@ -1141,5 +1248,74 @@ mod tests {
             };
             assert_payload_ok(&resolution(&approval, &resolved));
         }
+    }
+
+    #[test]
+    fn reminders_say_how_long_and_repeat_the_review_link() {
+        let approval = fixture_approval();
+        let now = approval.waiting_since + SignedDuration::from_mins(90);
+        let due = ReminderDue {
+            number: 2,
+            counts: true,
+            expiry_warning: false,
+            escalate: false,
+        };
+        let payload = reminder(&approval, &due, now);
+        assert_payload_ok(&payload);
+        let text = all_mrkdwn(&payload);
+        assert!(text.contains("1 h 30 min"), "{text}");
+        assert!(text.contains(&review_url(&approval.key)), "{text}");
+        assert!(text.contains("Reminder 2"), "{text}");
+        assert!(!text.contains(":warning:"), "{text}");
+        assert!(payload_text(&payload).starts_with("Still waiting for approval after 1 h 30 min"));
+
+        let last = ReminderDue {
+            expiry_warning: true,
+            ..due
+        };
+        let now = approval.expires_at - SignedDuration::from_mins(119);
+        let payload = reminder(&approval, &last, now);
+        assert_payload_ok(&payload);
+        let text = all_mrkdwn(&payload);
+        assert!(
+            text.contains(":warning: *This approval expires in 1 h 59 min*"),
+            "{text}"
+        );
+        assert!(payload_text(&payload).starts_with("Expires in 1 h 59 min"));
+        assert_eq!(
+            payload["blocks"][0]["text"]["text"],
+            "Expires in 1 h 59 min: web-app"
+        );
+    }
+
+    #[test]
+    fn mentions_go_first_where_they_notify() {
+        let approval = fixture_approval();
+        let team = Mention::parse("<!subteam^S0PAYMENTS>").unwrap();
+        let lead = Mention::parse("<@U0LEAD>").unwrap();
+        let payload = with_mentions(alert(&approval, approval.waiting_since), &[&team, &lead]);
+        assert!(
+            payload_text(&payload).starts_with("<!subteam^S0PAYMENTS> <@U0LEAD> Approval waiting")
+        );
+        assert_eq!(payload["blocks"][0]["type"], "header");
+        assert_eq!(
+            payload["blocks"][1]["text"]["text"],
+            "<!subteam^S0PAYMENTS> <@U0LEAD>"
+        );
+        // Without a header, the mention is the first block.
+        let resolved = Resolution {
+            outcome: Outcome::Approved,
+            by: None,
+            comment: None,
+            at: approval.waiting_since,
+        };
+        let payload = with_mentions(resolution(&approval, &resolved), &[&team]);
+        assert_eq!(
+            payload["blocks"][0]["text"]["text"],
+            "<!subteam^S0PAYMENTS>"
+        );
+        // No mentions, no change.
+        let plain = alert(&approval, approval.waiting_since);
+        assert_eq!(with_mentions(plain.clone(), &[]), plain);
     }
 }

@@ -13,6 +13,7 @@ use rusqlite_migration::{M, Migrations};
 
 use crate::model::{Approval, ApprovalKey, MessageKind, Outcome, Resolution, Revision};
 use crate::reconcile::OpenApproval;
+use crate::remind::ReminderDue;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -93,12 +94,17 @@ CREATE INDEX outbox_pending ON outbox (destination, id) WHERE state = 'pending';
 CREATE INDEX outbox_by_approval ON outbox (approval_id);
 ";
 
+/// Reminders: whether the loud one before expiry went out.
+const SCHEMA_V2: &str = "
+ALTER TABLE approvals ADD COLUMN expiry_warned INTEGER NOT NULL DEFAULT 0;
+";
+
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(SCHEMA_V1)])
+    Migrations::new(vec![M::up(SCHEMA_V1), M::up(SCHEMA_V2)])
 }
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The only destination until routing exists; outbox rows carry it so order is per destination.
 pub const DEFAULT_DESTINATION: &str = "default";
@@ -131,6 +137,7 @@ pub struct Changes {
     pub new: Vec<(Approval, NewMessage)>,
     /// (approval id, how it resolved, the message to send if any).
     pub resolved: Vec<(i64, Resolution, Option<NewMessage>)>,
+    pub reminders: Vec<(i64, ReminderDue, NewMessage)>,
 }
 
 /// One waiting approval as `status` shows it.
@@ -257,6 +264,10 @@ impl Store {
                     id: row.get("id")?,
                     approval: approval_from_row(row)?,
                     alert_delivered: row.get("alert_delivered")?,
+                    first_seen: ms(row.get("first_seen_ms")?),
+                    reminders_sent: row.get("reminders_sent")?,
+                    last_reminder_at: row.get::<_, Option<i64>>("last_reminder_ms")?.map(ms),
+                    expiry_warned: row.get("expiry_warned")?,
                 })
             })
             .map_err(|e| self.sql(e))?;
@@ -326,6 +337,19 @@ impl Store {
                 insert_message(&tx, *id, message, now_ms).map_err(sql)?;
             }
         }
+        for (id, due, message) in &changes.reminders {
+            let updated = tx
+                .execute(
+                    "UPDATE approvals SET reminders_sent = reminders_sent + ?2,
+                         last_reminder_ms = ?3, expiry_warned = MAX(expiry_warned, ?4)
+                     WHERE id = ?1 AND resolved_ms IS NULL",
+                    params![id, u32::from(due.counts), now_ms, due.expiry_warning],
+                )
+                .map_err(sql)?;
+            if updated == 1 {
+                insert_message(&tx, *id, message, now_ms).map_err(sql)?;
+            }
+        }
         for (approval, message) in &changes.new {
             let rev = approval.revision.as_ref();
             let inserted = tx
@@ -363,25 +387,20 @@ impl Store {
         tx.commit().map_err(sql)
     }
 
-    /// The oldest pending message of a destination, due or not: delivery keeps order,
-    /// so a message waiting for its retry holds back the ones behind it.
-    pub fn first_pending(&self, destination: &str) -> Result<Option<OutboxMessage>, StoreError> {
-        Ok(self.pending(destination, 1)?.into_iter().next())
-    }
-
-    /// Pending messages of a destination in order, at most `limit`.
-    pub fn pending(&self, destination: &str, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
+    /// Pending messages in order, due or not, at most `limit`. Delivery keeps order per
+    /// destination, so a message waiting for its retry holds back the ones behind it.
+    pub fn pending(&self, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT o.id, o.approval_id, o.kind, o.destination, o.payload, o.attempts,
                         o.next_attempt_ms, a.region, a.pipeline, a.stage, a.action, a.token
                  FROM outbox o JOIN approvals a ON a.id = o.approval_id
-                 WHERE o.state = 'pending' AND o.destination = ?1 ORDER BY o.id LIMIT ?2",
+                 WHERE o.state = 'pending' ORDER BY o.id LIMIT ?1",
             )
             .map_err(|e| self.sql(e))?;
         let rows = stmt
-            .query_map(params![destination, limit], |row| {
+            .query_map(params![limit], |row| {
                 let kind: String = row.get("kind")?;
                 let payload: String = row.get("payload")?;
                 Ok(OutboxMessage {
@@ -702,6 +721,7 @@ mod tests {
         let changes = Changes {
             new: vec![(approval("t1"), message(MessageKind::Alert))],
             resolved: vec![],
+            reminders: vec![],
         };
         store.record(&changes, now()).unwrap();
         // The same approval again (a race, a replay): the unique key keeps one row, one message.
@@ -714,11 +734,11 @@ mod tests {
         store.close().unwrap();
 
         let store = Store::open(&path).unwrap();
-        let msg = store.first_pending(DEFAULT_DESTINATION).unwrap().unwrap();
+        let msg = store.pending(1).unwrap().into_iter().next().unwrap();
         assert_eq!(msg.kind, MessageKind::Alert);
         assert_eq!(msg.key, key("t1"));
         store.mark_delivered(msg.id, now()).unwrap();
-        assert!(store.first_pending(DEFAULT_DESTINATION).unwrap().is_none());
+        assert!(store.pending(1).unwrap().into_iter().next().is_none());
         assert!(store.open_approvals().unwrap()[0].alert_delivered);
         assert_eq!(
             store.known([&key("t1"), &key("t2")]).unwrap(),
@@ -737,6 +757,7 @@ mod tests {
                 &Changes {
                     new: vec![(approval("t1"), message(MessageKind::Alert))],
                     resolved: vec![],
+                    reminders: vec![],
                 },
                 now(),
             )
@@ -753,6 +774,7 @@ mod tests {
                 &Changes {
                     new: vec![],
                     resolved: vec![(id, resolution, None)],
+                    reminders: vec![],
                 },
                 now(),
             )
@@ -777,16 +799,17 @@ mod tests {
                         (approval("t2"), message(MessageKind::Alert)),
                     ],
                     resolved: vec![],
+                    reminders: vec![],
                 },
                 now(),
             )
             .unwrap();
-        let first = store.first_pending(DEFAULT_DESTINATION).unwrap().unwrap();
+        let first = store.pending(1).unwrap().into_iter().next().unwrap();
         let later = now()
             .checked_add(jiff::SignedDuration::from_secs(5))
             .unwrap();
         store.mark_retry(first.id, later, "HTTP 500").unwrap();
-        let again = store.first_pending(DEFAULT_DESTINATION).unwrap().unwrap();
+        let again = store.pending(1).unwrap().into_iter().next().unwrap();
         assert_eq!(
             (again.id, again.attempts, again.next_attempt_at),
             (first.id, 1, later)
@@ -833,5 +856,49 @@ mod tests {
         let path = dir.path().join("none.db");
         assert!(Store::open_read_only(&path).unwrap().is_none());
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn reminders_are_counted_and_the_expiry_warning_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        store
+            .record(
+                &Changes {
+                    new: vec![(approval("t1"), message(MessageKind::Alert))],
+                    ..Changes::default()
+                },
+                now(),
+            )
+            .unwrap();
+        let id = store.open_approvals().unwrap()[0].id;
+        let regular = ReminderDue {
+            number: 1,
+            counts: true,
+            expiry_warning: false,
+            escalate: false,
+        };
+        let warning = ReminderDue {
+            number: 1,
+            counts: false,
+            expiry_warning: true,
+            escalate: false,
+        };
+        let later = now()
+            .checked_add(jiff::SignedDuration::from_hours(1))
+            .unwrap();
+        for (due, at) in [(regular, now()), (warning, later)] {
+            let changes = Changes {
+                reminders: vec![(id, due, message(MessageKind::Reminder))],
+                ..Changes::default()
+            };
+            store.record(&changes, at).unwrap();
+        }
+        let open = &store.open_approvals().unwrap()[0];
+        assert_eq!(open.reminders_sent, 1);
+        assert_eq!(open.last_reminder_at, Some(later));
+        assert!(open.expiry_warned);
+        assert_eq!(store.waiting().unwrap()[0].reminders_sent, 1);
+        assert_eq!(store.count_pending().unwrap(), 3);
     }
 }

@@ -8,11 +8,13 @@ use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::{AwsError, CodePipeline, Target};
+use crate::config::Config;
 use crate::deliver::{Deliverer, DeliveryReport};
 use crate::model::{ApprovalKey, MessageKind, PipelineSnapshot, Revision};
 use crate::reconcile::{self, Plan};
+use crate::remind::Mention;
 use crate::render;
-use crate::store::{self, Changes, NewMessage, Store, StoreError};
+use crate::store::{Changes, NewMessage, Store, StoreError};
 
 /// Pipelines read at once; keeps a cycle quick without bursting into throttling.
 const MAX_CONCURRENT_READS: usize = 8;
@@ -30,6 +32,7 @@ pub struct CycleReport {
     pub read_failures: usize,
     pub new_approvals: usize,
     pub resolved: usize,
+    pub reminders: usize,
     pub delivery: DeliveryReport,
     /// Messages still waiting in the outbox after the cycle (retry later, or interrupted).
     pub undelivered: u64,
@@ -43,9 +46,12 @@ impl CycleReport {
 }
 
 /// Reads the pipelines and decides. `store` is read, never written; `None` = nothing recorded.
+/// `deleted` are pipelines known to be gone.
 pub async fn observe(
+    config: &Config,
     aws: &CodePipeline,
     targets: &[Target],
+    deleted: &[Target],
     store: Option<&Store>,
     now: Timestamp,
 ) -> Result<Observation, StoreError> {
@@ -73,7 +79,16 @@ pub async fn observe(
         Some(store) => store.open_approvals()?,
         None => Vec::new(),
     };
-    let plan = reconcile::reconcile(&open, &snapshots, &known, &revisions, now);
+    let policy = |pipeline: &str| &config.route_for(pipeline).reminders;
+    let plan = reconcile::reconcile(&reconcile::Inputs {
+        open: &open,
+        snapshots: &snapshots,
+        deleted,
+        known: &known,
+        revisions: &revisions,
+        policy: &policy,
+        now,
+    });
     Ok(Observation { plan, failures })
 }
 
@@ -112,21 +127,26 @@ async fn revisions(
         .await
 }
 
-/// Renders the messages a plan causes, all for the one destination there is so far.
-pub fn changes(plan: &Plan, now: Timestamp) -> Changes {
-    let message = |kind, payload| NewMessage {
-        kind,
-        destination: store::DEFAULT_DESTINATION.to_owned(),
-        payload,
+/// Renders the messages a plan causes, each for its pipeline's route.
+pub fn changes(config: &Config, plan: &Plan, now: Timestamp) -> Changes {
+    let message = |pipeline: &str, kind, payload, extra: Option<&Mention>| {
+        let route = config.route_for(pipeline);
+        let mentions: Vec<&Mention> = route.mention.iter().chain(extra).collect();
+        NewMessage {
+            kind,
+            destination: route.name.clone(),
+            payload: render::with_mentions(payload, &mentions),
+        }
     };
     Changes {
         new: plan
             .new
             .iter()
             .map(|a| {
+                let payload = render::alert(a, now);
                 (
                     a.clone(),
-                    message(MessageKind::Alert, render::alert(a, now)),
+                    message(&a.key.pipeline, MessageKind::Alert, payload, None),
                 )
             })
             .collect(),
@@ -134,13 +154,28 @@ pub fn changes(plan: &Plan, now: Timestamp) -> Changes {
             .resolved
             .iter()
             .map(|r| {
-                let msg = r.notify.then(|| {
-                    message(
-                        MessageKind::Resolution,
-                        render::resolution(&r.approval, &r.resolution),
-                    )
+                let pipeline = &r.approval.key.pipeline;
+                let told = r.notify && config.route_for(pipeline).notify_resolved;
+                let msg = told.then(|| {
+                    let payload = render::resolution(&r.approval, &r.resolution);
+                    message(pipeline, MessageKind::Resolution, payload, None)
                 });
                 (r.id, r.resolution.clone(), msg)
+            })
+            .collect(),
+        reminders: plan
+            .reminders
+            .iter()
+            .map(|r| {
+                let pipeline = &r.approval.key.pipeline;
+                let policy = &config.route_for(pipeline).reminders;
+                let escalation = policy.escalate_mention.as_ref().filter(|_| r.due.escalate);
+                let payload = render::reminder(&r.approval, &r.due, now);
+                (
+                    r.id,
+                    r.due,
+                    message(pipeline, MessageKind::Reminder, payload, escalation),
+                )
             })
             .collect(),
     }
@@ -148,22 +183,31 @@ pub fn changes(plan: &Plan, now: Timestamp) -> Changes {
 
 /// The daemon's moving parts, owned together.
 pub struct Watcher {
+    config: Config,
     aws: CodePipeline,
     targets: Vec<Target>,
     store: Store,
     deliverer: Deliverer,
-    /// The last error code per failing pipeline, so a lasting failure is logged once.
-    failing: HashMap<Target, String>,
+    /// Per failing pipeline: its error code and since when, so a lasting failure is logged
+    /// once, and a pipeline not found for long enough is taken as deleted.
+    failing: HashMap<Target, (String, Timestamp)>,
 }
+
+/// A pipeline answering "not found" this long is deleted: a single answer could be an
+/// eventually-consistent blip or a typo being fixed, and a false resolution is worse than a late one.
+const DELETED_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_mins(15);
+const NOT_FOUND: &str = "PipelineNotFoundException";
 
 impl Watcher {
     pub fn new(
+        config: Config,
         aws: CodePipeline,
         targets: Vec<Target>,
         store: Store,
         deliverer: Deliverer,
     ) -> Self {
         Self {
+            config,
             aws,
             targets,
             store,
@@ -176,16 +220,29 @@ impl Watcher {
         &self.store
     }
 
-    /// A full cycle. Shutdown abandons the reads (nothing recorded) or stops delivery
-    /// between messages (the rest stay queued).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A full cycle at the current time.
     pub async fn cycle(&mut self, shutdown: &CancellationToken) -> Result<CycleReport, StoreError> {
-        let now = Timestamp::now();
+        self.cycle_at(Timestamp::now(), shutdown).await
+    }
+
+    /// A full cycle, deciding as of `now` (tests drive time through here). Shutdown abandons
+    /// the reads (nothing recorded) or stops delivery between messages (the rest stay queued).
+    pub async fn cycle_at(
+        &mut self,
+        now: Timestamp,
+        shutdown: &CancellationToken,
+    ) -> Result<CycleReport, StoreError> {
+        let deleted = self.deleted(now);
         let observed = tokio::select! {
-            o = observe(&self.aws, &self.targets, Some(&self.store), now) => o?,
+            o = observe(&self.config, &self.aws, &self.targets, &deleted, Some(&self.store), now) => o?,
             _ = shutdown.cancelled() => return Ok(CycleReport::default()),
         };
-        self.log_read_failures(&observed.failures);
-        let changes = changes(&observed.plan, now);
+        self.log_read_failures(&observed.failures, now);
+        let changes = changes(&self.config, &observed.plan, now);
         self.store.record(&changes, now)?;
         for a in &observed.plan.new {
             tracing::info!(
@@ -206,12 +263,24 @@ impl Watcher {
                 "approval resolved"
             );
         }
+        for r in &observed.plan.reminders {
+            tracing::info!(
+                pipeline = %r.approval.key.pipeline,
+                stage = %r.approval.key.stage,
+                action = %r.approval.key.action,
+                number = r.due.number,
+                expiry_warning = r.due.expiry_warning,
+                escalated = r.due.escalate,
+                "reminder due"
+            );
+        }
         let delivery = self.deliver(shutdown).await?;
         Ok(CycleReport {
             pipelines: self.targets.len(),
             read_failures: observed.failures.len(),
             new_approvals: observed.plan.new.len(),
             resolved: observed.plan.resolved.len(),
+            reminders: observed.plan.reminders.len(),
             delivery,
             undelivered: self.store.count_pending()?,
         })
@@ -233,26 +302,41 @@ impl Watcher {
         self.store.close()
     }
 
-    fn log_read_failures(&mut self, failures: &[AwsError]) {
+    fn deleted(&self, now: Timestamp) -> Vec<Target> {
+        self.failing
+            .iter()
+            .filter(|(_, (code, since))| {
+                code == NOT_FOUND && now.duration_since(*since) >= DELETED_AFTER
+            })
+            .map(|(target, _)| target.clone())
+            .collect()
+    }
+
+    fn log_read_failures(&mut self, failures: &[AwsError], now: Timestamp) {
         let mut still_failing = HashMap::new();
         for e in failures {
             let target = Target {
                 region: e.region.clone(),
                 pipeline: e.pipeline.clone(),
             };
-            if self.failing.get(&target) == Some(&e.code) {
-                tracing::debug!(pipeline = %e.pipeline, region = %e.region, code = %e.code, "still cannot read pipeline");
-            } else {
-                tracing::warn!(
-                    pipeline = %e.pipeline,
-                    region = %e.region,
-                    operation = e.operation,
-                    code = %e.code,
-                    "cannot read pipeline; its approvals stay as they are: {}",
-                    e.message
-                );
-            }
-            still_failing.insert(target, e.code.clone());
+            let since = match self.failing.get(&target) {
+                Some((code, since)) if *code == e.code => {
+                    tracing::debug!(pipeline = %e.pipeline, region = %e.region, code = %e.code, "still cannot read pipeline");
+                    *since
+                }
+                _ => {
+                    tracing::warn!(
+                        pipeline = %e.pipeline,
+                        region = %e.region,
+                        operation = e.operation,
+                        code = %e.code,
+                        "cannot read pipeline; its approvals stay as they are: {}",
+                        e.message
+                    );
+                    now
+                }
+            };
+            still_failing.insert(target, (e.code.clone(), since));
         }
         for target in self.failing.keys() {
             if !still_failing.contains_key(target) {

@@ -63,7 +63,8 @@ impl SlackResponse {
     }
 }
 
-/// One request the fake received.
+/// One request the fake received. (Its `Debug` shows the path with the secret: print
+/// `summarize(..)` instead in assertion messages.)
 #[derive(Debug, Clone)]
 pub struct SlackRequest {
     pub at: Instant,
@@ -262,7 +263,8 @@ pub fn summarize(requests: &[SlackRequest]) -> Vec<String> {
                 .and_then(|p| p.get("text"))
                 .and_then(Value::as_str)
                 .unwrap_or(&r.body);
-            format!("{} {} {}", r.status, r.path, text)
+            let path = r.path.replace(WEBHOOK_SECRET, "<secret>");
+            format!("{} {path} {}", r.status, text)
         })
         .collect()
 }

@@ -1,0 +1,114 @@
+//! Exactly the TOML file's shape. Unknown keys are rejected by serde, naming the key.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default, with = "humantime_serde")]
+    pub poll_interval: Option<Duration>,
+    pub state_path: Option<PathBuf>,
+    #[serde(default)]
+    pub aws: super::AwsConfig,
+    pub slack: Option<Slack>,
+    #[serde(default)]
+    pub reminders: Reminders,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<Route>,
+    #[serde(default, rename = "pipeline")]
+    pub pipelines: Vec<Pipeline>,
+    pub metrics: Option<Metrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slack {
+    pub webhook_url_file: Option<PathBuf>,
+    pub webhook_url_env: Option<String>,
+    pub webhook_url_credential: Option<String>,
+    pub webhook_url: Option<String>,
+    pub username: Option<String>,
+    pub icon_emoji: Option<String>,
+    pub channel: Option<String>,
+    pub mention: Option<String>,
+    pub notify_resolved: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub name: Option<String>,
+    pub pipelines: Vec<String>,
+    pub webhook_url_file: Option<PathBuf>,
+    pub webhook_url_env: Option<String>,
+    pub webhook_url_credential: Option<String>,
+    pub webhook_url: Option<String>,
+    pub username: Option<String>,
+    pub icon_emoji: Option<String>,
+    pub channel: Option<String>,
+    pub mention: Option<String>,
+    pub notify_resolved: Option<bool>,
+    pub reminders: Option<Reminders>,
+}
+
+/// `[reminders]`, and a route's `[route.reminders]` overriding it key by key.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reminders {
+    #[serde(default, with = "humantime_serde")]
+    pub after: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub every: Option<Duration>,
+    pub max: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    pub expire_warning: Option<Duration>,
+    pub escalate_after: Option<u32>,
+    pub escalate_mention: Option<String>,
+    pub working_hours: Option<WorkingHours>,
+}
+
+impl Reminders {
+    /// `self` with any key `over` sets replaced.
+    pub fn overridden_by(&self, over: &Reminders) -> Reminders {
+        Reminders {
+            after: over.after.or(self.after),
+            every: over.every.or(self.every),
+            max: over.max.or(self.max),
+            expire_warning: over.expire_warning.or(self.expire_warning),
+            escalate_after: over.escalate_after.or(self.escalate_after),
+            escalate_mention: over
+                .escalate_mention
+                .clone()
+                .or_else(|| self.escalate_mention.clone()),
+            working_hours: over
+                .working_hours
+                .clone()
+                .or_else(|| self.working_hours.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkingHours {
+    pub timezone: String,
+    pub days: Vec<String>,
+    pub start: String,
+    pub end: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    pub name: String,
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    pub listen: String,
+}

@@ -1,0 +1,132 @@
+//! The human-readable summary `check-config` prints. Never includes a webhook secret.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::aws::Target;
+use crate::config::{Config, Route, SecretSource, SecretUrl};
+use crate::remind::ReminderPolicy;
+
+fn human(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+fn reminders(p: &ReminderPolicy) -> String {
+    let mut parts = Vec::new();
+    if p.max == 0 {
+        parts.push("no regular reminders".to_owned());
+    } else {
+        parts.push(format!(
+            "after {}, every {}, at most {}",
+            human(p.after),
+            human(p.every),
+            p.max
+        ));
+    }
+    if let Some(w) = p.expire_warning {
+        parts.push(format!("expiry warning {} before", human(w)));
+    }
+    if let (Some(after), Some(mention)) = (p.escalate_after, &p.escalate_mention) {
+        parts.push(format!("escalate to {} after {after}", mention.as_str()));
+    }
+    if let Some(w) = &p.working_hours {
+        let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+            .iter()
+            .zip(w.days)
+            .filter(|(_, on)| *on)
+            .map(|(d, _)| *d)
+            .collect::<Vec<_>>()
+            .join(",");
+        parts.push(format!(
+            "working hours {days} {:02}:{:02}-{:02}:{:02} {}",
+            w.start_minute / 60,
+            w.start_minute % 60,
+            w.end_minute / 60,
+            w.end_minute % 60,
+            w.timezone_name
+        ));
+    }
+    parts.join("; ")
+}
+
+fn route(out: &mut String, route: &Route, webhook: &SecretUrl) {
+    let source = match &route.webhook {
+        SecretSource::Inline(_) => {
+            "inline webhook_url (prefer webhook_url_file or a systemd credential)".to_owned()
+        }
+        other => other.to_string(),
+    };
+    let matches = if route.pipelines.is_empty() {
+        "every pipeline no route matches".to_owned()
+    } else {
+        route
+            .pipelines
+            .iter()
+            .map(|g| g.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = writeln!(out, "  {} ({}): {matches}", route.name, route.key);
+    // The host is not secret; the path of a webhook URL is.
+    let host = webhook.expose().host_str().unwrap_or("?");
+    let _ = writeln!(
+        out,
+        "    webhook: from {source} ({}), host {host}",
+        route.webhook_key
+    );
+    for (key, value) in route.overrides.fields() {
+        if let Some(value) = value {
+            let _ = writeln!(out, "    {key}: {value}");
+        }
+    }
+    if let Some(m) = &route.mention {
+        let _ = writeln!(out, "    mention: {}", m.as_str());
+    }
+    if !route.notify_resolved {
+        let _ = writeln!(out, "    resolutions: not told");
+    }
+    let _ = writeln!(out, "    reminders: {}", reminders(&route.reminders));
+}
+
+/// The summary: settings, each route with its resolved secret's host, each pipeline's
+/// region and route.
+pub fn config_summary(
+    path: &Path,
+    config: &Config,
+    targets: &[Target],
+    webhooks: &[SecretUrl],
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "config {}: ok", path.display());
+    let _ = writeln!(out, "poll interval: {}", human(config.poll_interval));
+    let _ = writeln!(out, "state database: {}", config.state_path.display());
+    if let Some(profile) = &config.aws.profile {
+        let _ = writeln!(out, "aws profile: {profile}");
+    }
+    if let Some(listen) = &config.metrics {
+        let _ = writeln!(out, "metrics: http://{listen}/metrics");
+    }
+    let _ = writeln!(out, "routes:");
+    for (r, webhook) in config.all_routes().zip(webhooks) {
+        route(&mut out, r, webhook);
+    }
+    let _ = writeln!(out, "pipelines ({}):", targets.len());
+    for (target, p) in targets.iter().zip(&config.pipelines) {
+        let origin = if p.region.is_some() {
+            "pipeline.region"
+        } else if config.aws.region.is_some() {
+            "aws.region"
+        } else {
+            "AWS default chain"
+        };
+        let _ = writeln!(
+            out,
+            "  {}  {}  (region from {origin})  → route {}",
+            target.pipeline,
+            target.region,
+            config.route_for(&target.pipeline).name
+        );
+    }
+    out
+}
