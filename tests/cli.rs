@@ -430,7 +430,14 @@ async fn status_lists_waiting_approvals_for_people_and_scripts() {
     let human = w.env.run(&["status"]).await;
     human.assert_code(0);
     let text = human.stdout_plain();
-    for needle in ["web-app", "api", APPROVAL_STAGE, APPROVAL_ACTION] {
+    let since_date = utc_date(w.aws.waiting_since("web-app"));
+    for needle in [
+        "web-app",
+        "api",
+        APPROVAL_STAGE,
+        APPROVAL_ACTION,
+        since_date.as_str(),
+    ] {
         assert!(
             text.contains(needle),
             "status lacks {needle:?}\n{}",

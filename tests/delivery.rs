@@ -81,7 +81,8 @@ async fn run_retries_a_5xx_within_seconds_even_with_a_long_poll_interval() {
     let requests = w.slack.requests();
     assert_eq!(requests.len(), 2, "{:#?}", summarize(&requests));
     let gap = requests[1].at - requests[0].at;
-    assert!(gap <= Duration::from_secs(6), "retried after {gap:?}");
+    // "First retry within 5 s", plus scheduling slack on a loaded 2-core machine.
+    assert!(gap <= Duration::from_millis(6500), "retried after {gap:?}");
 
     daemon.terminate().await.assert_code(0);
     assert_eq!(w.slack.request_count(), 2);

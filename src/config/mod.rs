@@ -1052,4 +1052,18 @@ listen = "127.0.0.1:9714"
             .unwrap();
         assert_eq!(url.expose().host_str(), Some("hooks.slack.com"));
     }
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let config = parse(include_str!("../../config.example.toml")).unwrap();
+        assert_eq!(
+            config.slack.webhook,
+            SecretSource::Credential("slack-webhook".into())
+        );
+        assert_eq!(config.pipelines.len(), 2);
+        assert_eq!(
+            config.state_path,
+            PathBuf::from("/var/lib/approval-watch/state.db")
+        );
+    }
 }
