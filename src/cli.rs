@@ -112,14 +112,7 @@ pub async fn open_watcher(config: &Config) -> Result<Watcher, Failure> {
 }
 
 async fn connect(config: &Config) -> Result<(CodePipeline, Vec<Target>), Failure> {
-    let pipelines: Vec<(String, Option<String>)> = config
-        .pipelines
-        .iter()
-        .map(|p| (p.name.clone(), config.region_of(p).map(str::to_owned)))
-        .collect();
-    CodePipeline::connect(&config.aws, &pipelines)
-        .await
-        .map_err(config_error)
+    CodePipeline::connect(config).await.map_err(config_error)
 }
 
 /// Cancelled on SIGTERM or SIGINT.

@@ -6,6 +6,7 @@
 //! [`daemon`] runs cycles on a timer, [`cli`] is the command line.
 
 pub mod aws;
+pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod daemon;
@@ -13,6 +14,7 @@ pub mod deliver;
 pub mod dry_run;
 pub mod logging;
 pub mod model;
+pub mod poll;
 pub mod reconcile;
 pub mod remind;
 pub mod render;

@@ -4,21 +4,47 @@
 use jiff::Timestamp;
 use serde::Serialize;
 
-/// A pipeline in a region: what is read.
+/// The account name used when no `[[account]]` is configured: the SDK's default chain.
+pub const DEFAULT_ACCOUNT: &str = "default";
+
+/// A pipeline in an account and region: what is read.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Target {
+    pub account: String,
     pub region: String,
     pub pipeline: String,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.account == DEFAULT_ACCOUNT {
+            write!(f, "{} ({})", self.pipeline, self.region)
+        } else {
+            write!(f, "{} ({}, {})", self.pipeline, self.account, self.region)
+        }
+    }
 }
 
 /// Identifies one approval request: a token is issued each time the action starts waiting.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct ApprovalKey {
+    /// The configured account name (`default` without `[[account]]`s).
+    pub account: String,
     pub region: String,
     pub pipeline: String,
     pub stage: String,
     pub action: String,
     pub token: String,
+}
+
+impl ApprovalKey {
+    pub fn target(&self) -> Target {
+        Target {
+            account: self.account.clone(),
+            region: self.region.clone(),
+            pipeline: self.pipeline.clone(),
+        }
+    }
 }
 
 /// What the pipeline definition says about one manual approval action.
@@ -90,9 +116,12 @@ pub struct ObservedApproval {
 /// One successful read of a pipeline: every approval action it has, and their latest executions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PipelineSnapshot {
+    pub account: String,
     pub region: String,
     pub pipeline: String,
     pub version: Option<i32>,
+    /// A run is in progress at or before an approval stage (so read it often).
+    pub active: bool,
     pub approvals: Vec<ObservedApproval>,
 }
 

@@ -94,6 +94,7 @@ pub fn waiting_keys(snapshots: &[PipelineSnapshot]) -> Vec<(ApprovalKey, Option<
                 return None;
             }
             let key = ApprovalKey {
+                account: s.account.clone(),
                 region: s.region.clone(),
                 pipeline: s.pipeline.clone(),
                 stage: a.stage.clone(),
@@ -114,7 +115,7 @@ pub fn reconcile(input: &Inputs<'_>) -> Plan {
         for o in input
             .open
             .iter()
-            .filter(|o| belongs(o, &target.region, &target.pipeline))
+            .filter(|o| o.approval.key.target() == *target)
         {
             plan.resolved.push(Resolved {
                 id: o.id,
@@ -136,11 +137,7 @@ pub fn reconcile(input: &Inputs<'_>) -> Plan {
                 .iter()
                 .find(|a| a.stage == stage && a.action == action)
         };
-        for o in input
-            .open
-            .iter()
-            .filter(|o| belongs(o, &snapshot.region, &snapshot.pipeline))
-        {
+        for o in input.open.iter().filter(|o| belongs(o, snapshot)) {
             let key = &o.approval.key;
             match judge(&o.approval, observed(&key.stage, &key.action), now) {
                 Judgement::Resolved(resolution) => plan.resolved.push(Resolved {
@@ -180,8 +177,11 @@ pub fn reconcile(input: &Inputs<'_>) -> Plan {
     plan
 }
 
-fn belongs(o: &OpenApproval, region: &str, pipeline: &str) -> bool {
-    o.approval.key.region == region && o.approval.key.pipeline == pipeline
+fn belongs(o: &OpenApproval, snapshot: &PipelineSnapshot) -> bool {
+    let key = &o.approval.key;
+    key.account == snapshot.account
+        && key.region == snapshot.region
+        && key.pipeline == snapshot.pipeline
 }
 
 /// The approval an observed action is waiting on, if it is waiting.
@@ -198,6 +198,7 @@ fn new_waiting(
     let timeout = SignedDuration::from_mins(a.definition.timeout_minutes());
     Some(Approval {
         key: ApprovalKey {
+            account: snapshot.account.clone(),
             region: snapshot.region.clone(),
             pipeline: snapshot.pipeline.clone(),
             stage: a.stage.clone(),
@@ -325,9 +326,11 @@ mod tests {
 
     fn snapshot(approvals: Vec<ObservedApproval>) -> PipelineSnapshot {
         PipelineSnapshot {
+            account: "default".into(),
             region: "us-east-1".into(),
             pipeline: "web-app".into(),
             version: Some(7),
+            active: true,
             approvals,
         }
     }
@@ -603,6 +606,7 @@ mod tests {
         let policy = ReminderPolicy::default();
         let policy_of = |_: &str| &policy;
         let deleted = [Target {
+            account: "default".into(),
             region: "us-east-1".into(),
             pipeline: "web-app".into(),
         }];

@@ -8,7 +8,7 @@
 use jiff::{SignedDuration, Timestamp, tz::TimeZone};
 use serde_json::{Value, json};
 
-use crate::model::{Approval, ApprovalKey, Outcome, Resolution, Revision};
+use crate::model::{Approval, ApprovalKey, DEFAULT_ACCOUNT, Outcome, Resolution, Revision};
 use crate::remind::{Mention, ReminderDue};
 
 /// Slack's limits for a header's plain_text, for section/context text and for the top-level
@@ -59,7 +59,7 @@ pub fn alert(approval: &Approval, now: Timestamp) -> Value {
         format!("*Pipeline:* {}", link(&pipeline_url, &key.pipeline)),
         format!("*Stage:* {}", name(&key.stage)),
         format!("*Action:* {}", name(&key.action)),
-        format!("*Region:* {}", name(&key.region)),
+        region_line(key),
         format!(
             "*Waiting:* {} (since {})",
             humanize(waited),
@@ -118,7 +118,7 @@ pub fn resolution(approval: &Approval, resolution: &Resolution) -> Value {
         format!("*Pipeline:* {}", link(&pipeline_url, &key.pipeline)),
         format!("*Stage:* {}", name(&key.stage)),
         format!("*Action:* {}", name(&key.action)),
-        format!("*Region:* {}", name(&key.region)),
+        region_line(key),
     ]
     .join("\n");
 
@@ -174,7 +174,7 @@ pub fn reminder(approval: &Approval, due: &ReminderDue, now: Timestamp) -> Value
         format!("*Pipeline:* {}", link(&pipeline_url, &key.pipeline)),
         format!("*Stage:* {}", name(&key.stage)),
         format!("*Action:* {}", name(&key.action)),
-        format!("*Region:* {}", name(&key.region)),
+        region_line(key),
         format!(
             "*Waiting:* {} (since {})",
             humanize(waited),
@@ -350,15 +350,33 @@ fn mrkdwn_object(mrkdwn: &str) -> Value {
     json!({ "type": "mrkdwn", "text": truncate_mrkdwn(mrkdwn, TEXT_MAX_CHARS), "verbatim": true })
 }
 
-/// "web-app / Stage / Action (region)", escaped, for the one-line summaries.
+/// "web-app / Stage / Action (region)", escaped, for the one-line summaries; the account
+/// is named too when several are configured.
 fn subject(key: &ApprovalKey) -> String {
+    let place = if key.account == DEFAULT_ACCOUNT {
+        name(&key.region)
+    } else {
+        format!("{}, {}", name(&key.account), name(&key.region))
+    };
     format!(
-        "{} / {} / {} ({})",
+        "{} / {} / {} ({place})",
         name(&key.pipeline),
         name(&key.stage),
         name(&key.action),
-        name(&key.region),
     )
+}
+
+/// "*Region:* us-east-1", with the account when it is not the default one.
+fn region_line(key: &ApprovalKey) -> String {
+    if key.account == DEFAULT_ACCOUNT {
+        format!("*Region:* {}", name(&key.region))
+    } else {
+        format!(
+            "*Account:* {}\n*Region:* {}",
+            name(&key.account),
+            name(&key.region)
+        )
+    }
 }
 
 /// "Approved by alice@example.com", "Expired after 7 d without a decision", … as mrkdwn.
@@ -601,6 +619,7 @@ mod tests {
         let waiting_since = Timestamp::from_millisecond(1_764_148_392_068).unwrap();
         Approval {
             key: ApprovalKey {
+                account: "default".into(),
                 region: "us-east-1".into(),
                 pipeline: "web-app".into(),
                 stage: "Approve_Deployment_to_Production".into(),
@@ -932,6 +951,7 @@ mod tests {
     #[test]
     fn url_parts_are_percent_encoded() {
         let key = ApprovalKey {
+            account: "default".into(),
             region: "r?x=1&y".into(),
             pipeline: "my@pipe".into(),
             stage: "a b/c|d".into(),
@@ -1059,6 +1079,7 @@ mod tests {
         let long = "&<é|".repeat(3000);
         let approval = Approval {
             key: ApprovalKey {
+                account: "default".into(),
                 region: long.clone(),
                 pipeline: long.clone(),
                 stage: long.clone(),
@@ -1199,6 +1220,7 @@ mod tests {
         for _ in 0..150 {
             let approval = Approval {
                 key: ApprovalKey {
+                    account: "default".into(),
                     region: nasty_string(&mut rng),
                     pipeline: nasty_string(&mut rng),
                     stage: nasty_string(&mut rng),

@@ -52,7 +52,7 @@ impl SlackClient {
             .json(payload)
             .send()
             .await
-            .map_err(|e| SendError::Temporary(describe(e)))?;
+            .map_err(|e| SendError::Temporary(redact(&describe(e), webhook.expose())))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -64,7 +64,9 @@ impl SlackClient {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let body = response.text().await.unwrap_or_default();
-        let body = clip(body.trim());
+        // A proxy's error page may repeat the request line: the secret must not ride along
+        // into logs and `status`.
+        let body = clip(redact(&body, webhook.expose()).trim());
         Err(match status.as_u16() {
             429 => SendError::RateLimited { retry_after },
             code @ 500..=599 => SendError::Temporary(format!("HTTP {code}: {body}")),
@@ -99,6 +101,26 @@ fn describe(e: reqwest::Error) -> String {
     text
 }
 
+/// Stands in for the webhook URL, or a part of it, in text from outside.
+const REDACTED: &str = "<webhook>";
+
+/// `text` without the webhook URL, its path, or any longer path segment (the secret part),
+/// however they appear in it.
+fn redact(text: &str, webhook: &url::Url) -> String {
+    let mut needles: Vec<&str> = vec![webhook.as_str(), webhook.path()];
+    needles.extend(webhook.path().split('/'));
+    needles.extend(webhook.query());
+    needles.retain(|n| n.len() > 8);
+    needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    let mut out = text.to_owned();
+    for needle in needles {
+        if out.contains(needle) {
+            out = out.replace(needle, REDACTED);
+        }
+    }
+    out
+}
+
 fn clip(s: &str) -> String {
     if s.chars().count() <= MAX_BODY_IN_ERROR {
         return s.to_owned();
@@ -106,4 +128,27 @@ fn clip(s: &str) -> String {
     let mut out: String = s.chars().take(MAX_BODY_IN_ERROR).collect();
     out.push('…');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_removes_the_url_its_path_and_its_secret_segments() {
+        let url =
+            url::Url::parse("https://hooks.slack.com/services/T0ABC/B0DEF12345/s3cr3tT0k3nXYZ")
+                .unwrap();
+        let text = "Cannot POST /services/T0ABC/B0DEF12345/s3cr3tT0k3nXYZ \
+                    (https://hooks.slack.com/services/T0ABC/B0DEF12345/s3cr3tT0k3nXYZ); \
+                    token s3cr3tT0k3nXYZ invalid";
+        let out = redact(text, &url);
+        assert!(!out.contains("s3cr3tT0k3nXYZ"), "{out}");
+        assert!(!out.contains("B0DEF12345"), "{out}");
+        assert!(
+            out.starts_with("Cannot POST <webhook> (<webhook>); token <webhook> invalid"),
+            "{out}"
+        );
+        assert_eq!(redact("no_service", &url), "no_service");
+    }
 }

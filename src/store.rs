@@ -99,12 +99,18 @@ const SCHEMA_V2: &str = "
 ALTER TABLE approvals ADD COLUMN expiry_warned INTEGER NOT NULL DEFAULT 0;
 ";
 
+/// Several AWS accounts: which one an approval belongs to. (Tokens are UUIDs, so the
+/// original unique key stays unique across accounts.)
+const SCHEMA_V3: &str = "
+ALTER TABLE approvals ADD COLUMN account TEXT NOT NULL DEFAULT 'default';
+";
+
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(SCHEMA_V1), M::up(SCHEMA_V2)])
+    Migrations::new(vec![M::up(SCHEMA_V1), M::up(SCHEMA_V2), M::up(SCHEMA_V3)])
 }
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The only destination until routing exists; outbox rows carry it so order is per destination.
 pub const DEFAULT_DESTINATION: &str = "default";
@@ -283,7 +289,7 @@ impl Store {
             .conn
             .prepare_cached(
                 "SELECT 1 FROM approvals WHERE region = ?1 AND pipeline = ?2 AND stage = ?3
-                 AND action = ?4 AND token = ?5",
+                 AND action = ?4 AND token = ?5 AND account = ?6",
             )
             .map_err(|e| self.sql(e))?;
         let mut known = HashSet::new();
@@ -294,7 +300,8 @@ impl Store {
                     key.pipeline,
                     key.stage,
                     key.action,
-                    key.token
+                    key.token,
+                    key.account
                 ])
                 .map_err(|e| self.sql(e))?;
             if found {
@@ -357,8 +364,8 @@ impl Store {
                     "INSERT INTO approvals (region, pipeline, stage, action, token,
                         pipeline_execution_id, waiting_since_ms, expires_at_ms, custom_data,
                         external_entity_link, revision_id, revision_summary, revision_url,
-                        first_seen_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                        first_seen_ms, account)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
                      ON CONFLICT DO NOTHING",
                     params![
                         approval.key.region,
@@ -375,6 +382,7 @@ impl Store {
                         rev.and_then(|r| r.summary.as_deref()),
                         rev.and_then(|r| r.url.as_deref()),
                         now_ms,
+                        approval.key.account,
                     ],
                 )
                 .map_err(sql)?;
@@ -394,7 +402,8 @@ impl Store {
             .conn
             .prepare_cached(
                 "SELECT o.id, o.approval_id, o.kind, o.destination, o.payload, o.attempts,
-                        o.next_attempt_ms, a.region, a.pipeline, a.stage, a.action, a.token
+                        o.next_attempt_ms, a.account, a.region, a.pipeline, a.stage, a.action,
+                        a.token
                  FROM outbox o JOIN approvals a ON a.id = o.approval_id
                  WHERE o.state = 'pending' ORDER BY o.id LIMIT ?1",
             )
@@ -627,6 +636,7 @@ fn ms(millis: i64) -> Timestamp {
 
 fn key_from_row(row: &Row<'_>) -> rusqlite::Result<ApprovalKey> {
     Ok(ApprovalKey {
+        account: row.get("account")?,
         region: row.get("region")?,
         pipeline: row.get("pipeline")?,
         stage: row.get("stage")?,
@@ -662,8 +672,15 @@ pub fn outcome_of(store: &Store, key: &ApprovalKey) -> Result<Option<Outcome>, S
         .conn
         .query_row(
             "SELECT outcome FROM approvals WHERE region = ?1 AND pipeline = ?2 AND stage = ?3
-             AND action = ?4 AND token = ?5",
-            params![key.region, key.pipeline, key.stage, key.action, key.token],
+             AND action = ?4 AND token = ?5 AND account = ?6",
+            params![
+                key.region,
+                key.pipeline,
+                key.stage,
+                key.action,
+                key.token,
+                key.account
+            ],
             |row| row.get(0),
         )
         .optional()
@@ -677,6 +694,7 @@ mod tests {
 
     fn key(token: &str) -> ApprovalKey {
         ApprovalKey {
+            account: "default".into(),
             region: "us-east-1".into(),
             pipeline: "web-app".into(),
             stage: "Approve".into(),

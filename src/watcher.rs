@@ -11,17 +11,19 @@ use crate::aws::{AwsError, CodePipeline, Target};
 use crate::config::Config;
 use crate::deliver::{Deliverer, DeliveryReport};
 use crate::model::{ApprovalKey, MessageKind, PipelineSnapshot, Revision};
+use crate::poll::{Discovered, Schedule};
 use crate::reconcile::{self, Plan};
 use crate::remind::Mention;
 use crate::render;
 use crate::store::{Changes, NewMessage, Store, StoreError};
 
-/// Pipelines read at once; keeps a cycle quick without bursting into throttling.
-const MAX_CONCURRENT_READS: usize = 8;
+/// Reads started at once; each then waits for its (account, region) budget.
+const MAX_PENDING_READS: usize = 256;
 
 /// What a cycle's reads gave.
 pub struct Observation {
     pub plan: Plan,
+    pub snapshots: Vec<PipelineSnapshot>,
     pub failures: Vec<AwsError>,
 }
 
@@ -33,6 +35,8 @@ pub struct CycleReport {
     pub new_approvals: usize,
     pub resolved: usize,
     pub reminders: usize,
+    /// Pipelines read this cycle (the others were idle and not due).
+    pub reads: usize,
     pub delivery: DeliveryReport,
     /// Messages still waiting in the outbox after the cycle (retry later, or interrupted).
     pub undelivered: u64,
@@ -55,9 +59,10 @@ pub async fn observe(
     store: Option<&Store>,
     now: Timestamp,
 ) -> Result<Observation, StoreError> {
+    // The budgets pace and cap the calls; this only bounds the futures held at once.
     let results: Vec<Result<PipelineSnapshot, AwsError>> = futures_util::stream::iter(targets)
         .map(|t| aws.read(t))
-        .buffer_unordered(MAX_CONCURRENT_READS)
+        .buffer_unordered(MAX_PENDING_READS)
         .collect()
         .await;
     let mut snapshots = Vec::with_capacity(results.len());
@@ -89,7 +94,11 @@ pub async fn observe(
         policy: &policy,
         now,
     });
-    Ok(Observation { plan, failures })
+    Ok(Observation {
+        plan,
+        snapshots,
+        failures,
+    })
 }
 
 /// `GetPipelineExecution` once per new approval. A failure only costs the alert its revision.
@@ -104,11 +113,7 @@ async fn revisions(
         .filter_map(|(key, execution)| Some((key, execution.as_deref()?)));
     futures_util::stream::iter(lookups)
         .map(|(key, execution)| async move {
-            let target = Target {
-                region: key.region.clone(),
-                pipeline: key.pipeline.clone(),
-            };
-            match aws.revision(&target, execution).await {
+            match aws.revision(&key.target(), execution).await {
                 Ok(revision) => Some((key.clone(), revision)),
                 Err(e) => {
                     tracing::warn!(
@@ -121,7 +126,7 @@ async fn revisions(
                 }
             }
         })
-        .buffer_unordered(MAX_CONCURRENT_READS)
+        .buffer_unordered(MAX_PENDING_READS)
         .filter_map(std::future::ready)
         .collect()
         .await
@@ -185,12 +190,20 @@ pub fn changes(config: &Config, plan: &Plan, now: Timestamp) -> Changes {
 pub struct Watcher {
     config: Config,
     aws: CodePipeline,
-    targets: Vec<Target>,
+    /// `[[pipeline]]`s.
+    configured: Vec<Target>,
+    discovered: Discovered,
+    next_discovery: Option<Timestamp>,
+    schedule: Schedule,
     store: Store,
     deliverer: Deliverer,
     /// Per failing pipeline: its error code and since when, so a lasting failure is logged
     /// once, and a pipeline not found for long enough is taken as deleted.
     failing: HashMap<Target, (String, Timestamp)>,
+    /// Discovered pipelines that vanished; resolved as deleted at the next cycle.
+    gone: Vec<Target>,
+    /// Budgets that cannot fit a cycle into `poll_interval`, warned about once.
+    over_budget: HashSet<(String, String)>,
 }
 
 /// A pipeline answering "not found" this long is deleted: a single answer could be an
@@ -207,12 +220,17 @@ impl Watcher {
         deliverer: Deliverer,
     ) -> Self {
         Self {
+            schedule: Schedule::new(config.idle_poll_interval),
             config,
             aws,
-            targets,
+            configured: targets,
+            discovered: Discovered::default(),
+            next_discovery: None,
             store,
             deliverer,
             failing: HashMap::new(),
+            gone: Vec::new(),
+            over_budget: HashSet::new(),
         }
     }
 
@@ -222,6 +240,26 @@ impl Watcher {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    pub fn aws(&self) -> &CodePipeline {
+        &self.aws
+    }
+
+    /// Reads skipped because pipelines were idle, since start.
+    pub fn reads_saved(&self) -> u64 {
+        self.schedule.reads_saved
+    }
+
+    /// Every pipeline watched: configured, then discovered (without duplicates).
+    pub fn targets(&self) -> Vec<Target> {
+        let mut seen: HashSet<Target> = HashSet::new();
+        self.configured
+            .iter()
+            .cloned()
+            .chain(self.discovered.targets())
+            .filter(|t| seen.insert(t.clone()))
+            .collect()
     }
 
     /// A full cycle at the current time.
@@ -236,54 +274,161 @@ impl Watcher {
         now: Timestamp,
         shutdown: &CancellationToken,
     ) -> Result<CycleReport, StoreError> {
-        let deleted = self.deleted(now);
+        tokio::select! {
+            _ = self.discover(now) => {}
+            _ = shutdown.cancelled() => return Ok(CycleReport::default()),
+        }
+        let targets = self.targets();
+        let waiting: HashSet<Target> = self
+            .store
+            .open_approvals()?
+            .iter()
+            .map(|o| o.approval.key.target())
+            .collect();
+        let due = self.schedule.due(&targets, &waiting, now);
+        let mut deleted = self.deleted(now);
+        deleted.extend(self.gone.iter().cloned());
         let observed = tokio::select! {
-            o = observe(&self.config, &self.aws, &self.targets, &deleted, Some(&self.store), now) => o?,
+            o = observe(&self.config, &self.aws, &due, &deleted, Some(&self.store), now) => o?,
             _ = shutdown.cancelled() => return Ok(CycleReport::default()),
         };
+        for s in &observed.snapshots {
+            let waiting_now = s.approvals.iter().any(|a| {
+                a.latest
+                    .as_ref()
+                    .is_some_and(|l| l.status == crate::model::ActionStatus::InProgress)
+            });
+            let target = Target {
+                account: s.account.clone(),
+                region: s.region.clone(),
+                pipeline: s.pipeline.clone(),
+            };
+            self.schedule.read(&target, s.active || waiting_now, now);
+        }
         self.log_read_failures(&observed.failures, now);
+        self.check_budget_fits(&targets);
         let changes = changes(&self.config, &observed.plan, now);
         self.store.record(&changes, now)?;
-        for a in &observed.plan.new {
-            tracing::info!(
-                pipeline = %a.key.pipeline,
-                stage = %a.key.stage,
-                action = %a.key.action,
-                region = %a.key.region,
-                "approval waiting"
-            );
-        }
-        for r in &observed.plan.resolved {
-            tracing::info!(
-                pipeline = %r.approval.key.pipeline,
-                stage = %r.approval.key.stage,
-                action = %r.approval.key.action,
-                outcome = r.resolution.outcome.as_str(),
-                told = r.notify,
-                "approval resolved"
-            );
-        }
-        for r in &observed.plan.reminders {
-            tracing::info!(
-                pipeline = %r.approval.key.pipeline,
-                stage = %r.approval.key.stage,
-                action = %r.approval.key.action,
-                number = r.due.number,
-                expiry_warning = r.due.expiry_warning,
-                escalated = r.due.escalate,
-                "reminder due"
-            );
-        }
+        // Recorded: the vanished pipelines' approvals are resolved now.
+        self.gone.clear();
+        log_plan(&observed.plan);
         let delivery = self.deliver(shutdown).await?;
         Ok(CycleReport {
-            pipelines: self.targets.len(),
+            pipelines: targets.len(),
             read_failures: observed.failures.len(),
             new_approvals: observed.plan.new.len(),
             resolved: observed.plan.resolved.len(),
             reminders: observed.plan.reminders.len(),
+            reads: due.len(),
             delivery,
             undelivered: self.store.count_pending()?,
         })
+    }
+
+    /// Lists pipelines for `[[discover]]` when due. A failed listing changes nothing.
+    async fn discover(&mut self, now: Timestamp) {
+        let scopes = self.aws.discovery_scopes().to_vec();
+        if scopes.is_empty() || self.next_discovery.is_some_and(|next| now < next) {
+            return;
+        }
+        let interval = jiff::SignedDuration::try_from(self.config.discover_interval)
+            .unwrap_or(jiff::SignedDuration::from_mins(5));
+        self.next_discovery = now.checked_add(interval).ok();
+        let aws = &self.aws;
+        let listings: Vec<_> = futures_util::stream::iter(&scopes)
+            .map(|scope| async move {
+                (
+                    scope,
+                    aws.list_pipelines(&scope.account, &scope.region).await,
+                )
+            })
+            .buffer_unordered(MAX_PENDING_READS)
+            .collect()
+            .await;
+        for (scope, listing) in listings {
+            let names = match listing {
+                Ok(names) => names,
+                Err(e) => {
+                    tracing::warn!(
+                        account = %scope.account,
+                        region = %scope.region,
+                        code = %e.code,
+                        "cannot list pipelines; keeping the ones found before: {}",
+                        e.message
+                    );
+                    continue;
+                }
+            };
+            let Some(entry) = self.config.discover.get(scope.entry) else {
+                continue;
+            };
+            let selected: Vec<String> = names.into_iter().filter(|n| entry.selects(n)).collect();
+            let change = self.discovered.listed(
+                (scope.entry, scope.account.clone(), scope.region.clone()),
+                &selected,
+            );
+            let target = |pipeline: &String| Target {
+                account: scope.account.clone(),
+                region: scope.region.clone(),
+                pipeline: pipeline.clone(),
+            };
+            if !change.added.is_empty() {
+                tracing::info!(
+                    account = %scope.account,
+                    region = %scope.region,
+                    added = change.added.len(),
+                    watching = selected.len(),
+                    "discovered pipelines"
+                );
+            }
+            for name in &change.gone {
+                tracing::info!(pipeline = %name, account = %scope.account, region = %scope.region, "pipeline gone from the listing; handling it as deleted");
+                let t = target(name);
+                self.aws.forget(&t);
+                self.gone.push(t);
+            }
+        }
+        let targets = self.targets();
+        self.schedule.retain(&targets);
+    }
+
+    /// Warns (once, until it fits again) when a budget cannot read its pipelines within
+    /// `poll_interval`, saying how long a cycle takes and what interval would fit.
+    fn check_budget_fits(&mut self, targets: &[Target]) {
+        let poll = self.config.poll_interval.as_secs_f64();
+        let idle = self.config.idle_poll_interval.as_secs_f64();
+        let mut per_budget: HashMap<(String, String), Vec<Target>> = HashMap::new();
+        for t in targets {
+            per_budget
+                .entry((t.account.clone(), t.region.clone()))
+                .or_default()
+                .push(t.clone());
+        }
+        for (key, ts) in per_budget {
+            let Some(budget) = self.aws.budget_for(&key.0, &key.1) else {
+                continue;
+            };
+            let active = self.schedule.active_count(&ts) as f64;
+            let idle_count = ts.len() as f64 - active;
+            // Reads per poll interval: every active pipeline, and idle ones in turn.
+            let reads = active + idle_count * (poll / idle);
+            let rate = budget.limits().requests_per_second;
+            let needed = reads / rate;
+            if needed > poll {
+                if self.over_budget.insert(key.clone()) {
+                    tracing::warn!(
+                        account = %key.0,
+                        region = %key.1,
+                        pipelines = ts.len(),
+                        cycle_s = format!("{needed:.0}"),
+                        "a cycle takes about {needed:.0} s at {rate} requests/s, longer than poll_interval ({poll:.0} s); set poll_interval to at least {:.0}s or raise max_requests_per_second",
+                        needed.ceil()
+                    );
+                }
+            } else {
+                self.over_budget.remove(&key);
+            }
+        }
     }
 
     /// Sends what is due in the outbox (retries between cycles).
@@ -315,10 +460,7 @@ impl Watcher {
     fn log_read_failures(&mut self, failures: &[AwsError], now: Timestamp) {
         let mut still_failing = HashMap::new();
         for e in failures {
-            let target = Target {
-                region: e.region.clone(),
-                pipeline: e.pipeline.clone(),
-            };
+            let target = e.target();
             let since = match self.failing.get(&target) {
                 Some((code, since)) if *code == e.code => {
                     tracing::debug!(pipeline = %e.pipeline, region = %e.region, code = %e.code, "still cannot read pipeline");
@@ -327,6 +469,7 @@ impl Watcher {
                 _ => {
                     tracing::warn!(
                         pipeline = %e.pipeline,
+                        account = %e.account,
                         region = %e.region,
                         operation = e.operation,
                         code = %e.code,
@@ -338,11 +481,51 @@ impl Watcher {
             };
             still_failing.insert(target, (e.code.clone(), since));
         }
-        for target in self.failing.keys() {
-            if !still_failing.contains_key(target) {
+        // Pipelines not read this cycle keep their failure record.
+        for (target, record) in &self.failing {
+            if still_failing.contains_key(target) {
+                continue;
+            }
+            if self.schedule.last_read_at(target) == Some(now) {
                 tracing::info!(pipeline = %target.pipeline, region = %target.region, "pipeline readable again");
+            } else {
+                still_failing.insert(target.clone(), record.clone());
             }
         }
         self.failing = still_failing;
+    }
+}
+
+fn log_plan(plan: &Plan) {
+    for a in &plan.new {
+        tracing::info!(
+            pipeline = %a.key.pipeline,
+            stage = %a.key.stage,
+            action = %a.key.action,
+            region = %a.key.region,
+            account = %a.key.account,
+            "approval waiting"
+        );
+    }
+    for r in &plan.resolved {
+        tracing::info!(
+            pipeline = %r.approval.key.pipeline,
+            stage = %r.approval.key.stage,
+            action = %r.approval.key.action,
+            outcome = r.resolution.outcome.as_str(),
+            told = r.notify,
+            "approval resolved"
+        );
+    }
+    for r in &plan.reminders {
+        tracing::info!(
+            pipeline = %r.approval.key.pipeline,
+            stage = %r.approval.key.stage,
+            action = %r.approval.key.action,
+            number = r.due.number,
+            expiry_warning = r.due.expiry_warning,
+            escalated = r.due.escalate,
+            "reminder due"
+        );
     }
 }

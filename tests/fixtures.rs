@@ -4,7 +4,7 @@
 mod support;
 
 use approval_watch::aws::{CodePipeline, Target};
-use approval_watch::config::AwsConfig;
+use approval_watch::config::Config;
 use approval_watch::model::{ActionStatus, PipelineSnapshot};
 use jiff::Timestamp;
 use support::fixtures::{self, Fixture};
@@ -22,14 +22,17 @@ fn assert_near(actual: Option<Timestamp>, expected: f64) {
 }
 
 async fn connect(fake: &FakeCodePipeline) -> (CodePipeline, Target) {
-    let aws = AwsConfig {
-        region: Some("us-east-1".into()),
-        profile: None,
-        endpoint_url: Some(fake.endpoint()),
-    };
-    let (client, targets) = CodePipeline::connect(&aws, &[("web-app".into(), None)])
-        .await
-        .expect("connect");
+    let config = Config::parse(
+        &format!(
+            "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\
+             [slack]\nwebhook_url = \"https://hooks.slack.com/services/T/B/X\"\n\
+             [[pipeline]]\nname = \"web-app\"\n",
+            fake.endpoint()
+        ),
+        "fixtures.toml".as_ref(),
+    )
+    .expect("config");
+    let (client, targets) = CodePipeline::connect(&config).await.expect("connect");
     (client, targets.into_iter().next().unwrap())
 }
 

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::budget::Limits;
+use crate::model::DEFAULT_ACCOUNT;
 use crate::remind::{Mention, ReminderPolicy};
 use crate::schedule::{self, WorkingHours};
 
@@ -40,11 +42,13 @@ fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/approval-watch/config.toml";
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
+const DEFAULT_IDLE_POLL_INTERVAL: Duration = Duration::from_secs(120);
+const DEFAULT_DISCOVER_INTERVAL: Duration = Duration::from_secs(300);
 /// The outbox destination name of the `[slack]` table.
 pub const DEFAULT_ROUTE: &str = "default";
 
 /// `[aws]`: used as written.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AwsConfig {
     /// Default region for pipelines that name none; `None` → the SDK's own chain.
@@ -52,11 +56,61 @@ pub struct AwsConfig {
     pub profile: Option<String>,
     /// Another CodePipeline endpoint (tests, VPC endpoints). `AWS_ENDPOINT_URL` works too.
     pub endpoint_url: Option<String>,
+    /// The request budget per (account, region), shared by all operations (default 10).
+    pub max_requests_per_second: Option<f64>,
+    /// Calls in flight per (account, region) (default 8).
+    pub max_concurrency: Option<usize>,
+}
+
+/// How an account's credentials are had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// The SDK's default chain (env, `[aws] profile`, instance role).
+    DefaultChain,
+    /// A named profile from the shared config files.
+    Profile(String),
+    /// A role assumed with STS, from the default chain or from `profile`.
+    AssumeRole {
+        role_arn: String,
+        external_id: Option<String>,
+        profile: Option<String>,
+    },
+}
+
+/// An AWS account: `default` (the SDK's chain) and each `[[account]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountConfig {
+    pub name: String,
+    pub credentials: Credentials,
+    /// Its regions, for pipelines and discovery that name none.
+    pub regions: Vec<String>,
+    pub limits: Limits,
+}
+
+/// `[[discover]]`: list an account's pipelines and keep those the globs select.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiscoverConfig {
+    pub account: String,
+    /// Empty: the account's regions (else `[aws] region`, else the SDK's default).
+    pub region: Option<String>,
+    pub include: Vec<Glob>,
+    pub exclude: Vec<Glob>,
+}
+
+impl DiscoverConfig {
+    pub fn selects(&self, pipeline: &str) -> bool {
+        self.include.iter().any(|g| g.matches(pipeline))
+            && !self.exclude.iter().any(|g| g.matches(pipeline))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub poll_interval: Duration,
+    /// Pipelines with nothing in progress are read this often (at least `poll_interval`).
+    pub idle_poll_interval: Duration,
+    /// `[[discover]]` lists pipelines this often.
+    pub discover_interval: Duration,
     pub state_path: PathBuf,
     pub aws: AwsConfig,
     /// `[slack]`: where pipelines no route matches go.
@@ -64,6 +118,9 @@ pub struct Config {
     /// `[[route]]`s in order; the first whose globs match a pipeline wins.
     pub routes: Vec<Route>,
     pub pipelines: Vec<PipelineConfig>,
+    /// `default` first, then each `[[account]]`.
+    pub accounts: Vec<AccountConfig>,
+    pub discover: Vec<DiscoverConfig>,
     /// `[metrics] listen`: the Prometheus endpoint, off when absent.
     pub metrics: Option<SocketAddr>,
 }
@@ -71,8 +128,9 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PipelineConfig {
     pub name: String,
-    /// `None` → `[aws] region`, else the SDK's default region.
+    /// `None` → the account's only region, else `[aws] region`, else the SDK's default.
     pub region: Option<String>,
+    pub account: String,
 }
 
 /// A destination and how it nags: `[slack]` or one `[[route]]`.
@@ -217,7 +275,19 @@ impl Config {
 
     /// The region a pipeline is read in, if the config decides it.
     pub fn region_of<'a>(&'a self, pipeline: &'a PipelineConfig) -> Option<&'a str> {
-        pipeline.region.as_deref().or(self.aws.region.as_deref())
+        let account_region = self
+            .account(&pipeline.account)
+            .filter(|a| a.regions.len() == 1)
+            .map(|a| a.regions[0].as_str());
+        pipeline
+            .region
+            .as_deref()
+            .or(account_region)
+            .or(self.aws.region.as_deref())
+    }
+
+    pub fn account(&self, name: &str) -> Option<&AccountConfig> {
+        self.accounts.iter().find(|a| a.name == name)
     }
 
     /// The route a pipeline's messages take: the first `[[route]]` matching it, else `[slack]`.
@@ -279,10 +349,49 @@ fn validate(
         routes.push(route);
     }
 
-    if raw.pipelines.is_empty() {
+    let accounts = validate_accounts(&aws, raw.accounts)?;
+    let account_key = |key: String, name: Option<String>| -> Result<String, ConfigError> {
+        let name = name.unwrap_or_else(|| DEFAULT_ACCOUNT.to_owned());
+        if accounts.iter().any(|a| a.name == name) {
+            Ok(name)
+        } else {
+            Err(invalid(
+                key,
+                format!(
+                    "{name:?} is not a configured account; expected the name of an [[account]]"
+                ),
+            ))
+        }
+    };
+    let mut discover = Vec::with_capacity(raw.discover.len());
+    for (i, d) in raw.discover.into_iter().enumerate() {
+        let table = format!("discover[{i}]");
+        if let Some(region) = &d.region {
+            check_region(&format!("{table}.region"), region)?;
+        }
+        let globs = |k: &str, patterns: &[String]| {
+            patterns
+                .iter()
+                .enumerate()
+                .map(|(j, p)| Glob::parse(&format!("{table}.{k}[{j}]"), p))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let include = if d.include.is_empty() {
+            vec![Glob("*".to_owned())]
+        } else {
+            globs("include", &d.include)?
+        };
+        discover.push(DiscoverConfig {
+            account: account_key(format!("{table}.account"), d.account)?,
+            region: d.region,
+            include,
+            exclude: globs("exclude", &d.exclude)?,
+        });
+    }
+    if raw.pipelines.is_empty() && discover.is_empty() {
         return Err(invalid(
             "pipeline",
-            "no pipelines configured; expected at least one [[pipeline]] with a name",
+            "no pipelines configured; expected at least one [[pipeline]] with a name, or a [[discover]]",
         ));
     }
     let mut seen = HashSet::new();
@@ -293,16 +402,21 @@ fn validate(
         if let Some(region) = &p.region {
             check_region(&format!("pipeline[{i}].region"), region)?;
         }
+        let account = account_key(format!("pipeline[{i}].account"), p.account)?;
         let region = p.region.clone().or_else(|| aws.region.clone());
-        if !seen.insert((p.name.clone(), region)) {
+        if !seen.insert((p.name.clone(), region, account.clone())) {
             return Err(invalid(
                 key,
-                format!("pipeline {:?} is listed twice in the same region", p.name),
+                format!(
+                    "pipeline {:?} is listed twice in the same account and region",
+                    p.name
+                ),
             ));
         }
         pipelines.push(PipelineConfig {
             name: p.name,
             region: p.region,
+            account,
         });
     }
 
@@ -319,15 +433,172 @@ fn validate(
         })?),
     };
 
+    let idle_poll_interval = raw.idle_poll_interval.unwrap_or(DEFAULT_IDLE_POLL_INTERVAL);
+    if idle_poll_interval < poll_interval {
+        return Err(invalid(
+            "idle_poll_interval",
+            format!(
+                "{} is shorter than poll_interval; expected at least {}",
+                humantime::format_duration(idle_poll_interval),
+                humantime::format_duration(poll_interval)
+            ),
+        ));
+    }
+    let discover_interval = raw.discover_interval.unwrap_or(DEFAULT_DISCOVER_INTERVAL);
+    if discover_interval < Duration::from_secs(10) {
+        return Err(invalid(
+            "discover_interval",
+            "is too short; expected at least 10s",
+        ));
+    }
+
     Ok(Config {
         poll_interval,
+        idle_poll_interval,
+        discover_interval,
         state_path,
         aws,
         slack,
         routes,
         pipelines,
+        accounts,
+        discover,
         metrics,
     })
+}
+
+fn limits(
+    table: &str,
+    rps: Option<f64>,
+    concurrency: Option<usize>,
+    fallback: Limits,
+) -> Result<Limits, ConfigError> {
+    let rps = rps.unwrap_or(fallback.requests_per_second);
+    if !(rps.is_finite() && (0.1..=1000.0).contains(&rps)) {
+        return Err(invalid(
+            format!("{table}.max_requests_per_second"),
+            format!("{rps} is out of range; expected 0.1 to 1000"),
+        ));
+    }
+    let concurrency = concurrency.unwrap_or(fallback.max_concurrency);
+    if !(1..=256).contains(&concurrency) {
+        return Err(invalid(
+            format!("{table}.max_concurrency"),
+            format!("{concurrency} is out of range; expected 1 to 256"),
+        ));
+    }
+    Ok(Limits {
+        requests_per_second: rps,
+        max_concurrency: concurrency,
+    })
+}
+
+/// `default` (the SDK chain, `[aws] profile`) first, then each `[[account]]`.
+fn validate_accounts(
+    aws: &AwsConfig,
+    raw: Vec<raw::Account>,
+) -> Result<Vec<AccountConfig>, ConfigError> {
+    let aws_limits = limits(
+        "aws",
+        aws.max_requests_per_second,
+        aws.max_concurrency,
+        Limits::default(),
+    )?;
+    let mut accounts = vec![AccountConfig {
+        name: DEFAULT_ACCOUNT.to_owned(),
+        credentials: match &aws.profile {
+            Some(p) => Credentials::Profile(p.clone()),
+            None => Credentials::DefaultChain,
+        },
+        regions: aws.region.iter().cloned().collect(),
+        limits: aws_limits,
+    }];
+    for (i, a) in raw.into_iter().enumerate() {
+        let table = format!("account[{i}]");
+        let key = |k: &str| format!("{table}.{k}");
+        let name_ok = !a.name.is_empty()
+            && a.name.len() <= 64
+            && a.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !name_ok {
+            return Err(invalid(
+                key("name"),
+                format!(
+                    "{:?} is not an account name; expected 1 to 64 of A-Z a-z 0-9 - _ .",
+                    a.name
+                ),
+            ));
+        }
+        if accounts.iter().any(|x| x.name == a.name) {
+            let why = if a.name == DEFAULT_ACCOUNT {
+                "is reserved for the SDK's default credentials"
+            } else {
+                "is used twice"
+            };
+            return Err(invalid(
+                key("name"),
+                format!("{:?} {why}; expected a unique name", a.name),
+            ));
+        }
+        if let Some(p) = &a.profile
+            && p.trim().is_empty()
+        {
+            return Err(invalid(key("profile"), "is empty; expected a profile name"));
+        }
+        let credentials = match (a.role_arn, a.profile) {
+            (Some(role_arn), profile) => {
+                let valid = role_arn.starts_with("arn:aws")
+                    && role_arn.contains(":iam::")
+                    && role_arn.contains(":role/");
+                if !valid {
+                    return Err(invalid(
+                        key("role_arn"),
+                        format!(
+                            "{role_arn:?} is not a role ARN; expected arn:aws:iam::123456789012:role/NAME"
+                        ),
+                    ));
+                }
+                if let Some(id) = &a.external_id
+                    && !(2..=1224).contains(&id.len())
+                {
+                    return Err(invalid(key("external_id"), "expected 2 to 1224 characters"));
+                }
+                Credentials::AssumeRole {
+                    role_arn,
+                    external_id: a.external_id,
+                    profile,
+                }
+            }
+            (None, Some(profile)) => {
+                if a.external_id.is_some() {
+                    return Err(invalid(key("external_id"), "only applies with role_arn"));
+                }
+                Credentials::Profile(profile)
+            }
+            (None, None) => {
+                return Err(invalid(
+                    table,
+                    "expected profile or role_arn (or both: the role assumed from the profile)",
+                ));
+            }
+        };
+        for (j, r) in a.regions.iter().enumerate() {
+            check_region(&format!("{table}.regions[{j}]"), r)?;
+        }
+        accounts.push(AccountConfig {
+            name: a.name,
+            credentials,
+            regions: a.regions,
+            limits: limits(
+                &table,
+                a.max_requests_per_second,
+                a.max_concurrency,
+                aws_limits,
+            )?,
+        });
+    }
+    Ok(accounts)
 }
 
 fn validate_aws(aws: &AwsConfig) -> Result<(), ConfigError> {

@@ -10,6 +10,10 @@ use serde::Deserialize;
 pub struct Config {
     #[serde(default, with = "humantime_serde")]
     pub poll_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub idle_poll_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub discover_interval: Option<Duration>,
     pub state_path: Option<PathBuf>,
     #[serde(default)]
     pub aws: super::AwsConfig,
@@ -20,7 +24,35 @@ pub struct Config {
     pub routes: Vec<Route>,
     #[serde(default, rename = "pipeline")]
     pub pipelines: Vec<Pipeline>,
+    #[serde(default, rename = "account")]
+    pub accounts: Vec<Account>,
+    #[serde(default, rename = "discover")]
+    pub discover: Vec<Discover>,
     pub metrics: Option<Metrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    pub name: String,
+    pub profile: Option<String>,
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+    #[serde(default)]
+    pub regions: Vec<String>,
+    pub max_requests_per_second: Option<f64>,
+    pub max_concurrency: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Discover {
+    pub account: Option<String>,
+    pub region: Option<String>,
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,6 +137,7 @@ pub struct WorkingHours {
 pub struct Pipeline {
     pub name: String,
     pub region: Option<String>,
+    pub account: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -189,6 +189,9 @@ pub enum WebhookSource {
 #[derive(Debug, Clone)]
 pub struct ConfigSpec {
     pub poll_interval: String,
+    /// `idle_poll_interval`; `None` writes `poll_interval` again, so every pipeline is read
+    /// every cycle (tests of adaptive polling set it).
+    pub idle_poll_interval: Option<String>,
     pub state_path: PathBuf,
     pub region: Option<String>,
     /// `[aws] endpoint_url` (the runner prefers `AWS_ENDPOINT_URL`, so normally `None`).
@@ -214,6 +217,14 @@ impl ConfigSpec {
         t.push_str(&format!(
             "poll_interval = {}\n",
             toml_str(&self.poll_interval)
+        ));
+        t.push_str(&format!(
+            "idle_poll_interval = {}\n",
+            toml_str(
+                self.idle_poll_interval
+                    .as_ref()
+                    .unwrap_or(&self.poll_interval)
+            )
         ));
         t.push_str(&format!(
             "state_path = {}\n",
@@ -306,6 +317,7 @@ impl TestEnv {
         env.insert("HOME".into(), home.display().to_string());
         let spec = ConfigSpec {
             poll_interval: "1s".into(),
+            idle_poll_interval: None,
             state_path: state_path.clone(),
             region: Some("us-east-1".into()),
             endpoint_url: None,

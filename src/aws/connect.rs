@@ -1,0 +1,75 @@
+//! SDK configuration per account: the default chain, a named profile, or a role assumed with
+//! STS. Loaded once at start; STS sessions are refreshed by the SDK's identity cache before
+//! they expire.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
+use aws_sdk_codepipeline::config::{Region, SharedCredentialsProvider};
+
+use crate::config::{AccountConfig, AwsConfig, Credentials};
+
+/// How long one call may take in all, and one attempt of it, so a hung endpoint cannot stall a cycle.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The role session name CloudTrail shows for our calls.
+const SESSION_NAME: &str = "approval-watch";
+
+fn loader(aws: &AwsConfig, profile: Option<&str>) -> ConfigLoader {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_timeout(OPERATION_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .build(),
+        )
+        // Retries are ours (see `CodePipeline::call`): each attempt goes through the budget,
+        // and throttling slows the budget down instead of being retried blindly.
+        .retry_config(RetryConfig::disabled());
+    if let Some(profile) = profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(region) = &aws.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(endpoint) = &aws.endpoint_url {
+        loader = loader.endpoint_url(endpoint);
+    }
+    loader
+}
+
+/// The SDK config an account's clients are built from.
+pub async fn sdk_config(aws: &AwsConfig, account: &AccountConfig) -> SdkConfig {
+    match &account.credentials {
+        Credentials::DefaultChain => loader(aws, None).load().await,
+        Credentials::Profile(profile) => loader(aws, Some(profile)).load().await,
+        Credentials::AssumeRole {
+            role_arn,
+            external_id,
+            profile,
+        } => {
+            let source = loader(aws, profile.as_deref()).load().await;
+            let mut role = aws_config::sts::AssumeRoleProvider::builder(role_arn.clone())
+                .session_name(SESSION_NAME)
+                .configure(&source);
+            if let Some(id) = external_id {
+                role = role.external_id(id.clone());
+            }
+            let provider = role.build().await;
+            source
+                .into_builder()
+                .credentials_provider(SharedCredentialsProvider::new(provider))
+                .build()
+        }
+    }
+}
+
+/// A CodePipeline client for one region of an account.
+pub fn client(shared: &SdkConfig, region: &str) -> aws_sdk_codepipeline::Client {
+    let conf = aws_sdk_codepipeline::config::Builder::from(shared)
+        .region(Region::new(region.to_owned()))
+        .build();
+    aws_sdk_codepipeline::Client::from_conf(conf)
+}

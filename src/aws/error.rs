@@ -1,0 +1,99 @@
+//! AWS failures, named by operation, pipeline and AWS's error code.
+
+use aws_sdk_codepipeline::config::http::HttpResponse;
+use aws_sdk_codepipeline::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_types::error::display::DisplayErrorContext;
+
+use crate::model::Target;
+
+/// A failed AWS call, naming the operation, the pipeline and AWS's error code.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "{operation} for pipeline {pipeline} in {region} (account {account}) failed: {code}: {message}"
+)]
+pub struct AwsError {
+    pub operation: &'static str,
+    pub account: String,
+    pub region: String,
+    pub pipeline: String,
+    /// AWS's error code (`AccessDeniedException`, …) or the kind of transport failure.
+    pub code: String,
+    pub message: String,
+    /// The HTTP status of a service error.
+    pub status: Option<u16>,
+}
+
+/// Codes AWS uses for "slow down"; not modelled by the SDK, so matched by name.
+const THROTTLING_CODES: [&str; 6] = [
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "SlowDown",
+];
+
+impl AwsError {
+    pub fn target(&self) -> Target {
+        Target {
+            account: self.account.clone(),
+            region: self.region.clone(),
+            pipeline: self.pipeline.clone(),
+        }
+    }
+
+    pub fn is_throttling(&self) -> bool {
+        THROTTLING_CODES.contains(&self.code.as_str()) || self.status == Some(429)
+    }
+
+    /// Worth another try within the cycle: throttling, 5xx, timeouts, connection failures.
+    pub fn is_transient(&self) -> bool {
+        self.is_throttling()
+            || self.status.is_some_and(|s| s >= 500)
+            || matches!(
+                self.code.as_str(),
+                "Timeout" | "DispatchFailure" | "ResponseError"
+            )
+    }
+
+    pub fn new<E>(operation: &'static str, target: &Target, err: SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let mut status = None;
+        let (code, message) = match &err {
+            SdkError::ServiceError(service) => {
+                status = Some(service.raw().status().as_u16());
+                let e = service.err();
+                (
+                    e.code().unwrap_or("UnknownError").to_owned(),
+                    e.message().unwrap_or("no message").to_owned(),
+                )
+            }
+            SdkError::TimeoutError(_) => {
+                ("Timeout".to_owned(), DisplayErrorContext(&err).to_string())
+            }
+            SdkError::DispatchFailure(_) => (
+                "DispatchFailure".to_owned(),
+                DisplayErrorContext(&err).to_string(),
+            ),
+            SdkError::ResponseError(r) => {
+                status = Some(r.raw().status().as_u16());
+                (
+                    "ResponseError".to_owned(),
+                    DisplayErrorContext(&err).to_string(),
+                )
+            }
+            _ => ("SdkError".to_owned(), DisplayErrorContext(&err).to_string()),
+        };
+        Self {
+            operation,
+            account: target.account.clone(),
+            region: target.region.clone(),
+            pipeline: target.pipeline.clone(),
+            code,
+            message,
+            status,
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! The only module that touches the AWS SDK: reads pipelines into [`PipelineSnapshot`]s and
+//! lists them for discovery. One client per (account, region), each behind its own request
+//! budget; every attempt of every call goes through it.
+
+mod connect;
+mod error;
+mod parse;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_codepipeline::Client;
+use aws_sdk_codepipeline::config::http::HttpResponse;
+use aws_sdk_codepipeline::error::{ProvideErrorMetadata, SdkError};
+
+use crate::budget::Budget;
+use crate::config::Config;
+pub use crate::model::Target;
+use crate::model::{PipelineSnapshot, Revision};
+pub use error::AwsError;
+use parse::Definitions;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(
+        "no AWS region for pipeline {0}: set its region, the account's regions, [aws] region, or AWS_REGION"
+    )]
+    NoRegion(String),
+    #[error(
+        "no AWS region for discover[{0}]: set its region, the account's regions, [aws] region, or AWS_REGION"
+    )]
+    NoDiscoverRegion(usize),
+}
+
+/// Definitions by pipeline, with the pipeline version they were read at.
+type DefinitionCache = HashMap<Target, (Option<i32>, Arc<Definitions>)>;
+
+/// Attempts per call: the first and two retries, for throttling, 5xx and timeouts.
+const MAX_ATTEMPTS: u32 = 3;
+
+struct Endpoint {
+    client: Client,
+    budget: Arc<Budget>,
+}
+
+/// Where one `[[discover]]` entry lists pipelines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryScope {
+    /// Index into `Config::discover`.
+    pub entry: usize,
+    pub account: String,
+    pub region: String,
+}
+
+pub struct CodePipeline {
+    endpoints: HashMap<(String, String), Endpoint>,
+    definitions: Mutex<DefinitionCache>,
+    scopes: Vec<DiscoveryScope>,
+}
+
+impl CodePipeline {
+    /// Loads each account's SDK config once (env, profile, instance role, assumed role,
+    /// `AWS_ENDPOINT_URL`), resolves every pipeline's region, and builds one client and
+    /// budget per (account, region) that is read.
+    pub async fn connect(config: &Config) -> Result<(Self, Vec<Target>), SetupError> {
+        let mut shared = HashMap::new();
+        for account in &config.accounts {
+            let sdk = connect::sdk_config(&config.aws, account).await;
+            shared.insert(account.name.clone(), sdk);
+        }
+        let default_region = |account: &str| {
+            shared
+                .get(account)
+                .and_then(|s| s.region())
+                .map(|r| r.to_string())
+        };
+
+        let mut targets = Vec::with_capacity(config.pipelines.len());
+        for p in &config.pipelines {
+            let region = config
+                .region_of(p)
+                .map(str::to_owned)
+                .or_else(|| default_region(&p.account))
+                .ok_or_else(|| SetupError::NoRegion(p.name.clone()))?;
+            targets.push(Target {
+                account: p.account.clone(),
+                region,
+                pipeline: p.name.clone(),
+            });
+        }
+        let mut scopes = Vec::new();
+        for (entry, d) in config.discover.iter().enumerate() {
+            let account = config.account(&d.account);
+            let regions: Vec<String> = match (&d.region, account) {
+                (Some(r), _) => vec![r.clone()],
+                (None, Some(a)) if !a.regions.is_empty() => a.regions.clone(),
+                _ => config
+                    .aws
+                    .region
+                    .clone()
+                    .or_else(|| default_region(&d.account))
+                    .map(|r| vec![r])
+                    .ok_or(SetupError::NoDiscoverRegion(entry))?,
+            };
+            for region in regions {
+                scopes.push(DiscoveryScope {
+                    entry,
+                    account: d.account.clone(),
+                    region,
+                });
+            }
+        }
+
+        let mut endpoints = HashMap::new();
+        let wanted = targets
+            .iter()
+            .map(|t| (t.account.clone(), t.region.clone()))
+            .chain(scopes.iter().map(|s| (s.account.clone(), s.region.clone())));
+        for (account, region) in wanted {
+            if endpoints.contains_key(&(account.clone(), region.clone())) {
+                continue;
+            }
+            let (Some(sdk), Some(acc)) = (shared.get(&account), config.account(&account)) else {
+                continue;
+            };
+            let endpoint = Endpoint {
+                client: connect::client(sdk, &region),
+                budget: Arc::new(Budget::new(format!("{account}/{region}"), acc.limits)),
+            };
+            endpoints.insert((account, region), endpoint);
+        }
+        let this = Self {
+            endpoints,
+            definitions: Mutex::new(HashMap::new()),
+            scopes,
+        };
+        Ok((this, targets))
+    }
+
+    pub fn discovery_scopes(&self) -> &[DiscoveryScope] {
+        &self.scopes
+    }
+
+    /// Each (account, region) budget, for logs, metrics and the benchmark.
+    pub fn budgets(&self) -> impl Iterator<Item = (&(String, String), &Budget)> {
+        self.endpoints.iter().map(|(k, e)| (k, e.budget.as_ref()))
+    }
+
+    pub fn budget_for(&self, account: &str, region: &str) -> Option<&Budget> {
+        self.endpoints
+            .get(&(account.to_owned(), region.to_owned()))
+            .map(|e| e.budget.as_ref())
+    }
+
+    /// One operation through the budget, retried on throttling, 5xx and timeouts with
+    /// backoff. Throttling also slows the whole (account, region) down.
+    async fn call<T, E, F, Fut>(
+        &self,
+        operation: &'static str,
+        target: &Target,
+        f: F,
+    ) -> Result<T, AwsError>
+    where
+        F: Fn(&Client) -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let Some(endpoint) = self
+            .endpoints
+            .get(&(target.account.clone(), target.region.clone()))
+        else {
+            return Err(AwsError {
+                operation,
+                account: target.account.clone(),
+                region: target.region.clone(),
+                pipeline: target.pipeline.clone(),
+                code: "NoClient".into(),
+                message: "no client for this account and region".into(),
+                status: None,
+            });
+        };
+        let mut attempt = 1;
+        loop {
+            let result = {
+                let _permit = endpoint.budget.acquire().await;
+                f(&endpoint.client).await
+            };
+            let err = match result {
+                Ok(value) => {
+                    endpoint.budget.succeeded();
+                    return Ok(value);
+                }
+                Err(e) => AwsError::new(operation, target, e),
+            };
+            if err.is_throttling() {
+                endpoint.budget.throttled();
+            }
+            if !err.is_transient() || attempt >= MAX_ATTEMPTS {
+                return Err(err);
+            }
+            tracing::debug!(
+                pipeline = %target.pipeline,
+                operation,
+                code = %err.code,
+                attempt,
+                "retrying"
+            );
+            tokio::time::sleep(retry_delay(attempt)).await;
+            attempt += 1;
+        }
+    }
+
+    /// `GetPipelineState`, plus `GetPipeline` when the pipeline's version changed.
+    pub async fn read(&self, target: &Target) -> Result<PipelineSnapshot, AwsError> {
+        let state = self
+            .call("GetPipelineState", target, |c| {
+                c.get_pipeline_state().name(&target.pipeline).send()
+            })
+            .await?;
+        let version = state.pipeline_version();
+        let definitions = self.definitions(target, version).await?;
+        Ok(PipelineSnapshot {
+            account: target.account.clone(),
+            region: target.region.clone(),
+            pipeline: target.pipeline.clone(),
+            version,
+            active: parse::heading_for_approval(&state, &definitions),
+            approvals: parse::observed_approvals(&state, &definitions),
+        })
+    }
+
+    async fn definitions(
+        &self,
+        target: &Target,
+        version: Option<i32>,
+    ) -> Result<Arc<Definitions>, AwsError> {
+        if let Some(cached) = self.cached(target, version) {
+            return Ok(cached);
+        }
+        let output = self
+            .call("GetPipeline", target, |c| {
+                c.get_pipeline().name(&target.pipeline).send()
+            })
+            .await?;
+        let definitions = Arc::new(
+            output
+                .pipeline()
+                .map(parse::approval_definitions)
+                .unwrap_or_default(),
+        );
+        tracing::debug!(
+            pipeline = %target.pipeline,
+            region = %target.region,
+            ?version,
+            approvals = definitions.len(),
+            "read pipeline definition"
+        );
+        if let Ok(mut cache) = self.definitions.lock() {
+            cache.insert(target.clone(), (version, definitions.clone()));
+        }
+        Ok(definitions)
+    }
+
+    fn cached(&self, target: &Target, version: Option<i32>) -> Option<Arc<Definitions>> {
+        let cache = self.definitions.lock().ok()?;
+        // An unknown version is never trusted to match.
+        match cache.get(target) {
+            Some((Some(v), defs)) if version == Some(*v) => Some(defs.clone()),
+            _ => None,
+        }
+    }
+
+    /// Forgets cached definitions of pipelines no longer read.
+    pub fn forget(&self, target: &Target) {
+        if let Ok(mut cache) = self.definitions.lock() {
+            cache.remove(target);
+        }
+    }
+
+    /// `GetPipelineExecution`: the source revision a run is deploying.
+    pub async fn revision(
+        &self,
+        target: &Target,
+        execution_id: &str,
+    ) -> Result<Revision, AwsError> {
+        let output = self
+            .call("GetPipelineExecution", target, |c| {
+                c.get_pipeline_execution()
+                    .pipeline_name(&target.pipeline)
+                    .pipeline_execution_id(execution_id)
+                    .send()
+            })
+            .await?;
+        let first = output
+            .pipeline_execution()
+            .and_then(|e| e.artifact_revisions().first());
+        Ok(Revision {
+            revision_id: first.and_then(|r| r.revision_id()).map(str::to_owned),
+            summary: first
+                .and_then(|r| r.revision_summary())
+                .map(parse::commit_message),
+            url: first.and_then(|r| r.revision_url()).map(str::to_owned),
+        })
+    }
+
+    /// `ListPipelines`, every page: the names of an account's pipelines in a region.
+    pub async fn list_pipelines(
+        &self,
+        account: &str,
+        region: &str,
+    ) -> Result<Vec<String>, AwsError> {
+        let scope = Target {
+            account: account.to_owned(),
+            region: region.to_owned(),
+            pipeline: "*".to_owned(),
+        };
+        let mut names = Vec::new();
+        let mut next_token: Option<String> = None;
+        // A bound on pages, against a misbehaving endpoint that never stops paging.
+        for _ in 0..10_000 {
+            let token = next_token.clone();
+            let page = self
+                .call("ListPipelines", &scope, |c| {
+                    c.list_pipelines()
+                        .set_next_token(token.clone())
+                        .max_results(1000)
+                        .send()
+                })
+                .await?;
+            names.extend(
+                page.pipelines()
+                    .iter()
+                    .filter_map(|p| p.name().map(str::to_owned)),
+            );
+            next_token = page
+                .next_token()
+                .map(str::to_owned)
+                .filter(|t| !t.is_empty());
+            if next_token.is_none() {
+                break;
+            }
+        }
+        Ok(names)
+    }
+}
+
+/// 100 ms, 200 ms, … with ±50% jitter so retries of many pipelines do not line up.
+fn retry_delay(attempt: u32) -> Duration {
+    let base = 100u64 << attempt.min(6);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let jitter = u64::from(nanos % 1000); // 0..1000 → 0.5..1.5
+    Duration::from_millis(base * (500 + jitter) / 1000)
+}

@@ -1,0 +1,274 @@
+//! A request budget per (account, region): a token bucket shared by every operation, a cap on
+//! calls in flight, and AIMD on throttling — halve the rate when AWS says "Rate exceeded",
+//! win it back slowly on success. Staying under a budget beats discovering the limit, and
+//! the deploy tooling sharing the account is spared.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::time::Instant;
+
+/// Never slower than this, however hard AWS throttles.
+const MIN_RATE: f64 = 0.5;
+/// Each success wins back this share of the configured rate: from half to full takes
+/// about 50 successful calls.
+const RECOVERY_STEP: f64 = 0.01;
+/// On throttling the rate is multiplied by this.
+const DECREASE: f64 = 0.5;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub requests_per_second: f64,
+    pub max_concurrency: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            requests_per_second: 10.0,
+            max_concurrency: 8,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Bucket {
+    /// The rate in force now (≤ the configured one).
+    rate: f64,
+    tokens: f64,
+    refilled: Instant,
+    /// In a throttling episode: logged once when it starts and once when it ends.
+    throttled: bool,
+}
+
+/// Counters for logs, metrics and the benchmark.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetStats {
+    pub calls: u64,
+    pub throttled: u64,
+}
+
+#[derive(Debug)]
+pub struct Budget {
+    name: String,
+    limits: Limits,
+    bucket: Mutex<Bucket>,
+    in_flight: Semaphore,
+    stats: Mutex<BudgetStats>,
+}
+
+/// Held while a call is in flight.
+pub struct Permit<'a> {
+    _slot: Option<SemaphorePermit<'a>>,
+}
+
+impl Budget {
+    pub fn new(name: impl Into<String>, limits: Limits) -> Self {
+        let rate = limits.requests_per_second.max(MIN_RATE);
+        Self {
+            name: name.into(),
+            limits: Limits {
+                requests_per_second: rate,
+                max_concurrency: limits.max_concurrency.max(1),
+            },
+            bucket: Mutex::new(Bucket {
+                rate,
+                // One token: requests are paced evenly, never in a burst that a
+                // per-second limit on AWS's side would count against us.
+                tokens: 1.0,
+                refilled: Instant::now(),
+                throttled: false,
+            }),
+            in_flight: Semaphore::new(limits.max_concurrency.max(1)),
+            stats: Mutex::new(BudgetStats::default()),
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The rate in force now.
+    pub fn current_rate(&self) -> f64 {
+        self.bucket
+            .lock()
+            .map(|b| b.rate)
+            .unwrap_or(self.limits.requests_per_second)
+    }
+
+    pub fn stats(&self) -> BudgetStats {
+        self.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    /// Waits for a slot and a token.
+    pub async fn acquire(&self) -> Permit<'_> {
+        // The semaphore is never closed, so this only fails if it were; then go unlimited.
+        let slot = self.in_flight.acquire().await.ok();
+        loop {
+            let wait = {
+                let Ok(mut b) = self.bucket.lock() else {
+                    break;
+                };
+                let now = Instant::now();
+                let elapsed = now.duration_since(b.refilled).as_secs_f64();
+                b.tokens = (b.tokens + elapsed * b.rate).min(1.0);
+                b.refilled = now;
+                if b.tokens >= 1.0 {
+                    b.tokens -= 1.0;
+                    break;
+                }
+                Duration::from_secs_f64((1.0 - b.tokens) / b.rate)
+            };
+            tokio::time::sleep(wait).await;
+        }
+        if let Ok(mut s) = self.stats.lock() {
+            s.calls += 1;
+        }
+        Permit { _slot: slot }
+    }
+
+    /// AWS answered `ThrottlingException`: halve the rate (once per call, not per retry storm).
+    pub fn throttled(&self) {
+        if let Ok(mut s) = self.stats.lock() {
+            s.throttled += 1;
+        }
+        let Ok(mut b) = self.bucket.lock() else {
+            return;
+        };
+        b.rate = (b.rate * DECREASE).max(MIN_RATE);
+        b.tokens = 0.0;
+        if !b.throttled {
+            b.throttled = true;
+            tracing::warn!(
+                budget = %self.name,
+                rate = format!("{:.1}", b.rate),
+                configured = self.limits.requests_per_second,
+                "AWS is throttling; slowing down (requests per second) and recovering slowly"
+            );
+        }
+    }
+
+    /// A call went through: win back a little of the rate.
+    pub fn succeeded(&self) {
+        let Ok(mut b) = self.bucket.lock() else {
+            return;
+        };
+        let max = self.limits.requests_per_second;
+        if b.rate < max {
+            b.rate = (b.rate + max * RECOVERY_STEP).min(max);
+        }
+        if b.throttled && b.rate >= max {
+            b.throttled = false;
+            tracing::info!(budget = %self.name, rate = max, "AWS throttling over; back to the configured rate");
+        }
+    }
+
+    /// How long `calls` take at the configured rate.
+    pub fn time_for(&self, calls: usize) -> Duration {
+        Duration::from_secs_f64(calls as f64 / self.limits.requests_per_second)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn paces_evenly_at_the_rate() {
+        let budget = Budget::new(
+            "t",
+            Limits {
+                requests_per_second: 20.0,
+                max_concurrency: 8,
+            },
+        );
+        let start = Instant::now();
+        for _ in 0..41 {
+            drop(budget.acquire().await);
+        }
+        // The first is free, then one every 50 ms.
+        let elapsed = start.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(1990) && elapsed <= Duration::from_millis(2010),
+            "{elapsed:?}"
+        );
+        assert_eq!(budget.stats().calls, 41);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_window_of_one_second_exceeds_rate_plus_one() {
+        let budget = Budget::new(
+            "t",
+            Limits {
+                requests_per_second: 20.0,
+                max_concurrency: 8,
+            },
+        );
+        let mut times = Vec::new();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(3) {
+            drop(budget.acquire().await);
+            times.push(Instant::now());
+        }
+        for (i, t) in times.iter().enumerate() {
+            let in_window = times[i..]
+                .iter()
+                .take_while(|u| u.duration_since(*t) < Duration::from_secs(1))
+                .count();
+            assert!(in_window <= 21, "{in_window} calls in one second");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_halves_and_success_recovers_slowly() {
+        let budget = Budget::new(
+            "t",
+            Limits {
+                requests_per_second: 10.0,
+                max_concurrency: 8,
+            },
+        );
+        budget.throttled();
+        assert_eq!(budget.current_rate(), 5.0);
+        budget.throttled();
+        assert_eq!(budget.current_rate(), 2.5);
+        for _ in 0..10 {
+            budget.succeeded();
+        }
+        assert!((budget.current_rate() - 3.5).abs() < 1e-9);
+        for _ in 0..100 {
+            budget.succeeded();
+        }
+        assert_eq!(budget.current_rate(), 10.0);
+        for _ in 0..20 {
+            budget.throttled();
+        }
+        assert_eq!(budget.current_rate(), MIN_RATE);
+        assert_eq!(budget.stats().throttled, 22);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrency_is_capped() {
+        let budget = std::sync::Arc::new(Budget::new(
+            "t",
+            Limits {
+                requests_per_second: 1000.0,
+                max_concurrency: 2,
+            },
+        ));
+        let a = budget.acquire().await;
+        let b = budget.acquire().await;
+        let third = {
+            let budget = budget.clone();
+            tokio::spawn(async move {
+                let _p = budget.acquire().await;
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!third.is_finished());
+        drop(a);
+        third.await.unwrap();
+        drop(b);
+    }
+}

@@ -1,0 +1,246 @@
+//! Which pipelines to read this cycle, and which pipelines discovery found. Pure: the
+//! watcher feeds in what it read and listed, with `now`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::model::Target;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    last_read: Option<Timestamp>,
+    /// A run was heading for an approval, or one was waiting, at the last read.
+    active: bool,
+}
+
+/// Adaptive polling: a pipeline with an approval waiting or a run heading for one is read
+/// every cycle; an idle one every `idle_interval`, since a run takes minutes to reach its
+/// approval. A pipeline never read, or whose read failed, is read at once.
+#[derive(Debug)]
+pub struct Schedule {
+    idle_interval: Duration,
+    seen: HashMap<Target, Seen>,
+    /// Reads skipped because a pipeline was idle, since start.
+    pub reads_saved: u64,
+}
+
+/// A read this early before its interval is over still counts as due, so a pipeline on a
+/// 2-minute rhythm with 30-second cycles is read at the 4th cycle, not the 5th.
+const SLACK: Duration = Duration::from_secs(1);
+
+impl Schedule {
+    pub fn new(idle_interval: Duration) -> Self {
+        Self {
+            idle_interval,
+            seen: HashMap::new(),
+            reads_saved: 0,
+        }
+    }
+
+    /// The targets due a read at `now`; `waiting` are pipelines with open approvals.
+    pub fn due(
+        &mut self,
+        targets: &[Target],
+        waiting: &HashSet<Target>,
+        now: Timestamp,
+    ) -> Vec<Target> {
+        let idle = SignedDuration::try_from(self.idle_interval.saturating_sub(SLACK))
+            .unwrap_or(SignedDuration::MAX);
+        let mut due = Vec::with_capacity(targets.len());
+        for t in targets {
+            let seen = self.seen.get(t).copied().unwrap_or_default();
+            let is_due = match seen.last_read {
+                None => true,
+                Some(_) if seen.active || waiting.contains(t) => true,
+                Some(last) => now.duration_since(last) >= idle,
+            };
+            if is_due {
+                due.push(t.clone());
+            } else {
+                self.reads_saved += 1;
+            }
+        }
+        due
+    }
+
+    /// Records a successful read. A failed read records nothing: the pipeline keeps the
+    /// rhythm of its last good read (a failing idle pipeline is not hammered every cycle).
+    pub fn read(&mut self, target: &Target, active: bool, now: Timestamp) {
+        self.seen.insert(
+            target.clone(),
+            Seen {
+                last_read: Some(now),
+                active,
+            },
+        );
+    }
+
+    /// Drops pipelines no longer watched.
+    pub fn retain(&mut self, targets: &[Target]) {
+        let keep: HashSet<&Target> = targets.iter().collect();
+        self.seen.retain(|t, _| keep.contains(t));
+    }
+
+    pub fn last_read_at(&self, target: &Target) -> Option<Timestamp> {
+        self.seen.get(target).and_then(|s| s.last_read)
+    }
+
+    /// How many of `targets` were active at their last read.
+    pub fn active_count(&self, targets: &[Target]) -> usize {
+        targets
+            .iter()
+            .filter(|t| self.seen.get(*t).is_some_and(|s| s.active))
+            .count()
+    }
+}
+
+/// Pipelines found by `[[discover]]`, per scope (entry, account, region). A pipeline missing
+/// from two successful listings in a row is gone (one listing could be eventually consistent).
+#[derive(Debug, Default)]
+pub struct Discovered {
+    /// Per scope: pipeline → consecutive listings it was missing from.
+    scopes: BTreeMap<(usize, String, String), BTreeMap<String, u32>>,
+}
+
+/// What one listing changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ListingChange {
+    pub added: Vec<String>,
+    /// Missing twice: handle as deleted.
+    pub gone: Vec<String>,
+}
+
+impl Discovered {
+    /// Applies one successful listing of a scope (already filtered by the entry's globs).
+    pub fn listed(&mut self, scope: (usize, String, String), names: &[String]) -> ListingChange {
+        let known = self.scopes.entry(scope).or_default();
+        let listed: BTreeSet<&String> = names.iter().collect();
+        let mut change = ListingChange::default();
+        for name in names {
+            if known.insert(name.clone(), 0).is_none() {
+                change.added.push(name.clone());
+            }
+        }
+        known.retain(|name, missing| {
+            if listed.contains(name) {
+                return true;
+            }
+            *missing += 1;
+            if *missing >= 2 {
+                change.gone.push(name.clone());
+                return false;
+            }
+            true
+        });
+        change
+    }
+
+    /// Every discovered pipeline as a target.
+    pub fn targets(&self) -> Vec<Target> {
+        self.scopes
+            .iter()
+            .flat_map(|((_, account, region), names)| {
+                names.keys().map(move |name| Target {
+                    account: account.clone(),
+                    region: region.clone(),
+                    pipeline: name.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(name: &str) -> Target {
+        Target {
+            account: "default".into(),
+            region: "us-east-1".into(),
+            pipeline: name.into(),
+        }
+    }
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_764_000_000 + secs).unwrap()
+    }
+
+    #[test]
+    fn idle_pipelines_are_read_every_idle_interval_active_ones_every_cycle() {
+        let mut s = Schedule::new(Duration::from_secs(120));
+        let targets = vec![t("idle"), t("busy"), t("waiting")];
+        let waiting = HashSet::from([t("waiting")]);
+        assert_eq!(
+            s.due(&targets, &waiting, at(0)).len(),
+            3,
+            "never read → all due"
+        );
+        s.read(&t("idle"), false, at(0));
+        s.read(&t("busy"), true, at(0));
+        s.read(&t("waiting"), false, at(0));
+        let mut reads = HashMap::<String, u32>::new();
+        for cycle in 1..=8 {
+            let now = at(cycle * 30);
+            for target in s.due(&targets, &waiting, now) {
+                *reads.entry(target.pipeline.clone()).or_default() += 1;
+                s.read(&target, target.pipeline == "busy", now);
+            }
+        }
+        // 8 cycles of 30 s = 4 minutes: idle read at 120 s and 240 s.
+        assert_eq!(reads["busy"], 8);
+        assert_eq!(reads["waiting"], 8);
+        assert_eq!(reads["idle"], 2);
+        assert_eq!(s.reads_saved, 6);
+        assert_eq!(s.active_count(&targets), 1);
+    }
+
+    #[test]
+    fn failed_reads_keep_the_last_rhythm_and_forgotten_pipelines_start_over() {
+        let mut s = Schedule::new(Duration::from_secs(120));
+        let targets = vec![t("active"), t("idle")];
+        s.read(&t("active"), true, at(0));
+        s.read(&t("idle"), false, at(0));
+        // Reads fail from here on (nothing recorded): the active one is still tried each cycle.
+        for cycle in 1..=3 {
+            let due = s.due(&targets, &HashSet::new(), at(cycle * 30));
+            assert_eq!(due, vec![t("active")], "cycle {cycle}");
+        }
+        assert_eq!(s.due(&targets, &HashSet::new(), at(120)).len(), 2);
+        s.retain(&[t("active")]);
+        s.read(&t("active"), false, at(120));
+        assert_eq!(s.due(&targets, &HashSet::new(), at(150)), vec![t("idle")]);
+    }
+
+    #[test]
+    fn discovery_adds_at_once_and_drops_after_two_missing_listings() {
+        let mut d = Discovered::default();
+        let scope = (0, "default".to_owned(), "us-east-1".to_owned());
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let c = d.listed(scope.clone(), &names(&["api", "web-app"]));
+        assert_eq!(c.added, names(&["api", "web-app"]));
+        assert_eq!(d.targets().len(), 2);
+        let c = d.listed(scope.clone(), &names(&["web-app"]));
+        assert_eq!(
+            c,
+            ListingChange::default(),
+            "one missing listing changes nothing"
+        );
+        assert_eq!(d.targets().len(), 2);
+        let c = d.listed(scope.clone(), &names(&["web-app", "new"]));
+        assert_eq!(c.added, names(&["new"]));
+        assert_eq!(c.gone, names(&["api"]));
+        assert_eq!(
+            d.targets()
+                .iter()
+                .map(|t| t.pipeline.as_str())
+                .collect::<Vec<_>>(),
+            ["new", "web-app"]
+        );
+        // Back again: a new pipeline of the same name.
+        let c = d.listed(scope, &names(&["web-app", "new", "api"]));
+        assert_eq!(c.added, names(&["api"]));
+    }
+}
