@@ -142,9 +142,11 @@ impl Deliverer {
     /// its first temporary failure, so its order holds and a down Slack costs one timeout;
     /// the other destinations go on. Shutdown is honoured between messages; a request in
     /// flight is finished.
+    /// `now` decides what is due (the cycle's clock, so tests can drive time).
     pub async fn deliver_due(
         &mut self,
         store: &Store,
+        now: Timestamp,
         shutdown: &CancellationToken,
     ) -> Result<DeliveryReport, StoreError> {
         let mut report = DeliveryReport::default();
@@ -157,7 +159,7 @@ impl Deliverer {
             if blocked.get(index).copied().unwrap_or(true) {
                 continue;
             }
-            if message.next_attempt_at > Timestamp::now() {
+            if message.next_attempt_at > now {
                 blocked[index] = true;
                 continue;
             }

@@ -312,7 +312,10 @@ impl Watcher {
         // Recorded: the vanished pipelines' approvals are resolved now.
         self.gone.clear();
         log_plan(&observed.plan);
-        let delivery = self.deliver(shutdown).await?;
+        let delivery = self
+            .deliverer
+            .deliver_due(&self.store, now, shutdown)
+            .await?;
         Ok(CycleReport {
             pipelines: targets.len(),
             read_failures: observed.failures.len(),
@@ -436,7 +439,9 @@ impl Watcher {
         &mut self,
         shutdown: &CancellationToken,
     ) -> Result<DeliveryReport, StoreError> {
-        self.deliverer.deliver_due(&self.store, shutdown).await
+        self.deliverer
+            .deliver_due(&self.store, Timestamp::now(), shutdown)
+            .await
     }
 
     pub fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {

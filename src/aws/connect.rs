@@ -29,14 +29,20 @@ fn loader(aws: &AwsConfig, profile: Option<&str>) -> ConfigLoader {
         // and throttling slows the budget down instead of being retried blindly.
         .retry_config(RetryConfig::disabled());
     if let Some(profile) = profile {
-        loader = loader.profile_name(profile);
+        // The profile's credentials, not whatever the environment holds: the default chain
+        // would take AWS_ACCESS_KEY_ID first, and a named account must never use another's keys.
+        let credentials = aws_config::profile::ProfileFileCredentialsProvider::builder()
+            .profile_name(profile)
+            .build();
+        loader = loader
+            .profile_name(profile)
+            .credentials_provider(credentials);
     }
     if let Some(region) = &aws.region {
         loader = loader.region(Region::new(region.clone()));
     }
-    if let Some(endpoint) = &aws.endpoint_url {
-        loader = loader.endpoint_url(endpoint);
-    }
+    // `[aws] endpoint_url` is for CodePipeline only (see `client`): STS, for assumed roles,
+    // keeps its own endpoint (`AWS_ENDPOINT_URL_STS` still applies).
     loader
 }
 
@@ -67,9 +73,11 @@ pub async fn sdk_config(aws: &AwsConfig, account: &AccountConfig) -> SdkConfig {
 }
 
 /// A CodePipeline client for one region of an account.
-pub fn client(shared: &SdkConfig, region: &str) -> aws_sdk_codepipeline::Client {
-    let conf = aws_sdk_codepipeline::config::Builder::from(shared)
-        .region(Region::new(region.to_owned()))
-        .build();
-    aws_sdk_codepipeline::Client::from_conf(conf)
+pub fn client(aws: &AwsConfig, shared: &SdkConfig, region: &str) -> aws_sdk_codepipeline::Client {
+    let mut conf =
+        aws_sdk_codepipeline::config::Builder::from(shared).region(Region::new(region.to_owned()));
+    if let Some(endpoint) = &aws.endpoint_url {
+        conf = conf.endpoint_url(endpoint);
+    }
+    aws_sdk_codepipeline::Client::from_conf(conf.build())
 }

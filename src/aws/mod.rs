@@ -126,7 +126,7 @@ impl CodePipeline {
                 continue;
             };
             let endpoint = Endpoint {
-                client: connect::client(sdk, &region),
+                client: connect::client(&config.aws, sdk, &region),
                 budget: Arc::new(Budget::new(format!("{account}/{region}"), acc.limits)),
             };
             endpoints.insert((account, region), endpoint);

@@ -1337,4 +1337,159 @@ listen = "127.0.0.1:9714"
             PathBuf::from("/var/lib/approval-watch/state.db")
         );
     }
+
+    const FLEET: &str = r##"
+poll_interval = "30s"
+idle_poll_interval = "2m"
+discover_interval = "5m"
+[aws]
+region = "eu-west-1"
+max_requests_per_second = 10
+max_concurrency = 8
+[slack]
+webhook_url_env = "SLACK_WEBHOOK_URL"
+[[account]]
+name = "prod"
+role_arn = "arn:aws:iam::222222222222:role/approval-watch-reader"
+external_id = "approval-watch"
+regions = ["eu-west-1", "us-east-1"]
+max_requests_per_second = 20
+[[account]]
+name = "ops"
+profile = "ops"
+regions = ["us-east-1"]
+[[discover]]
+account = "prod"
+include = ["*"]
+exclude = ["sandbox-*"]
+[[discover]]
+region = "eu-central-1"
+[[pipeline]]
+name = "billing"
+account = "ops"
+"##;
+
+    #[test]
+    fn accounts_discovery_and_budgets() {
+        let config = parse(FLEET).unwrap();
+        assert_eq!(config.idle_poll_interval, Duration::from_secs(120));
+        assert_eq!(config.discover_interval, Duration::from_secs(300));
+        let names: Vec<&str> = config.accounts.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["default", "prod", "ops"]);
+        let prod = config.account("prod").unwrap();
+        assert_eq!(
+            prod.credentials,
+            Credentials::AssumeRole {
+                role_arn: "arn:aws:iam::222222222222:role/approval-watch-reader".into(),
+                external_id: Some("approval-watch".into()),
+                profile: None,
+            }
+        );
+        assert_eq!(
+            prod.limits,
+            Limits {
+                requests_per_second: 20.0,
+                max_concurrency: 8
+            }
+        );
+        assert_eq!(
+            config.account("ops").unwrap().credentials,
+            Credentials::Profile("ops".into())
+        );
+        assert_eq!(
+            config.account("default").unwrap().credentials,
+            Credentials::DefaultChain
+        );
+        // A pipeline in an account with one region reads there, not in [aws] region.
+        assert_eq!(config.region_of(&config.pipelines[0]), Some("us-east-1"));
+        let d = &config.discover[0];
+        assert!(d.selects("web-app") && !d.selects("sandbox-1"));
+        assert_eq!(config.discover[1].account, "default");
+        assert!(config.discover[1].selects("anything"));
+    }
+
+    #[test]
+    fn discovery_alone_is_enough() {
+        let text = FLEET.replace("[[pipeline]]\nname = \"billing\"\naccount = \"ops\"\n", "");
+        assert!(parse(&text).unwrap().pipelines.is_empty());
+    }
+
+    #[test]
+    fn fleet_keys_name_themselves_when_wrong() {
+        let with = |find: &str, replace: &str| FLEET.replacen(find, replace, 1);
+        let cases = [
+            (
+                with("account = \"ops\"", "account = \"opps\""),
+                "pipeline[0].account",
+            ),
+            (
+                with(
+                    "account = \"prod\"\ninclude",
+                    "account = \"staging\"\ninclude",
+                ),
+                "discover[0].account",
+            ),
+            (
+                with("\"sandbox-*\"", "\"sandbox-[0-9]\""),
+                "discover[0].exclude[0]",
+            ),
+            (
+                with(
+                    "role_arn = \"arn:aws:iam::222222222222:role/approval-watch-reader\"",
+                    "role_arn = \"approval-watch-reader\"",
+                ),
+                "account[0].role_arn",
+            ),
+            (
+                with("name = \"ops\"\nprofile = \"ops\"", "name = \"ops\""),
+                "account[1]",
+            ),
+            (with("name = \"ops\"", "name = \"prod\""), "account[1].name"),
+            (
+                with("name = \"ops\"", "name = \"default\""),
+                "account[1].name",
+            ),
+            (
+                with(
+                    "max_requests_per_second = 10",
+                    "max_requests_per_second = 0",
+                ),
+                "aws.max_requests_per_second",
+            ),
+            (
+                with("max_concurrency = 8", "max_concurrency = 0"),
+                "aws.max_concurrency",
+            ),
+            (
+                with(
+                    "max_requests_per_second = 20",
+                    "max_requests_per_second = -1",
+                ),
+                "account[0].max_requests_per_second",
+            ),
+            (
+                with(
+                    "idle_poll_interval = \"2m\"",
+                    "idle_poll_interval = \"10s\"",
+                ),
+                "idle_poll_interval",
+            ),
+            (
+                with("discover_interval = \"5m\"", "discover_interval = \"1s\""),
+                "discover_interval",
+            ),
+            (
+                with("regions = [\"us-east-1\"]", "regions = [\"US East\"]"),
+                "account[1].regions[0]",
+            ),
+            (
+                with("external_id = \"approval-watch\"", "external_idd = \"x\""),
+                "external_idd",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = error(&text);
+            assert!(e.contains(key), "error should name {key}: {e}");
+        }
+    }
 }

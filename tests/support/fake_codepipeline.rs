@@ -93,6 +93,12 @@ struct PipelineEntry {
     op_errors: HashMap<String, InjectedError>,
     /// One-shot errors per operation, used before `op_errors`/`error`.
     queued: HashMap<String, VecDeque<InjectedError>>,
+    /// Raw answers (status, body — not necessarily JSON) per operation: one-shot first, then
+    /// the standing one; used before any error or body.
+    raw_queued: HashMap<String, VecDeque<(u16, String)>>,
+    raw: HashMap<String, (u16, String)>,
+    /// One-shot extra delays per operation (a slow or hanging answer for this pipeline only).
+    delays: HashMap<String, VecDeque<Duration>>,
 }
 
 impl PipelineEntry {
@@ -111,12 +117,19 @@ impl PipelineEntry {
             error: None,
             op_errors: HashMap::new(),
             queued: HashMap::new(),
+            raw_queued: HashMap::new(),
+            raw: HashMap::new(),
+            delays: HashMap::new(),
         }
     }
 }
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// `ListPipelines` page size (`None`: one page).
+    list_page_size: Option<usize>,
+    /// `ListPipelines` answers this error while set.
+    list_error: Option<InjectedError>,
     pipelines: HashMap<String, PipelineEntry>,
     calls: HashMap<(String, String), usize>,
     requests: Vec<AwsRequest>,
@@ -327,7 +340,49 @@ impl FakeCodePipeline {
             e.error = None;
             e.op_errors.clear();
             e.queued.clear();
+            e.raw_queued.clear();
+            e.raw.clear();
         });
+    }
+
+    /// `operation` on `pipeline` answers `status` with `body` as is (malformed JSON, an HTML
+    /// error page…) until `clear_error`.
+    pub fn set_raw_response(&self, operation: &str, pipeline: &str, status: u16, body: &str) {
+        self.with_entry(pipeline, |e| {
+            e.raw
+                .insert(operation.to_owned(), (status, body.to_owned()));
+        });
+    }
+
+    /// The next `times` calls of `operation` on `pipeline` answer `status` with `body` as is.
+    pub fn raw_next(&self, operation: &str, pipeline: &str, times: usize, status: u16, body: &str) {
+        self.with_entry(pipeline, |e| {
+            let q = e.raw_queued.entry(operation.to_owned()).or_default();
+            for _ in 0..times {
+                q.push_back((status, body.to_owned()));
+            }
+        });
+    }
+
+    /// The next `times` answers to `operation` on `pipeline` are held back `delay` (on top of
+    /// `set_delay`), after being recorded.
+    pub fn delay_next(&self, operation: &str, pipeline: &str, times: usize, delay: Duration) {
+        self.with_entry(pipeline, |e| {
+            let q = e.delays.entry(operation.to_owned()).or_default();
+            for _ in 0..times {
+                q.push_back(delay);
+            }
+        });
+    }
+
+    /// `ListPipelines` answers pages of at most `size` names, with a `nextToken`.
+    pub fn set_list_page_size(&self, size: usize) {
+        self.shared.inner.lock().unwrap().list_page_size = Some(size);
+    }
+
+    /// `ListPipelines` answers `error` (or pages again with `None`).
+    pub fn set_list_error(&self, error: Option<InjectedError>) {
+        self.shared.inner.lock().unwrap().list_error = error;
     }
 
     /// Every answer is delayed by `delay` (to see whether pipelines are read concurrently).
@@ -425,10 +480,32 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
         .map(str::to_owned);
     let access_key = access_key_of(&headers);
 
-    let (status, answer, delay) = {
+    let (status, answer, delay, raw) = {
         let mut inner = shared.inner.lock().unwrap();
-        let delay = inner.delay;
-        let (status, answer) = answer(&mut inner, &operation, pipeline.as_deref(), &body, &headers);
+        let mut delay = inner.delay;
+        let mut raw = None;
+        if let Some(entry) = pipeline
+            .as_deref()
+            .and_then(|p| inner.pipelines.get_mut(p))
+            .filter(|_| headers.get(header::AUTHORIZATION).is_some())
+        {
+            if let Some(extra) = entry
+                .delays
+                .get_mut(&operation)
+                .and_then(VecDeque::pop_front)
+            {
+                delay += extra;
+            }
+            raw = entry
+                .raw_queued
+                .get_mut(&operation)
+                .and_then(VecDeque::pop_front)
+                .or_else(|| entry.raw.get(&operation).cloned());
+        }
+        let (status, answer) = match &raw {
+            Some((status, _)) => (*status, Value::Null),
+            None => answer(&mut inner, &operation, pipeline.as_deref(), &body, &headers),
+        };
         if let Some(p) = &pipeline {
             *inner
                 .calls
@@ -443,13 +520,26 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
             access_key,
             status,
         });
-        (status, answer, delay)
+        (status, answer, delay, raw)
     };
     shared.changed.send_modify(|n| *n += 1);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    aws_response(status, &answer)
+    match raw {
+        Some((status, body)) => raw_response(status, body),
+        None => aws_response(status, &answer),
+    }
+}
+
+fn raw_response(status: u16, body: String) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/x-amz-json-1.1")],
+        body,
+    )
+        .into_response()
 }
 
 fn answer(
@@ -469,16 +559,36 @@ fn answer(
         );
     }
     if operation == LIST_PIPELINES {
+        if let Some(err) = &inner.list_error {
+            return (
+                err.status,
+                fixtures::error_body(&err.error_type, &err.message),
+            );
+        }
         let mut names: Vec<&String> = inner.pipelines.keys().collect();
         names.sort();
-        let list: Vec<Value> = names
-            .into_iter()
+        // Pages of `list_page_size`; the token is the index of the next page's first name.
+        let start: usize = body
+            .get("nextToken")
+            .and_then(Value::as_str)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        let size = inner.list_page_size.unwrap_or(usize::MAX);
+        let page: Vec<Value> = names
+            .iter()
+            .skip(start)
+            .take(size)
             .map(|n| {
-                json!({"name": n, "version": inner.pipelines[n].version, "pipelineType": "V2",
+                json!({"name": n, "version": inner.pipelines[*n].version, "pipelineType": "V2",
                        "executionMode": "SUPERSEDED", "created": 1600871523.204, "updated": 1761923344.5})
             })
             .collect();
-        return (200, json!({ "pipelines": list }));
+        let next = start.saturating_add(size);
+        let mut answer = json!({ "pipelines": page });
+        if next < names.len() {
+            answer["nextToken"] = json!(next.to_string());
+        }
+        return (200, answer);
     }
     let known = [GET_PIPELINE_STATE, GET_PIPELINE, GET_PIPELINE_EXECUTION];
     if !known.contains(&operation) {

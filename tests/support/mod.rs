@@ -5,9 +5,12 @@
 
 pub mod fake_codepipeline;
 pub mod fake_slack;
+pub mod fake_sts;
 pub mod fixtures;
+pub mod flaky_port;
 pub mod payload;
 pub mod runner;
+pub mod state_db;
 
 use std::time::Duration;
 

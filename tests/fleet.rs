@@ -1,0 +1,242 @@
+//! Watching a fleet: discovery with ListPipelines, the request budget, adaptive polling.
+//! Real SDK over HTTP to the fake, real SQLite, time driven through `cycle_at`.
+
+mod support;
+
+use std::sync::Once;
+use std::time::Duration;
+
+use approval_watch::config::Config;
+use approval_watch::watcher::Watcher;
+use jiff::{SignedDuration, Timestamp};
+use support::{
+    FakeCodePipeline, FakeSlack, Fixture, GET_PIPELINE_STATE, InjectedError, LIST_PIPELINES,
+};
+use tokio_util::sync::CancellationToken;
+
+static CREDENTIALS: Once = Once::new();
+
+fn static_credentials() {
+    CREDENTIALS.call_once(|| {
+        // SAFETY: every test here calls this first and `Once` blocks them until it is done;
+        // nothing else in this process reads the environment concurrently.
+        unsafe {
+            std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDTEST");
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", "secret");
+            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        }
+    });
+}
+
+struct Setup {
+    aws: FakeCodePipeline,
+    slack: FakeSlack,
+    watcher: Watcher,
+    _dir: tempfile::TempDir,
+}
+
+/// A watcher over the fake with `extra` config (pipelines, discover, limits).
+async fn setup(pipelines: &[&str], top: &str, aws_extra: &str, extra: &str) -> Setup {
+    static_credentials();
+    let aws = FakeCodePipeline::with_pipelines(pipelines).await;
+    let slack = FakeSlack::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Config::parse(
+        &format!(
+            "{top}\nstate_path = \"{}\"\n[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n{aws_extra}\n\
+             [slack]\nwebhook_url = \"{}\"\n[reminders]\nmax = 0\n{extra}",
+            dir.path().join("state.db").display(),
+            aws.endpoint(),
+            slack.url()
+        ),
+        "fleet.toml".as_ref(),
+    )
+    .expect("config");
+    let watcher = approval_watch::cli::open_watcher(&config)
+        .await
+        .map_err(|f| format!("{:#}", f.error()))
+        .expect("watcher");
+    Setup {
+        aws,
+        slack,
+        watcher,
+        _dir: dir,
+    }
+}
+
+fn t0() -> Timestamp {
+    Timestamp::now()
+}
+
+fn plus(t: Timestamp, secs: i64) -> Timestamp {
+    t + SignedDuration::from_secs(secs)
+}
+
+async fn cycle(w: &mut Watcher, at: Timestamp) -> approval_watch::watcher::CycleReport {
+    w.cycle_at(at, &CancellationToken::new())
+        .await
+        .expect("cycle")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discovery_lists_every_page_filters_and_handles_a_vanished_pipeline_as_deleted() {
+    let mut s = setup(
+        &["a-web", "a-api", "sandbox-1"],
+        "poll_interval = \"1s\"\nidle_poll_interval = \"1s\"\ndiscover_interval = \"10s\"",
+        "",
+        "[[discover]]\ninclude = [\"*\"]\nexclude = [\"sandbox-*\"]\n",
+    )
+    .await;
+    s.aws.set_list_page_size(2);
+    let start = t0();
+
+    let report = cycle(&mut s.watcher, start).await;
+    assert_eq!(report.pipelines, 2, "sandbox-1 is excluded");
+    assert_eq!(s.aws.total_calls(LIST_PIPELINES), 2, "two pages of two");
+    assert_eq!(s.aws.calls(GET_PIPELINE_STATE, "a-web"), 1);
+    assert_eq!(s.aws.calls(GET_PIPELINE_STATE, "sandbox-1"), 0);
+
+    // Not listed again before discover_interval; a waiting approval is alerted.
+    s.aws.set_state("a-web", Fixture::Waiting);
+    let report = cycle(&mut s.watcher, plus(start, 1)).await;
+    assert_eq!(report.new_approvals, 1);
+    assert_eq!(s.aws.total_calls(LIST_PIPELINES), 2);
+
+    // The pipeline is deleted. One listing without it changes nothing…
+    s.aws.remove_pipeline("a-web");
+    s.aws.add_pipeline("a-new");
+    let report = cycle(&mut s.watcher, plus(start, 11)).await;
+    assert_eq!(report.resolved, 0);
+    assert_eq!(report.pipelines, 3, "a-new found at once");
+    assert_eq!(s.aws.calls(GET_PIPELINE_STATE, "a-new"), 1);
+    // …the second one resolves its waiting approval as deleted.
+    let report = cycle(&mut s.watcher, plus(start, 22)).await;
+    assert_eq!(report.resolved, 1);
+    assert_eq!(report.pipelines, 2);
+    let delivered = s.slack.delivered();
+    assert_eq!(delivered.len(), 2, "{delivered:?}");
+    let text = delivered[1]["text"].as_str().unwrap_or_default();
+    assert!(text.starts_with("Pipeline deleted: a-web"), "{text}");
+    assert!(s.watcher.store().waiting().expect("status").is_empty());
+    s.watcher.close().expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_listing_keeps_the_pipelines_found_before() {
+    let mut s = setup(
+        &["a-web"],
+        "poll_interval = \"1s\"\nidle_poll_interval = \"1s\"\ndiscover_interval = \"10s\"",
+        "",
+        "[[discover]]\n",
+    )
+    .await;
+    let start = t0();
+    assert_eq!(cycle(&mut s.watcher, start).await.pipelines, 1);
+    // Failed listings would be "missing" ones if failures counted: they must not.
+    s.aws.set_list_error(Some(InjectedError::access_denied()));
+    for i in 1..=3 {
+        let report = cycle(&mut s.watcher, plus(start, 10 * i + 1)).await;
+        assert_eq!(report.pipelines, 1, "cycle {i}");
+        assert_eq!(report.resolved, 0);
+    }
+    s.watcher.close().expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_budget_paces_calls_and_throttling_is_retried_and_slows_it() {
+    let names: Vec<String> = (0..8).map(|i| format!("p{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let pipelines: String = refs
+        .iter()
+        .map(|p| format!("[[pipeline]]\nname = \"{p}\"\n"))
+        .collect();
+    let mut s = setup(
+        &refs,
+        "poll_interval = \"30s\"\nidle_poll_interval = \"30s\"",
+        "max_requests_per_second = 10\nmax_concurrency = 4",
+        &pipelines,
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let report = cycle(&mut s.watcher, t0()).await;
+    assert_eq!(report.read_failures, 0);
+    // 8 GetPipelineState + 8 GetPipeline at 10 per second: at least 1.5 s.
+    assert!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "{:?}",
+        started.elapsed()
+    );
+    let times: Vec<_> = s.aws.requests().iter().map(|r| r.at).collect();
+    assert_eq!(times.len(), 16);
+    for (i, t) in times.iter().enumerate() {
+        let in_window = times[i..]
+            .iter()
+            .filter(|u| u.duration_since(*t) < Duration::from_secs(1))
+            .count();
+        assert!(in_window <= 11, "{in_window} calls within one second");
+    }
+
+    // Two throttles on one pipeline: retried within the cycle, and the budget slows down.
+    let throttle = InjectedError::throttling();
+    s.aws
+        .fail_next(GET_PIPELINE_STATE, "p3", 2, throttle.clone());
+    let report = cycle(&mut s.watcher, plus(t0(), 30)).await;
+    assert_eq!(report.read_failures, 0, "retried past two throttles");
+    let budget = s
+        .watcher
+        .aws()
+        .budget_for("default", "us-east-1")
+        .expect("budget");
+    assert_eq!(budget.stats().throttled, 2);
+    assert!(
+        budget.current_rate() < 10.0,
+        "rate {}",
+        budget.current_rate()
+    );
+
+    // Throttled past the retries: that pipeline fails this cycle, nothing is resolved.
+    s.aws.set_state("p5", Fixture::Waiting);
+    cycle(&mut s.watcher, plus(t0(), 60)).await;
+    s.aws.fail_next(GET_PIPELINE_STATE, "p5", 3, throttle);
+    let report = cycle(&mut s.watcher, plus(t0(), 90)).await;
+    assert_eq!(report.read_failures, 1);
+    assert_eq!(report.resolved, 0);
+    assert_eq!(s.watcher.store().waiting().expect("status").len(), 1);
+    s.watcher.close().expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_pipelines_are_read_less_often_than_active_ones() {
+    let mut s = setup(
+        &["busy", "quiet-1", "quiet-2"],
+        "poll_interval = \"30s\"\nidle_poll_interval = \"2m\"",
+        "",
+        "[[pipeline]]\nname = \"busy\"\n[[pipeline]]\nname = \"quiet-1\"\n[[pipeline]]\nname = \"quiet-2\"\n",
+    )
+    .await;
+    s.aws.set_state("busy", Fixture::Waiting);
+    let start = t0();
+    let mut reads = 0;
+    for i in 0..=4 {
+        reads += cycle(&mut s.watcher, plus(start, 30 * i)).await.reads;
+    }
+    // busy every cycle (5), the quiet ones at 0 s and 120 s.
+    assert_eq!(s.aws.calls(GET_PIPELINE_STATE, "busy"), 5);
+    assert_eq!(s.aws.calls(GET_PIPELINE_STATE, "quiet-1"), 2);
+    assert_eq!(s.aws.calls(GET_PIPELINE_STATE, "quiet-2"), 2);
+    assert_eq!(reads, 9);
+    assert_eq!(s.watcher.reads_saved(), 6);
+
+    // A run starting on a quiet pipeline is noticed at its next read, then read every cycle.
+    s.aws.set_state("quiet-1", Fixture::Waiting);
+    for i in 5..=10 {
+        cycle(&mut s.watcher, plus(start, 30 * i)).await;
+    }
+    assert_eq!(
+        s.aws.calls(GET_PIPELINE_STATE, "quiet-1"),
+        2 + 3,
+        "read at 240 s, then every cycle"
+    );
+    assert_eq!(s.slack.delivered().len(), 2);
+    s.watcher.close().expect("close");
+}
