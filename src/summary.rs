@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::aws::Target;
-use crate::config::{Config, Route, SecretSource, SecretUrl};
+use crate::config::{Config, Credentials, Route, SecretSource, SecretUrl};
 use crate::remind::ReminderPolicy;
 
 fn human(d: Duration) -> String {
@@ -99,10 +99,64 @@ pub fn config_summary(
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "config {}: ok", path.display());
-    let _ = writeln!(out, "poll interval: {}", human(config.poll_interval));
+    let _ = writeln!(
+        out,
+        "poll interval: {} (idle pipelines: {})",
+        human(config.poll_interval),
+        human(config.idle_poll_interval)
+    );
     let _ = writeln!(out, "state database: {}", config.state_path.display());
-    if let Some(profile) = &config.aws.profile {
-        let _ = writeln!(out, "aws profile: {profile}");
+    let _ = writeln!(out, "accounts:");
+    for a in &config.accounts {
+        let credentials = match &a.credentials {
+            Credentials::DefaultChain => "SDK default chain".to_owned(),
+            Credentials::Profile(p) => format!("profile {p}"),
+            Credentials::AssumeRole {
+                role_arn,
+                external_id,
+                profile,
+            } => format!(
+                "assume {role_arn}{}{}",
+                external_id
+                    .as_ref()
+                    .map(|_| " with external id")
+                    .unwrap_or_default(),
+                profile
+                    .as_ref()
+                    .map(|p| format!(" from profile {p}"))
+                    .unwrap_or_default()
+            ),
+        };
+        let regions = if a.regions.is_empty() {
+            String::new()
+        } else {
+            format!(", regions {}", a.regions.join(","))
+        };
+        let _ = writeln!(
+            out,
+            "  {}: {credentials}{regions}; budget {} requests/s, {} in flight",
+            a.name, a.limits.requests_per_second, a.limits.max_concurrency
+        );
+    }
+    if !config.discover.is_empty() {
+        let _ = writeln!(out, "discovery every {}:", human(config.discover_interval));
+        for d in &config.discover {
+            let globs = |g: &[crate::config::Glob]| {
+                g.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(",")
+            };
+            let _ = writeln!(
+                out,
+                "  account {} region {}: include {}{}",
+                d.account,
+                d.region.as_deref().unwrap_or("(the account's regions)"),
+                globs(&d.include),
+                if d.exclude.is_empty() {
+                    String::new()
+                } else {
+                    format!(", exclude {}", globs(&d.exclude))
+                }
+            );
+        }
     }
     if let Some(listen) = &config.metrics {
         let _ = writeln!(out, "metrics: http://{listen}/metrics");
@@ -113,16 +167,24 @@ pub fn config_summary(
     }
     let _ = writeln!(out, "pipelines ({}):", targets.len());
     for (target, p) in targets.iter().zip(&config.pipelines) {
+        let account_regions = config.account(&p.account).map_or(0, |a| a.regions.len());
         let origin = if p.region.is_some() {
             "pipeline.region"
+        } else if p.account != crate::model::DEFAULT_ACCOUNT && account_regions == 1 {
+            "account.regions"
         } else if config.aws.region.is_some() {
             "aws.region"
         } else {
             "AWS default chain"
         };
+        let account = if p.account == crate::model::DEFAULT_ACCOUNT {
+            String::new()
+        } else {
+            format!("  account {}", p.account)
+        };
         let _ = writeln!(
             out,
-            "  {}  {}  (region from {origin})  → route {}",
+            "  {}  {}  (region from {origin}){account}  → route {}",
             target.pipeline,
             target.region,
             config.route_for(&target.pipeline).name

@@ -204,7 +204,12 @@ pub struct Watcher {
     gone: Vec<Target>,
     /// Budgets that cannot fit a cycle into `poll_interval`, warned about once.
     over_budget: HashSet<(String, String)>,
+    /// When the last periodic summary was logged.
+    last_summary: Option<Timestamp>,
 }
+
+/// How often a cycle summary (reads done and saved) is logged at info.
+const SUMMARY_EVERY: jiff::SignedDuration = jiff::SignedDuration::from_mins(10);
 
 /// A pipeline answering "not found" this long is deleted: a single answer could be an
 /// eventually-consistent blip or a typo being fixed, and a false resolution is worse than a late one.
@@ -231,6 +236,7 @@ impl Watcher {
             failing: HashMap::new(),
             gone: Vec::new(),
             over_budget: HashSet::new(),
+            last_summary: None,
         }
     }
 
