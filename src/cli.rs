@@ -213,81 +213,16 @@ async fn check_config(path: &Path, config: Config) -> Result<ExitCode, Failure> 
 
 fn status(config: Config, json: bool) -> Result<ExitCode, Failure> {
     let store = Store::open_read_only(&config.state_path).map_err(runtime_error)?;
-    let (waiting, failed) = match &store {
-        Some(store) => (
-            store.waiting().map_err(runtime_error)?,
-            store.failed(20).map_err(runtime_error)?,
-        ),
-        None => (Vec::new(), Vec::new()),
-    };
     let now = Timestamp::now();
+    let status = crate::status::collect(&config, store.as_ref(), now).map_err(runtime_error)?;
     if json {
-        let doc = serde_json::json!({
-            "state_path": config.state_path,
-            "waiting": waiting,
-            "failed_messages": failed,
-        });
+        let doc = serde_json::to_string(&status)
+            .context("cannot write the status as JSON")
+            .map_err(runtime_error)?;
         println!("{doc}");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut out = String::new();
-    use std::fmt::Write as _;
-    if store.is_none() {
-        let _ = writeln!(
-            out,
-            "no state database at {} yet",
-            config.state_path.display()
-        );
-    }
-    if waiting.is_empty() {
-        let _ = writeln!(out, "no approvals waiting");
     } else {
-        let _ = writeln!(out, "{} approval(s) waiting:", waiting.len());
-        let _ = writeln!(
-            out,
-            "{:<24} {:<32} {:<20} {:<12} {:<17} {:>6} {:>9} NOTES",
-            "PIPELINE", "STAGE", "ACTION", "REGION", "WAITING SINCE", "ALERTS", "REMINDERS"
-        );
-        for w in &waiting {
-            let mut notes = Vec::new();
-            let waited = crate::render::humanize(now.duration_since(w.waiting_since));
-            notes.push(format!("waited {waited}"));
-            if w.messages_pending > 0 {
-                notes.push(format!("{} undelivered", w.messages_pending));
-            }
-            if w.messages_failed > 0 {
-                notes.push(format!("{} failed", w.messages_failed));
-            }
-            let _ = writeln!(
-                out,
-                "{:<24} {:<32} {:<20} {:<12} {:<17} {:>6} {:>9} {}",
-                w.pipeline,
-                w.stage,
-                w.action,
-                w.region,
-                w.waiting_since.strftime("%Y-%m-%d %H:%M UTC"),
-                w.alerts_sent,
-                w.reminders_sent,
-                notes.join(", ")
-            );
-        }
+        print!("{}", crate::status::text(&status, now));
     }
-    if !failed.is_empty() {
-        let _ = writeln!(out, "messages Slack refused (not retried):");
-        for f in &failed {
-            let _ = writeln!(
-                out,
-                "  {} {} / {} / {}: {} (at {})",
-                f.kind.as_str(),
-                f.pipeline,
-                f.stage,
-                f.action,
-                f.error.as_deref().unwrap_or("unknown error"),
-                f.created_at.strftime("%Y-%m-%d %H:%M UTC"),
-            );
-        }
-    }
-    print!("{out}");
     Ok(ExitCode::SUCCESS)
 }
 

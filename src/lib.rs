@@ -20,6 +20,7 @@ pub mod remind;
 pub mod render;
 pub mod schedule;
 pub mod slack;
+pub mod status;
 pub mod store;
 pub mod summary;
 pub mod watcher;

@@ -144,6 +144,27 @@ impl ReminderPolicy {
         })
     }
 
+    /// When the next reminder (regular or the expiry warning) is expected to go out, as of
+    /// `now`, working hours included; `None` when no more are coming.
+    pub fn next_at(&self, s: &ReminderState, now: Timestamp) -> Option<Timestamp> {
+        let warning = self
+            .expire_warning
+            .filter(|_| !s.expiry_warned)
+            .map(|w| sub(s.expires_at, w));
+        let regular = self.next_regular_at(s).map(|at| {
+            let at = at.max(now);
+            self.working_hours
+                .as_ref()
+                .and_then(|w| w.next_open(at))
+                .unwrap_or(at)
+        });
+        let next = match (regular, warning) {
+            (Some(r), Some(w)) => r.min(w.max(now)),
+            (r, w) => r.or(w.map(|w| w.max(now)))?,
+        };
+        (next < s.expires_at).then_some(next)
+    }
+
     /// Whether a reminder is due at `now`.
     pub fn due(&self, s: &ReminderState, now: Timestamp) -> Option<ReminderDue> {
         if now >= s.expires_at {
@@ -475,5 +496,40 @@ mod tests {
         ] {
             assert!(Mention::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn next_at_tells_status_when_the_next_reminder_goes_out() {
+        // Waiting since Friday 28 Nov 2025 17:00 GMT, one reminder sent at 17:30.
+        let t0 = at("2025-11-28T17:00:00Z");
+        let p = ReminderPolicy {
+            max: 8,
+            working_hours: Some(london()),
+            ..policy()
+        };
+        let mut s = fresh(t0);
+        assert_eq!(p.next_at(&s, t0), Some(at("2025-11-28T17:30:00Z")));
+        s.sent = 1;
+        s.last_at = Some(at("2025-11-28T17:30:00Z"));
+        // 18:30 falls after hours: Monday's opening.
+        assert_eq!(
+            p.next_at(&s, at("2025-11-28T17:31:00Z")),
+            Some(at("2025-12-01T09:00:00Z"))
+        );
+        // The expiry warning comes first when it is sooner.
+        let warn = ReminderPolicy {
+            expire_warning: Some(Duration::from_secs(2 * HOUR)),
+            ..p.clone()
+        };
+        s.expires_at = at("2025-11-28T20:00:00Z");
+        assert_eq!(
+            warn.next_at(&s, at("2025-11-28T17:31:00Z")),
+            Some(at("2025-11-28T18:00:00Z"))
+        );
+        // Nothing after expiry, nothing past max.
+        assert_eq!(p.next_at(&s, at("2025-11-28T17:31:00Z")), None);
+        s.expires_at = plus(t0, 7 * 24 * HOUR);
+        s.sent = 8;
+        assert_eq!(p.next_at(&s, at("2025-11-28T17:31:00Z")), None);
     }
 }

@@ -149,6 +149,7 @@ pub struct Changes {
 /// One waiting approval as `status` shows it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct WaitingRow {
+    pub account: String,
     pub region: String,
     pub pipeline: String,
     pub stage: String,
@@ -159,6 +160,8 @@ pub struct WaitingRow {
     pub first_seen: Timestamp,
     pub alerts_sent: u32,
     pub reminders_sent: u32,
+    pub last_reminder_at: Option<Timestamp>,
+    pub expiry_warned: bool,
     pub messages_pending: u32,
     pub messages_failed: u32,
 }
@@ -505,6 +508,7 @@ impl Store {
             .query_map([], |row| {
                 let key = key_from_row(row)?;
                 Ok(WaitingRow {
+                    account: key.account,
                     region: key.region,
                     pipeline: key.pipeline,
                     stage: key.stage,
@@ -515,6 +519,8 @@ impl Store {
                     first_seen: ms(row.get("first_seen_ms")?),
                     alerts_sent: row.get("alerts_sent")?,
                     reminders_sent: row.get("reminders_sent")?,
+                    last_reminder_at: row.get::<_, Option<i64>>("last_reminder_ms")?.map(ms),
+                    expiry_warned: row.get("expiry_warned")?,
                     messages_pending: row.get("messages_pending")?,
                     messages_failed: row.get("messages_failed")?,
                 })

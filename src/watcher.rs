@@ -322,7 +322,7 @@ impl Watcher {
             .deliverer
             .deliver_due(&self.store, now, shutdown)
             .await?;
-        Ok(CycleReport {
+        let report = CycleReport {
             pipelines: targets.len(),
             read_failures: observed.failures.len(),
             new_approvals: observed.plan.new.len(),
@@ -331,7 +331,23 @@ impl Watcher {
             reads: due.len(),
             delivery,
             undelivered: self.store.count_pending()?,
-        })
+        };
+        if self
+            .last_summary
+            .is_none_or(|last| now.duration_since(last) >= SUMMARY_EVERY)
+        {
+            self.last_summary = Some(now);
+            tracing::info!(
+                pipelines = report.pipelines,
+                read = report.reads,
+                waiting = waiting.len(),
+                reads_saved = self.schedule.reads_saved,
+                undelivered = report.undelivered,
+                "watching; idle pipelines have skipped {} reads since start",
+                self.schedule.reads_saved
+            );
+        }
+        Ok(report)
     }
 
     /// Lists pipelines for `[[discover]]` when due. A failed listing changes nothing.
