@@ -198,7 +198,26 @@ name = "web-app"
         "waited since Friday: {}",
         reminders[1]
     );
-    let status = watcher.store().waiting().expect("status");
-    assert_eq!(status[0].reminders_sent, 2);
+    let status =
+        approval_watch::status::collect(&config, Some(watcher.store()), at("2025-12-01T09:30:00Z"))
+            .expect("status");
+    assert_eq!(status.waiting[0].row.reminders_sent, 2);
+    assert_eq!(
+        status.waiting[0].next_reminder,
+        Some(at("2025-12-01T10:00:00Z"))
+    );
+    // Asked on Friday evening, the next one is Monday's opening.
+    let friday =
+        approval_watch::status::collect(&config, Some(watcher.store()), at("2025-12-05T18:30:00Z"))
+            .expect("status");
+    assert_eq!(
+        friday.waiting[0].next_reminder, None,
+        "expires Friday 17:00, nothing after"
+    );
+    let text = approval_watch::status::text(&status, at("2025-12-01T09:30:00Z"));
+    assert!(
+        text.contains("next reminder 2025-12-01 10:00 UTC"),
+        "{text}"
+    );
     watcher.close().expect("close");
 }
