@@ -175,7 +175,23 @@ async fn once(config: Config) -> Result<ExitCode, Failure> {
 }
 
 async fn dry_run(config: Config) -> Result<ExitCode, Failure> {
-    let (aws, targets) = connect(&config).await?;
+    let (aws, mut targets) = connect(&config).await?;
+    let mut listing_failed = false;
+    for (scope, listing) in watcher::list_scopes(&config, &aws).await {
+        match listing {
+            Ok(names) => targets.extend(names.into_iter().map(|pipeline| Target {
+                account: scope.account.clone(),
+                region: scope.region.clone(),
+                pipeline,
+            })),
+            Err(e) => {
+                listing_failed = true;
+                tracing::warn!(account = %scope.account, region = %scope.region, code = %e.code, "cannot list pipelines: {}", e.message);
+            }
+        }
+    }
+    targets.sort();
+    targets.dedup();
     let store = Store::open_read_only(&config.state_path).map_err(runtime_error)?;
     let now = Timestamp::now();
     let observed = watcher::observe(&config, &aws, &targets, &[], store.as_ref(), now)
@@ -190,7 +206,7 @@ async fn dry_run(config: Config) -> Result<ExitCode, Failure> {
     for e in &observed.failures {
         tracing::warn!(pipeline = %e.pipeline, code = %e.code, "cannot read pipeline: {}", e.message);
     }
-    Ok(if observed.failures.is_empty() {
+    Ok(if observed.failures.is_empty() && !listing_failed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
-use crate::aws::{AwsError, CodePipeline, Target};
+use crate::aws::{AwsError, CodePipeline, DiscoveryScope, Target};
 use crate::config::Config;
 use crate::deliver::{Deliverer, DeliveryReport};
 use crate::model::{ApprovalKey, MessageKind, PipelineSnapshot, Revision};
@@ -128,6 +128,26 @@ async fn revisions(
         })
         .buffer_unordered(MAX_PENDING_READS)
         .filter_map(std::future::ready)
+        .collect()
+        .await
+}
+
+/// One listing of every `[[discover]]` scope, filtered by its globs: each scope's names,
+/// or why it could not be listed.
+pub async fn list_scopes(
+    config: &Config,
+    aws: &CodePipeline,
+) -> Vec<(DiscoveryScope, Result<Vec<String>, AwsError>)> {
+    futures_util::stream::iter(aws.discovery_scopes().to_vec())
+        .map(|scope| async move {
+            let listing = aws.list_pipelines(&scope.account, &scope.region).await;
+            let selected = listing.map(|names| match config.discover.get(scope.entry) {
+                Some(entry) => names.into_iter().filter(|n| entry.selects(n)).collect(),
+                None => Vec::new(),
+            });
+            (scope, selected)
+        })
+        .buffer_unordered(MAX_PENDING_READS)
         .collect()
         .await
 }
@@ -352,26 +372,16 @@ impl Watcher {
 
     /// Lists pipelines for `[[discover]]` when due. A failed listing changes nothing.
     async fn discover(&mut self, now: Timestamp) {
-        let scopes = self.aws.discovery_scopes().to_vec();
-        if scopes.is_empty() || self.next_discovery.is_some_and(|next| now < next) {
+        if self.aws.discovery_scopes().is_empty()
+            || self.next_discovery.is_some_and(|next| now < next)
+        {
             return;
         }
         let interval = jiff::SignedDuration::try_from(self.config.discover_interval)
             .unwrap_or(jiff::SignedDuration::from_mins(5));
         self.next_discovery = now.checked_add(interval).ok();
-        let aws = &self.aws;
-        let listings: Vec<_> = futures_util::stream::iter(&scopes)
-            .map(|scope| async move {
-                (
-                    scope,
-                    aws.list_pipelines(&scope.account, &scope.region).await,
-                )
-            })
-            .buffer_unordered(MAX_PENDING_READS)
-            .collect()
-            .await;
-        for (scope, listing) in listings {
-            let names = match listing {
+        for (scope, listing) in list_scopes(&self.config, &self.aws).await {
+            let selected = match listing {
                 Ok(names) => names,
                 Err(e) => {
                     tracing::warn!(
@@ -384,10 +394,6 @@ impl Watcher {
                     continue;
                 }
             };
-            let Some(entry) = self.config.discover.get(scope.entry) else {
-                continue;
-            };
-            let selected: Vec<String> = names.into_iter().filter(|n| entry.selects(n)).collect();
             let change = self.discovered.listed(
                 (scope.entry, scope.account.clone(), scope.region.clone()),
                 &selected,

@@ -240,3 +240,29 @@ async fn idle_pipelines_are_read_less_often_than_active_ones() {
     assert_eq!(s.slack.delivered().len(), 2);
     s.watcher.close().expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_reads_discovered_pipelines_too() {
+    let w = support::World::start(&["a-web", "sandbox-1"]).await;
+    w.aws.set_state("a-web", Fixture::Waiting);
+    w.aws.set_state("sandbox-1", Fixture::Waiting);
+    let config = w
+        .env
+        .config_text()
+        .replace("[[pipeline]]\nname = \"a-web\"\n", "")
+        .replace("[[pipeline]]\nname = \"sandbox-1\"\n", "");
+    w.env.write_raw_config(&format!(
+        "{config}\n[[discover]]\nexclude = [\"sandbox-*\"]\n"
+    ));
+    let out = w.env.dry_run().await;
+    out.assert_code(0);
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", out.stdout);
+    assert_eq!(lines[0]["pipeline"], "a-web");
+    assert_eq!(lines[0]["kind"], "alert");
+    assert_eq!(w.slack.request_count(), 0);
+}
