@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::aws::{CodePipeline, Target};
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::deliver::{Deliverer, Destination};
+use crate::logging::LogFormat;
 use crate::slack::SlackClient;
 use crate::store::Store;
 use crate::watcher::{self, Watcher};
@@ -26,13 +27,22 @@ pub struct Cli {
     /// Config file.
     #[arg(long, global = true, env = "APPROVAL_WATCH_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
     pub config: PathBuf,
+    /// Log format: auto = journal when stderr is the systemd journal, else text.
+    #[arg(
+        long,
+        global = true,
+        env = "APPROVAL_WATCH_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Auto
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Poll every poll_interval until SIGTERM or SIGINT.
+    /// Poll every poll_interval until SIGTERM or SIGINT; SIGHUP reloads the config.
     Run,
     /// One full cycle, then exit: 0 all read and delivered, 1 something failed, 2 config error.
     Once {
@@ -48,6 +58,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Send a test message to every configured Slack destination and report each result:
+    /// 0 all delivered, 1 any failed, 2 config error.
+    TestSlack,
 }
 
 /// Why a command failed, which decides the exit code.
@@ -85,11 +98,12 @@ fn runtime_error(e: impl Into<anyhow::Error>) -> Failure {
 pub async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
     let config = Config::load(&cli.config).map_err(config_error)?;
     match cli.command {
-        Command::Run => run(config).await,
+        Command::Run => run(config, &cli.config).await,
         Command::Once { dry_run: false } => once(config).await,
         Command::Once { dry_run: true } => dry_run(config).await,
         Command::CheckConfig => check_config(&cli.config, config).await,
         Command::Status { json } => status(config, json),
+        Command::TestSlack => test_slack(config).await,
     }
 }
 
@@ -137,16 +151,72 @@ fn shutdown_on_signals() -> Result<CancellationToken, Failure> {
     Ok(token)
 }
 
-async fn run(config: Config) -> Result<ExitCode, Failure> {
+/// What a reload swaps in: a config and everything built from it, complete before anything
+/// changes.
+pub struct Reloaded {
+    pub config: Config,
+    pub aws: CodePipeline,
+    pub targets: Vec<Target>,
+    pub deliverer: Deliverer,
+}
+
+/// Reads the config at `path` and builds what depends on it (secrets, AWS clients, Slack
+/// destinations), for SIGHUP. Errors name the key, never a secret.
+pub async fn reload_parts(path: &Path) -> anyhow::Result<Reloaded> {
+    let config = Config::load(path)?;
+    let destinations = Destination::all(&config)?;
+    let (aws, targets) = connect(&config).await.map_err(|f| match f {
+        Failure::Config(e) | Failure::Runtime(e) => e,
+    })?;
+    let slack = SlackClient::new().context("cannot build the HTTP client")?;
+    Ok(Reloaded {
+        config,
+        aws,
+        targets,
+        deliverer: Deliverer::new(slack, destinations),
+    })
+}
+
+async fn run(config: Config, config_path: &Path) -> Result<ExitCode, Failure> {
+    use tokio::signal::unix::{SignalKind, signal};
     let shutdown = shutdown_on_signals()?;
+    // Before anything slow: an early SIGHUP must not kill the process (its default action).
+    let hangups = signal(SignalKind::hangup())
+        .context("cannot listen for SIGHUP")
+        .map_err(runtime_error)?;
+    let notifier = std::sync::Arc::new(crate::notify::Notifier::from_env());
     let watcher = open_watcher(&config).await?;
+    if let Some(addr) = config.metrics {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("metrics.listen: cannot listen on {addr}"))
+            .map_err(runtime_error)?;
+        let local = listener
+            .local_addr()
+            .context("metrics.listen: no local address")
+            .map_err(runtime_error)?;
+        tracing::info!("metrics on http://{local}/metrics and http://{local}/healthz");
+        tokio::spawn(crate::metrics::serve(
+            listener,
+            crate::metrics::global(),
+            shutdown.clone(),
+        ));
+    }
     tracing::info!(
         pipelines = config.pipelines.len(),
         poll_interval = %humantime::format_duration(config.poll_interval),
         state = %config.state_path.display(),
         "approval-watch started"
     );
-    crate::daemon::run(watcher, config.poll_interval, shutdown)
+    let options = crate::daemon::Options {
+        poll_interval: config.poll_interval,
+        notifier,
+        reload: Some(crate::daemon::Reload {
+            signal: hangups,
+            config_path: config_path.to_owned(),
+        }),
+    };
+    crate::daemon::run(watcher, options, shutdown)
         .await
         .map_err(runtime_error)?;
     Ok(ExitCode::SUCCESS)
@@ -242,10 +312,77 @@ fn status(config: Config, json: bool) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `test-slack`: one clearly marked message to each destination, without mentions (a test
+/// should not page a team), each result on its own line.
+async fn test_slack(config: Config) -> Result<ExitCode, Failure> {
+    let destinations = Destination::all(&config).map_err(config_error)?;
+    let slack = SlackClient::new()
+        .context("cannot build the HTTP client")
+        .map_err(runtime_error)?;
+    let host = hostname();
+    let mut failed = 0;
+    let mut out = std::io::stdout().lock();
+    for (destination, route) in destinations.iter().zip(config.all_routes()) {
+        let payload = destination
+            .overrides
+            .apply(&test_message(&destination.name, &host));
+        let result = slack.post(&destination.webhook, &payload).await;
+        let line = match &result {
+            Ok(()) => format!("{} ({}): ok", destination.name, route.key),
+            Err(e) => {
+                failed += 1;
+                format!("{} ({}): FAILED: {e}", destination.name, route.key)
+            }
+        };
+        writeln!(out, "{line}").map_err(runtime_error)?;
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The test message: says plainly that it is one, where it came from, and which route.
+pub fn test_message(destination: &str, host: &str) -> serde_json::Value {
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let (destination, host) = (escape(destination), escape(host));
+    let text = format!(
+        "[TEST] approval-watch on {host}: test message for route {destination}. No approval is waiting; nothing to do."
+    );
+    serde_json::json!({
+        "text": text,
+        "blocks": [
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": format!(
+                        ":test_tube: *[TEST] approval-watch test message*\nSent by `approval-watch test-slack` on *{host}* for route *{destination}*. No approval is waiting; nothing to do."
+                    ),
+                },
+            }
+        ],
+    })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "this host".to_owned())
+}
+
 /// The whole program: parse arguments, set up logs, run the command, map the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::logging::init();
+    crate::logging::init_with(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

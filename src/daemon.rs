@@ -1,42 +1,215 @@
 //! The `run` loop: a cycle every `poll_interval`, outbox retries in between, until shutdown.
+//! It also talks to systemd ([`Notifier`]: ready, status, watchdog, stopping), reloads the
+//! config on SIGHUP, and keeps the [`metrics`](crate::metrics) gauges current.
 
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use tokio::signal::unix::Signal;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::{self, CycleOutcome};
+use crate::notify::Notifier;
 use crate::store::StoreError;
-use crate::watcher::Watcher;
+use crate::watcher::{CycleReport, Watcher};
 
 /// Never spin: after delivering, wait at least this long before looking at the outbox again.
 const MIN_WAKE: Duration = Duration::from_millis(250);
 
+/// While a cycle or a delivery pass runs, the loop keeps pinging the watchdog for at most this
+/// long. Every AWS call and Slack request has its own timeout, so a pass this long is stuck;
+/// the pings stop and systemd restarts the service. A loop blocked outright (a thread stuck in
+/// a system call) stops pinging at once, since the pings come from the loop's own task.
+const STALL_LIMIT: Duration = Duration::from_secs(15 * 60);
+
+/// What `run` needs besides the watcher.
+pub struct Options {
+    pub poll_interval: Duration,
+    /// systemd notifications; [`Notifier::default`] sends nothing.
+    pub notifier: Arc<Notifier>,
+    /// SIGHUP: re-read the config at `config_path`. `None`: no reloads.
+    pub reload: Option<Reload>,
+}
+
+pub struct Reload {
+    pub signal: Signal,
+    pub config_path: PathBuf,
+}
+
+impl Options {
+    /// Just a timer: no systemd, no reloads.
+    pub fn new(poll_interval: Duration) -> Self {
+        Self {
+            poll_interval,
+            notifier: Arc::new(Notifier::default()),
+            reload: None,
+        }
+    }
+}
+
+/// What the status line and `/healthz` say about the last cycle.
+#[derive(Debug, Default)]
+struct LastCycle {
+    finished: Option<Instant>,
+    took: Duration,
+    error: Option<String>,
+    report: CycleReport,
+    waiting: usize,
+}
+
+impl LastCycle {
+    /// "3 approvals waiting, last cycle 1.2 s ago", the line `systemctl status` shows.
+    fn status(&self) -> String {
+        let Some(finished) = self.finished else {
+            return "starting: first cycle running".to_owned();
+        };
+        let ago = seconds(finished.elapsed());
+        let mut s = format!(
+            "{} approval{} waiting, last cycle {ago} ago",
+            self.waiting,
+            if self.waiting == 1 { "" } else { "s" }
+        );
+        if let Some(e) = &self.error {
+            s = format!("{s} FAILED: {e}");
+            return s;
+        }
+        s.push_str(&format!(" (took {})", seconds(self.took)));
+        if self.report.read_failures > 0 {
+            s.push_str(&format!(
+                ", {} of {} pipelines unreadable",
+                self.report.read_failures, self.report.pipelines
+            ));
+        }
+        if self.report.undelivered > 0 {
+            s.push_str(&format!(
+                ", {} messages undelivered",
+                self.report.undelivered
+            ));
+        }
+        s
+    }
+}
+
+fn seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 60.0 {
+        format!("{s:.1} s")
+    } else if s < 3600.0 {
+        format!("{} min", d.as_secs() / 60)
+    } else {
+        format!("{} h {} min", d.as_secs() / 3600, d.as_secs() % 3600 / 60)
+    }
+}
+
 /// Runs until `shutdown` is cancelled, then closes the database. A failing cycle (a full disk,
 /// a locked file) is logged and retried at the next tick: nothing is recorded half-way.
+///
+/// systemd hears `READY=1` when the first cycle starts (the config is valid and the database
+/// open by then), `WATCHDOG=1` from this loop every half `WATCHDOG_USEC`, `STATUS=` after
+/// each cycle, `RELOADING=1`/`READY=1` around a reload, and `STOPPING=1` on shutdown.
 pub async fn run(
     mut watcher: Watcher,
-    poll_interval: Duration,
+    options: Options,
     shutdown: CancellationToken,
 ) -> Result<(), StoreError> {
+    let Options {
+        mut poll_interval,
+        notifier,
+        reload: reloads,
+    } = options;
+    let (mut hangups, config_path) = match reloads {
+        Some(r) => (Some(r.signal), Some(r.config_path)),
+        None => (None, None),
+    };
+    {
+        let notifier = notifier.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            notifier.stopping();
+        });
+    }
+    let metrics = metrics::global();
+    metrics.set_poll_interval(poll_interval);
+    let ping_every = notifier.watchdog_interval();
+    let mut next_ping = ping_every.map(|every| Instant::now() + every);
+    let mut last = LastCycle::default();
+    let mut ready = false;
     let mut next_poll = Instant::now();
     while !shutdown.is_cancelled() {
-        if Instant::now() >= next_poll {
-            let started = Instant::now();
-            match watcher.cycle(&shutdown).await {
-                Ok(report) => tracing::debug!(
-                    ?report,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "cycle done"
-                ),
-                Err(e) => tracing::error!("cycle failed; retrying at the next tick: {e}"),
+        // Whether the store failed (a full disk…): then the next try is at the next tick, not
+        // after `MIN_WAKE`, so the log gets one error per tick rather than four a second.
+        let store_failing = if Instant::now() >= next_poll {
+            if !ready {
+                notifier.ready(&last.status());
+                ready = true;
             }
+            let started = Instant::now();
+            let result = pinging(
+                watcher.cycle(&shutdown),
+                &notifier,
+                || last.status(),
+                "cycle",
+            )
+            .await;
+            let took = started.elapsed();
+            let completed = result.is_ok();
+            match result {
+                Ok(report) => {
+                    tracing::debug!(?report, elapsed_ms = took.as_millis() as u64, "cycle done");
+                    last.report = report;
+                    last.error = None;
+                }
+                Err(e) => {
+                    tracing::error!("cycle failed; retrying at the next tick: {e}");
+                    last.error = Some(e.to_string());
+                }
+            }
+            if !shutdown.is_cancelled() {
+                metrics.cycle(CycleOutcome {
+                    duration: took,
+                    completed,
+                    reads: last.report.reads,
+                    unreadable: last.report.read_failures,
+                    reads_saved: last.report.pipelines.saturating_sub(last.report.reads),
+                });
+            }
+            last.finished = Some(Instant::now());
+            last.took = took;
+            last.waiting = refresh_waiting(&watcher, last.report.undelivered);
+            notifier.status(&last.status());
             // Ticks keep their rhythm; a cycle longer than the interval is followed at once.
             next_poll = (started + poll_interval).max(Instant::now());
-        } else if let Err(e) = watcher.deliver(&shutdown).await {
-            tracing::error!("delivery failed: {e}");
+            !completed
+        } else {
+            let delivered = pinging(
+                watcher.deliver(&shutdown),
+                &notifier,
+                || last.status(),
+                "delivery",
+            )
+            .await;
+            match delivered {
+                Ok(_) => false,
+                Err(e) => {
+                    tracing::error!("delivery failed; retrying at the next tick: {e}");
+                    true
+                }
+            }
+        };
+        if let (Some(every), Some(at)) = (ping_every, next_ping)
+            && Instant::now() >= at
+        {
+            notifier.watchdog(&last.status());
+            next_ping = Some(Instant::now() + every);
         }
-        let wake = match watcher.next_due() {
+        let mut wake = match watcher.next_due() {
+            Ok(_) if store_failing => next_poll,
             Ok(Some(due)) => next_poll.min(instant_of(due).max(Instant::now() + MIN_WAKE)),
             Ok(None) => next_poll,
             Err(e) => {
@@ -44,13 +217,148 @@ pub async fn run(
                 next_poll
             }
         };
+        if let Some(at) = next_ping {
+            wake = wake.min(at);
+        }
+        let hup = async {
+            match hangups.as_mut() {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep_until(wake) => {}
             _ = shutdown.cancelled() => {}
+            Some(()) = hup => {
+                let Some(path) = config_path.as_deref() else {
+                    continue;
+                };
+                notifier.reloading();
+                if reload(&mut watcher, path).await {
+                    poll_interval = watcher.config().poll_interval;
+                    metrics.set_poll_interval(poll_interval);
+                    // Poll at once: new pipelines are read now, not a whole interval later.
+                    next_poll = Instant::now();
+                }
+                last.waiting = refresh_waiting(&watcher, last.report.undelivered);
+                notifier.ready(&last.status());
+            }
         }
     }
     tracing::info!("shutting down");
+    notifier.stopping();
     watcher.close()
+}
+
+/// Awaits `work`, sending watchdog pings meanwhile for up to [`STALL_LIMIT`].
+async fn pinging<T>(
+    work: impl Future<Output = T>,
+    notifier: &Notifier,
+    status: impl Fn() -> String,
+    what: &str,
+) -> T {
+    let Some(every) = notifier.watchdog_interval() else {
+        return work.await;
+    };
+    tokio::pin!(work);
+    let started = Instant::now();
+    let mut tick = tokio::time::interval_at(started + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stalled = false;
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tick.tick(), if !stalled => {
+                if started.elapsed() < STALL_LIMIT {
+                    notifier.watchdog(&status());
+                } else {
+                    tracing::error!(
+                        "the {what} has run for {} minutes; no more watchdog pings, so systemd restarts the service",
+                        STALL_LIMIT.as_secs() / 60
+                    );
+                    stalled = true;
+                }
+            }
+        }
+    }
+}
+
+/// Reads the approvals waiting from the database into the metrics; returns how many wait.
+fn refresh_waiting(watcher: &Watcher, undelivered: u64) -> usize {
+    let rows = match watcher.store().waiting() {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!("cannot count the approvals waiting: {e}");
+            return 0;
+        }
+    };
+    let config = watcher.config();
+    let mut by_pipeline: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for p in &config.pipelines {
+        let region = config.region_of(p).unwrap_or_default().to_owned();
+        if !region.is_empty() {
+            by_pipeline.insert((p.name.clone(), region), 0);
+        }
+    }
+    for row in &rows {
+        *by_pipeline
+            .entry((row.pipeline.clone(), row.region.clone()))
+            .or_default() += 1;
+    }
+    metrics::global().set_waiting(metrics::Waiting {
+        by_pipeline,
+        oldest_since: rows.iter().map(|r| r.waiting_since).min(),
+        undelivered,
+    });
+    rows.len()
+}
+
+/// SIGHUP: a new config, its AWS clients and its Slack destinations, swapped in whole; the
+/// database stays open. Any problem keeps the current config. Returns whether it was applied.
+async fn reload(watcher: &mut Watcher, path: &std::path::Path) -> bool {
+    tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
+    let crate::cli::Reloaded {
+        config,
+        aws,
+        targets,
+        deliverer,
+    } = match crate::cli::reload_parts(path).await {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            tracing::error!(
+                config = %path.display(),
+                "config reload failed; keeping the current config: {e:#}"
+            );
+            metrics::global().reload(false);
+            return false;
+        }
+    };
+    let old = watcher.config();
+    if config.state_path != old.state_path {
+        tracing::warn!(
+            "state_path changed; the daemon keeps {} open until it restarts",
+            old.state_path.display()
+        );
+    }
+    if config.metrics != old.metrics {
+        tracing::warn!("metrics.listen changed; it takes effect when the daemon restarts");
+    }
+    let names = |c: &crate::config::Config| -> Vec<String> {
+        c.pipelines.iter().map(|p| p.name.clone()).collect()
+    };
+    let (before, after) = (names(old), names(&config));
+    let added: Vec<&String> = after.iter().filter(|p| !before.contains(p)).collect();
+    let removed: Vec<&String> = before.iter().filter(|p| !after.contains(p)).collect();
+    tracing::info!(
+        pipelines = after.len(),
+        added = ?added,
+        removed = ?removed,
+        poll_interval = %humantime::format_duration(config.poll_interval),
+        "config reloaded; approvals of removed pipelines stay as they are"
+    );
+    watcher.reconfigure(config, aws, targets, deliverer);
+    metrics::global().reload(true);
+    true
 }
 
 /// A wall-clock time as a point on tokio's clock.
@@ -58,4 +366,42 @@ fn instant_of(at: Timestamp) -> Instant {
     let now = Timestamp::now();
     let ahead = at.duration_since(now);
     Instant::now() + Duration::try_from(ahead).unwrap_or(Duration::ZERO)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_reads_like_a_sentence() {
+        let mut last = LastCycle::default();
+        assert_eq!(last.status(), "starting: first cycle running");
+        last.finished = Some(Instant::now());
+        last.took = Duration::from_millis(1234);
+        last.waiting = 3;
+        let s = last.status();
+        assert!(
+            s.starts_with("3 approvals waiting, last cycle 0.0 s ago (took 1.2 s)"),
+            "{s}"
+        );
+        last.waiting = 1;
+        last.report.read_failures = 1;
+        last.report.pipelines = 4;
+        last.report.undelivered = 2;
+        let s = last.status();
+        assert!(s.starts_with("1 approval waiting"), "{s}");
+        assert!(
+            s.ends_with(", 1 of 4 pipelines unreadable, 2 messages undelivered"),
+            "{s}"
+        );
+        last.error = Some("disk full".into());
+        assert!(last.status().ends_with("FAILED: disk full"));
+    }
+
+    #[test]
+    fn durations_are_short() {
+        assert_eq!(seconds(Duration::from_millis(1200)), "1.2 s");
+        assert_eq!(seconds(Duration::from_secs(125)), "2 min");
+        assert_eq!(seconds(Duration::from_secs(3 * 3600 + 65)), "3 h 1 min");
+    }
 }

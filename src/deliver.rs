@@ -117,6 +117,11 @@ pub struct Deliverer {
     slack: SlackClient,
     destinations: Vec<Destination>,
     limiters: HashMap<String, RateLimiter>,
+    /// Messages Slack took whose "delivered" mark could not be written (a full disk, say),
+    /// with when Slack took them. They are marked again before anything else is sent and
+    /// never posted again by this process: a store that cannot write must not turn into a
+    /// message repeated on every pass.
+    unmarked: HashMap<i64, Timestamp>,
 }
 
 impl Deliverer {
@@ -125,7 +130,35 @@ impl Deliverer {
             slack,
             destinations,
             limiters: HashMap::new(),
+            unmarked: HashMap::new(),
         }
+    }
+
+    /// Takes over what `old` still owes the store (deliveries Slack took that could not be
+    /// marked) and its rate limits, so that swapping the deliverer on a reload neither posts a
+    /// message again nor resets a webhook's pace.
+    pub fn take_over(&mut self, old: Deliverer) {
+        self.unmarked.extend(old.unmarked);
+        for (name, limiter) in old.limiters {
+            self.limiters.entry(name).or_insert(limiter);
+        }
+    }
+
+    /// Writes the marks that failed earlier; an error means the store still cannot write,
+    /// and nothing more should be sent until it can.
+    fn mark_unmarked(&mut self, store: &Store) -> Result<(), StoreError> {
+        let mut pending: Vec<(i64, Timestamp)> =
+            self.unmarked.iter().map(|(k, v)| (*k, *v)).collect();
+        pending.sort();
+        for (id, at) in pending {
+            store.mark_delivered(id, at)?;
+            self.unmarked.remove(&id);
+            tracing::info!(
+                message = id,
+                "delivery to Slack recorded (recording it had failed)"
+            );
+        }
+        Ok(())
     }
 
     /// Which destination a pipeline's messages take now: the first whose globs match,
@@ -150,6 +183,7 @@ impl Deliverer {
         shutdown: &CancellationToken,
     ) -> Result<DeliveryReport, StoreError> {
         let mut report = DeliveryReport::default();
+        self.mark_unmarked(store)?;
         let mut blocked = vec![false; self.destinations.len()];
         for message in store.pending(MAX_PER_PASS)? {
             if shutdown.is_cancelled() {
@@ -199,11 +233,16 @@ impl Deliverer {
             let now = Timestamp::now();
             match result {
                 Ok(()) => {
-                    store.mark_delivered(message.id, now)?;
+                    crate::metrics::message_sent(message.kind.as_str());
+                    if let Err(e) = store.mark_delivered(message.id, now) {
+                        self.unmarked.insert(message.id, now);
+                        return Err(e);
+                    }
                     log_message(message, &destination.name, "delivered to Slack");
                     return Ok(Sent::Delivered);
                 }
                 Err(SendError::Permanent { status, body }) => {
+                    crate::metrics::slack_failure("permanent");
                     let error = format!("HTTP {status}: {body}");
                     store.mark_failed(message.id, &error)?;
                     tracing::error!(
@@ -219,6 +258,7 @@ impl Deliverer {
                     return Ok(Sent::Failed);
                 }
                 Err(SendError::RateLimited { retry_after }) => {
+                    crate::metrics::slack_failure("rate_limited");
                     limiter.drain();
                     let wait = retry_after.unwrap_or(DEFAULT_RATE_LIMIT_WAIT);
                     tracing::warn!(
@@ -238,6 +278,7 @@ impl Deliverer {
                     return Ok(Sent::Deferred);
                 }
                 Err(SendError::Temporary(error)) => {
+                    crate::metrics::slack_failure("temporary");
                     let wait = backoff(message.attempts);
                     store.mark_retry(message.id, later(now, wait), &error)?;
                     tracing::warn!(

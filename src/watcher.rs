@@ -527,6 +527,34 @@ impl Watcher {
         }
         self.failing = still_failing;
     }
+
+    // --- reload (issue 5) ---
+
+    /// SIGHUP: swaps in a new config with its AWS clients, configured targets and deliverer.
+    /// The store (and its lock) stays open. Pipelines no longer configured (or discovered) are
+    /// no longer read, and forgotten here, so their open approvals stay as they are: never
+    /// resolved, never reminded. Discovery lists afresh at the next cycle.
+    pub fn reconfigure(
+        &mut self,
+        config: Config,
+        aws: CodePipeline,
+        targets: Vec<Target>,
+        deliverer: Deliverer,
+    ) {
+        if config.idle_poll_interval != self.config.idle_poll_interval {
+            self.schedule = Schedule::new(config.idle_poll_interval);
+        }
+        self.schedule.retain(&targets);
+        self.failing.retain(|target, _| targets.contains(target));
+        self.discovered = Discovered::default();
+        self.next_discovery = None;
+        self.over_budget.clear();
+        self.config = config;
+        self.aws = aws;
+        self.configured = targets;
+        let old = std::mem::replace(&mut self.deliverer, deliverer);
+        self.deliverer.take_over(old);
+    }
 }
 
 fn log_plan(plan: &Plan) {

@@ -42,6 +42,20 @@ impl AwsError {
         }
     }
 
+    /// An answer that parsed but cannot be true of a pipeline (a stage missing from its
+    /// state, no pipeline in its definition): a failed read, never evidence of a change.
+    pub fn malformed(operation: &'static str, target: &Target, message: String) -> Self {
+        Self {
+            operation,
+            account: target.account.clone(),
+            region: target.region.clone(),
+            pipeline: target.pipeline.clone(),
+            code: "MalformedResponse".into(),
+            message,
+            status: None,
+        }
+    }
+
     pub fn is_throttling(&self) -> bool {
         THROTTLING_CODES.contains(&self.code.as_str()) || self.status == Some(429)
     }

@@ -185,6 +185,7 @@ impl CodePipeline {
         loop {
             let result = {
                 let _permit = endpoint.budget.acquire().await;
+                crate::metrics::aws_call(operation);
                 f(&endpoint.client).await
             };
             let err = match result {
@@ -194,6 +195,7 @@ impl CodePipeline {
                 }
                 Err(e) => AwsError::new(operation, target, e),
             };
+            crate::metrics::aws_error(operation, &err.code);
             if err.is_throttling() {
                 endpoint.budget.throttled();
             }
@@ -221,13 +223,15 @@ impl CodePipeline {
             .await?;
         let version = state.pipeline_version();
         let definitions = self.definitions(target, version).await?;
+        let approvals = parse::observed_approvals(&state, &definitions)
+            .map_err(|message| AwsError::malformed("GetPipelineState", target, message))?;
         Ok(PipelineSnapshot {
             account: target.account.clone(),
             region: target.region.clone(),
             pipeline: target.pipeline.clone(),
             version,
             active: parse::heading_for_approval(&state, &definitions),
-            approvals: parse::observed_approvals(&state, &definitions),
+            approvals,
         })
     }
 
@@ -244,12 +248,14 @@ impl CodePipeline {
                 c.get_pipeline().name(&target.pipeline).send()
             })
             .await?;
-        let definitions = Arc::new(
-            output
-                .pipeline()
-                .map(parse::approval_definitions)
-                .unwrap_or_default(),
-        );
+        let Some(pipeline) = output.pipeline() else {
+            return Err(AwsError::malformed(
+                "GetPipeline",
+                target,
+                "the answer holds no pipeline declaration".into(),
+            ));
+        };
+        let definitions = Arc::new(parse::approval_definitions(pipeline));
         tracing::debug!(
             pipeline = %target.pipeline,
             region = %target.region,

@@ -40,34 +40,36 @@ pub fn approval_definitions(pipeline: &PipelineDeclaration) -> Definitions {
 }
 
 /// Each approval action of the definitions, with its latest execution from the state.
+/// The state lists every stage and action of its pipeline version, run or not; one that
+/// is missing makes the answer malformed (`Err` says which), since reading it as "the
+/// action is gone" would resolve an approval that is still waiting.
 pub fn observed_approvals(
     state: &GetPipelineStateOutput,
     definitions: &Definitions,
-) -> Vec<ObservedApproval> {
+) -> Result<Vec<ObservedApproval>, String> {
     definitions
         .iter()
         .map(|((stage, action), definition)| {
             let stage_state = state
                 .stage_states()
                 .iter()
-                .find(|s| s.stage_name() == Some(stage.as_str()));
-            let action_state = stage_state.and_then(|s| {
-                s.action_states()
-                    .iter()
-                    .find(|a| a.action_name() == Some(action.as_str()))
-            });
-            ObservedApproval {
+                .find(|s| s.stage_name() == Some(stage.as_str()))
+                .ok_or_else(|| format!("the state has no stage {stage:?}"))?;
+            let action_state = stage_state
+                .action_states()
+                .iter()
+                .find(|a| a.action_name() == Some(action.as_str()))
+                .ok_or_else(|| format!("stage {stage:?} of the state has no action {action:?}"))?;
+            Ok(ObservedApproval {
                 stage: stage.clone(),
                 action: action.clone(),
                 definition: definition.clone(),
-                latest: action_state
-                    .and_then(|a| a.latest_execution())
-                    .map(action_execution),
+                latest: action_state.latest_execution().map(action_execution),
                 pipeline_execution_id: stage_state
-                    .and_then(|s| s.latest_execution())
+                    .latest_execution()
                     .map(|e| e.pipeline_execution_id().to_owned())
                     .filter(|id| !id.is_empty()),
-            }
+            })
         })
         .collect()
 }

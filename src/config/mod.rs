@@ -4,6 +4,7 @@
 
 mod raw;
 mod secret;
+mod toml_error;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -267,7 +268,7 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let raw: raw::Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string(),
+            message: toml_error::describe(&e, text),
         })?;
         let state_directory = std::env::var_os("STATE_DIRECTORY");
         validate(raw, state_directory.as_deref())
@@ -933,7 +934,7 @@ name = "web-app"
     fn parse(text: &str) -> Result<Config, ConfigError> {
         let raw: raw::Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: "test.toml".into(),
-            message: e.to_string(),
+            message: toml_error::describe(&e, text),
         })?;
         validate(raw, None)
     }

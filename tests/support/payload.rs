@@ -139,3 +139,30 @@ pub fn assert_waiting_alert(p: &Value, pipeline: &str, token: &str) {
         "alert does not say when it expires:\n{p:#}"
     );
 }
+
+/// The approval tokens named by review links (`…#/<stage>/<action>/approve/<token>`) in a
+/// payload, deduplicated, in order of appearance.
+pub fn review_tokens(v: &Value) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in strings(v) {
+        let mut rest = s.as_str();
+        while let Some(i) = rest.find("/approve/") {
+            rest = &rest[i + "/approve/".len()..];
+            let token: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            if !token.is_empty() && !out.contains(&token) {
+                out.push(token);
+            }
+        }
+    }
+    out
+}
+
+/// Whether a payload is a waiting alert (as opposed to a reminder or a resolution).
+pub fn is_alert(v: &Value) -> bool {
+    v.get("text")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.contains("Approval waiting"))
+}

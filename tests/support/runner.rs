@@ -23,7 +23,12 @@ pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The binary under test. Integration tests get it from Cargo; an example including this module
 /// finds it beside its own executable's folder (`target/debug/examples/..` → `target/debug/`).
+/// `APPROVAL_WATCH_TEST_BIN` overrides both (a long soak runs a copy, so rebuilds meanwhile do
+/// not swap the binary under it).
 pub fn binary_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("APPROVAL_WATCH_TEST_BIN") {
+        return PathBuf::from(p);
+    }
     if let Some(p) = option_env!("CARGO_BIN_EXE_approval-watch") {
         return PathBuf::from(p);
     }

@@ -1,0 +1,472 @@
+//! The orchestrator: plans the cases, runs each in its own process (which starts its own fake),
+//! and prints the markdown table with every figure next to its target.
+
+use std::fmt::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::procfs;
+use crate::spec::{CaseResult, CaseSpec, FakeSpec, Measure};
+
+/// New approvals per second across the fleet in scenario 3 (when the active pipelines allow).
+const APPROVALS_PER_SECOND: f64 = 0.4;
+/// Share of pipelines with a run heading for (or waiting at) an approval in scenario 3.
+const ACTIVE_SHARE: f64 = 0.05;
+/// Scenario 2 at more pipelines than this only with `--slow` (N / 20 s per cycle).
+const SCENARIO_2_MAX: usize = 1000;
+
+pub struct Options {
+    pub pipelines: Vec<usize>,
+    pub scenarios: Vec<u8>,
+    pub latency_ms: u64,
+    pub slow: bool,
+    pub sequential: bool,
+    /// Scenario 3's poll_interval and idle_poll_interval.
+    pub poll: Duration,
+    pub idle: Duration,
+    pub command: String,
+}
+
+struct Planned {
+    spec: CaseSpec,
+    /// Waits on timers and budgets more than it computes: may share the machine.
+    light: bool,
+}
+
+fn plan(o: &Options) -> (Vec<Planned>, Vec<String>) {
+    let mut cases = Vec::new();
+    let mut skipped = Vec::new();
+    let fake = |n: usize, throttle: usize| FakeSpec {
+        pipelines: n,
+        latency_ms: o.latency_ms,
+        throttle_per_sec: throttle,
+        active: 0,
+        period_ms: 1,
+        wait_ms: 1,
+    };
+    for &scenario in &o.scenarios {
+        for &n in &o.pipelines {
+            let spec = match scenario {
+                1 => CaseSpec {
+                    scenario,
+                    pipelines: n,
+                    max_requests_per_second: 1000.0,
+                    max_concurrency: 16,
+                    // idle_poll_interval = poll_interval: every pipeline is read every cycle.
+                    poll_ms: 1000,
+                    idle_ms: 1000,
+                    measure: Measure::Cycles((3000 / n.max(1)).clamp(1, 5)),
+                    fake: fake(n, 0),
+                },
+                2 if n > SCENARIO_2_MAX && !o.slow => {
+                    skipped.push(format!(
+                        "scenario 2 at N = {} (a cycle takes {:.0} s; add `--slow`)",
+                        thousands(n as u64),
+                        n as f64 / 20.0
+                    ));
+                    continue;
+                }
+                2 => CaseSpec {
+                    scenario,
+                    pipelines: n,
+                    max_requests_per_second: 20.0,
+                    max_concurrency: 8,
+                    poll_ms: 1000,
+                    idle_ms: 1000,
+                    measure: Measure::Cycles((200 / n.max(1)).clamp(1, 3)),
+                    fake: fake(n, 25),
+                },
+                3 => {
+                    let poll = o.poll.as_millis() as u64;
+                    let idle = o.idle.as_millis() as u64;
+                    let active = ((n as f64 * ACTIVE_SHARE).round() as usize).clamp(1, n);
+                    let period =
+                        ((active as f64 / APPROVALS_PER_SECOND * 1000.0) as u64).max(4 * poll);
+                    CaseSpec {
+                        scenario,
+                        pipelines: n,
+                        max_requests_per_second: 1000.0,
+                        max_concurrency: 16,
+                        poll_ms: poll,
+                        idle_ms: idle,
+                        // One idle_poll_interval holds exactly one read of every idle pipeline.
+                        measure: Measure::Window {
+                            window_ms: idle,
+                            grace_ms: 2 * poll,
+                        },
+                        fake: FakeSpec {
+                            active,
+                            period_ms: period,
+                            wait_ms: 3 * poll,
+                            ..fake(n, 0)
+                        },
+                    }
+                }
+                _ => continue,
+            };
+            cases.push(Planned {
+                light: scenario != 1,
+                spec,
+            });
+        }
+    }
+    (cases, skipped)
+}
+
+fn label(spec: &CaseSpec) -> String {
+    format!(
+        "scenario {}, N = {}",
+        spec.scenario,
+        thousands(spec.pipelines as u64)
+    )
+}
+
+/// Runs one case in a child process (`--run-case`), which starts its own fake.
+fn run_case(spec: &CaseSpec) -> anyhow::Result<CaseResult> {
+    let started = Instant::now();
+    eprintln!("▶ {} …", label(spec));
+    let output = Command::new(std::env::current_exe()?)
+        .arg("--run-case")
+        .arg(serde_json::to_string(spec)?)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot start a case")?;
+    if !output.status.success() {
+        bail!("{} failed ({})", label(spec), output.status);
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    let result = serde_json::from_str(line)
+        .with_context(|| format!("{}: unreadable result {line:?}", label(spec)))?;
+    eprintln!(
+        "✓ {} in {:.0} s",
+        label(spec),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(result)
+}
+
+pub fn main(o: Options) -> anyhow::Result<()> {
+    let (cases, skipped) = plan(&o);
+    let started = Instant::now();
+    let mut results: Vec<Option<anyhow::Result<CaseResult>>> = cases.iter().map(|_| None).collect();
+    // Cases that mostly compute run alone; the ones that mostly wait on timers and budgets
+    // (scenarios 2 and 3) run side by side, each in its own processes, unless --sequential.
+    for (i, case) in cases.iter().enumerate() {
+        if o.sequential || !case.light {
+            results[i] = Some(run_case(&case.spec));
+        }
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = cases
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| results[*i].is_none())
+            .map(|(i, case)| (i, scope.spawn(move || run_case(&case.spec))))
+            .collect();
+        for (i, handle) in handles {
+            results[i] = Some(
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a case panicked"))),
+            );
+        }
+    });
+    let mut rows = Vec::new();
+    let mut failed = Vec::new();
+    for (case, result) in cases.iter().zip(results) {
+        match result {
+            Some(Ok(r)) => rows.push((&case.spec, r)),
+            Some(Err(e)) => failed.push(format!("{}: {e:#}", label(&case.spec))),
+            None => {}
+        }
+    }
+    print!(
+        "{}",
+        render(&o, &rows, &skipped, &failed, started.elapsed())
+    );
+    if !failed.is_empty() {
+        bail!("{} case(s) failed", failed.len());
+    }
+    Ok(())
+}
+
+// ── the table ───────────────────────────────────────────────────────────────────────────
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn secs(ms: f64) -> String {
+    if ms < 10_000.0 {
+        format!("{:.2} s", ms / 1000.0)
+    } else {
+        format!("{:.1} s", ms / 1000.0)
+    }
+}
+
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 60 && s.is_multiple_of(60) {
+        format!("{} m", s / 60)
+    } else if d.subsec_millis() == 0 {
+        format!("{s} s")
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+fn mark(ok: bool) -> &'static str {
+    if ok { "✓" } else { "✗" }
+}
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        0.0
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn scenario_title(spec: &CaseSpec, o: &Options) -> String {
+    match spec.scenario {
+        1 => "1 · no cap (16 in flight)".to_owned(),
+        2 => "2 · 20 req/s budget, throttle > 25/s".to_owned(),
+        _ => format!(
+            "3 · 5% active, poll {}, idle {}",
+            human(o.poll),
+            human(o.idle)
+        ),
+    }
+}
+
+struct Tally {
+    met: usize,
+    total: usize,
+}
+
+impl Tally {
+    fn check(&mut self, ok: bool) -> &'static str {
+        self.total += 1;
+        if ok {
+            self.met += 1;
+        }
+        mark(ok)
+    }
+}
+
+fn render(
+    o: &Options,
+    rows: &[(&CaseSpec, CaseResult)],
+    skipped: &[String],
+    failed: &[String],
+    took: Duration,
+) -> String {
+    let latency = o.latency_ms as f64;
+    let mut t = Tally { met: 0, total: 0 };
+    let mut out = String::new();
+    let _ = writeln!(out, "### approval-watch benchmark\n");
+    let _ = writeln!(
+        out,
+        "- Machine: {}; {} with `{}`, {:.0} s.",
+        procfs::machine(),
+        jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M UTC"),
+        o.command,
+        took.as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "- The real poller (`cli::open_watcher`, `Watcher::cycle`: AWS SDK over HTTP, SQLite, Slack \
+         client) against a fake CodePipeline + Slack in another process, {} ms per call. \
+         CPU time and peak RSS are the poller process's alone{}.\n",
+        o.latency_ms,
+        if o.sequential {
+            ""
+        } else {
+            "; scenarios 2 and 3 (mostly waiting on timers) ran side by side, each case in its own processes"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "| scenario | N | cycle time | calls per cycle | throttled | detection p50 / p99 | peak RSS | CPU per cycle |"
+    );
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|");
+    for (spec, r) in rows {
+        let n = spec.pipelines;
+        let cycle = mean(&r.cycles_ms);
+        let cycles = r.cycles_ms.len().max(1) as f64;
+        let calls = r.calls.total();
+        let (cycle_cell, calls_cell, throttled_cell, detection_cell, cpu_cell);
+        match spec.scenario {
+            1 => {
+                let ideal = n as f64 * latency / spec.max_concurrency as f64;
+                cycle_cell = if n == 1000 {
+                    format!(
+                        "{} {} ≤ {} (1.25 × {})",
+                        secs(cycle),
+                        t.check(cycle <= 1.25 * ideal),
+                        secs(1.25 * ideal),
+                        secs(ideal)
+                    )
+                } else {
+                    format!("{} (ideal {})", secs(cycle), secs(ideal))
+                };
+                calls_cell = thousands((calls as f64 / cycles).round() as u64);
+                throttled_cell = thousands(r.throttled);
+                detection_cell = "–".to_owned();
+                cpu_cell = cpu(&mut t, r.cpu_ms / cycles, n == 1000);
+            }
+            2 => {
+                let ideal = n as f64 * 1000.0 / spec.max_requests_per_second;
+                cycle_cell = format!(
+                    "{} {} ≤ {} (1.1 × N / 20 s)",
+                    secs(cycle),
+                    t.check(cycle <= 1.1 * ideal),
+                    secs(1.1 * ideal)
+                );
+                calls_cell = thousands((calls as f64 / cycles).round() as u64);
+                throttled_cell = format!("{} {} = 0", r.throttled, t.check(r.throttled == 0));
+                detection_cell = "–".to_owned();
+                cpu_cell = cpu(&mut t, r.cpu_ms / cycles, n == 1000);
+            }
+            _ => {
+                let max = r.cycles_ms.iter().copied().fold(0.0, f64::max);
+                cycle_cell = format!("{} (max {})", secs(cycle), secs(max));
+                let per_poll = calls as f64 * spec.poll_ms as f64 / r.elapsed_ms.max(1.0);
+                let allowed = 0.3 * n as f64;
+                calls_cell = format!(
+                    "{} per poll_interval {} ≤ {}",
+                    thousands(per_poll.round() as u64),
+                    t.check(per_poll <= allowed),
+                    thousands(allowed as u64)
+                );
+                throttled_cell = thousands(r.throttled);
+                let detected = r.latencies_ms.len() as u64;
+                let limit = spec.poll_ms as f64 + 1000.0;
+                let p50 = percentile(&r.latencies_ms, 0.5) as f64;
+                let p99 = percentile(&r.latencies_ms, 0.99) as f64;
+                let ok = detected > 0 && detected >= r.expected_approvals && p99 <= limit;
+                detection_cell = format!(
+                    "{} / {} {} ≤ {} ({} of {} approvals)",
+                    secs(p50),
+                    secs(p99),
+                    t.check(ok),
+                    secs(limit),
+                    detected,
+                    r.expected_approvals
+                );
+                cpu_cell = format!("{:.0} ms", r.cpu_ms / cycles);
+            }
+        }
+        let rss_mb = r.peak_rss_kb as f64 * 1024.0 / 1e6;
+        let rss_cell = if n == 5000 {
+            format!("{rss_mb:.1} MB {} < 40 MB", t.check(rss_mb < 40.0))
+        } else {
+            format!("{rss_mb:.1} MB")
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {cycle_cell} | {calls_cell} | {throttled_cell} | {detection_cell} | {rss_cell} | {cpu_cell} |",
+            scenario_title(spec, o),
+            thousands(n as u64),
+        );
+    }
+    let _ = writeln!(out, "\nTargets met: **{} of {}**.\n", t.met, t.total);
+
+    let _ = writeln!(
+        out,
+        "First (cold) cycle of each case — every definition fetched with `GetPipeline`:\n"
+    );
+    let _ = writeln!(out, "| scenario | N | first cycle | calls | throttled |");
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|");
+    for (spec, r) in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            scenario_title(spec, o),
+            thousands(spec.pipelines as u64),
+            secs(r.cold.cycle_ms),
+            thousands(r.cold.calls),
+            thousands(r.cold.throttled)
+        );
+    }
+    let _ = writeln!(out, "\nHow each scenario runs:\n");
+    let _ = writeln!(
+        out,
+        "- **1**: `max_requests_per_second = 1000`, `max_concurrency = 16`, \
+         `idle_poll_interval = poll_interval`, so every pipeline is read every cycle. After the cold \
+         cycle, full cycles back to back (definitions cached: one `GetPipelineState` per pipeline). \
+         Ideal = N × {} ms / 16.",
+        o.latency_ms
+    );
+    let _ = writeln!(
+        out,
+        "- **2**: `max_requests_per_second = 20`, `max_concurrency = 8`; the fake answers \
+         `ThrottlingException` to a 26th call in any sliding second. Full cycles back to back after \
+         the cold one; throttled = calls the fake refused during them."
+    );
+    let _ = writeln!(
+        out,
+        "- **3**: `poll_interval = {}`, `idle_poll_interval = {}`, no budget cap (as 1). 5% of the \
+         pipelines are active: a run heads for the approval, then the approval waits {} with a fresh \
+         token, is approved, and the next run starts (about {} new approvals a second across the \
+         fleet, fewer at small N). Cycles every poll_interval, as `run` does, over one \
+         idle_poll_interval (which holds one read of every idle pipeline); calls per poll_interval = \
+         calls in it × poll_interval / its length. Cycle time = mean (max: the cycle in which the idle \
+         pipelines come due). Detection = Slack receive time − the moment the approval started \
+         waiting, for approvals that started in the window (p99 of fewer than 100 is their \
+         maximum); Slack messages go to \
+         {} routes (team channels, by the last digit of the pipeline name) since Slack takes about \
+         one message a second per webhook. CPU per cycle is per poll_interval here.",
+        human(o.poll),
+        human(o.idle),
+        human(3 * o.poll),
+        APPROVALS_PER_SECOND,
+        10
+    );
+    let _ = writeln!(
+        out,
+        "- Peak RSS: VmHWM of the poller process, which runs one case only. CPU: utime + stime of \
+         that process over the measured cycles (10 ms ticks), divided by the cycles."
+    );
+    for s in skipped {
+        let _ = writeln!(out, "- Skipped: {s}.");
+    }
+    for f in failed {
+        let _ = writeln!(out, "- **Failed**: {f}");
+    }
+    out
+}
+
+fn cpu(t: &mut Tally, ms: f64, targeted: bool) -> String {
+    if targeted {
+        format!("{ms:.0} ms {} < 100 ms", t.check(ms < 100.0))
+    } else {
+        format!("{ms:.0} ms")
+    }
+}

@@ -1,0 +1,726 @@
+//! Counters and gauges for the Prometheus endpoint (`[metrics] listen`), and the tiny HTTP
+//! server that serves them: `GET /metrics` (text exposition format 0.0.4) and `GET /healthz`.
+//!
+//! Modules record with one-line calls on the process-wide registry, e.g.
+//! `crate::metrics::aws_call("GetPipelineState")`; recording costs a mutex and a map lookup,
+//! and is done whether or not the endpoint is on.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// Cycle duration buckets, in seconds: a healthy cycle takes well under a second per few
+/// pipelines; the top buckets catch timeouts (30 s per AWS call) and long delivery passes.
+const CYCLE_BUCKETS: [f64; 12] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// Message kinds and Slack failure kinds, exported at 0 before the first one happens so a
+/// rate() over them works from the start.
+const MESSAGE_KINDS: [&str; 3] = ["alert", "reminder", "resolution"];
+const SLACK_FAILURE_KINDS: [&str; 3] = ["rate_limited", "temporary", "permanent"];
+
+/// `/healthz` turns unhealthy after this many poll intervals without a successful cycle.
+const UNHEALTHY_AFTER_INTERVALS: u32 = 3;
+
+/// Where every module records.
+pub fn global() -> &'static Metrics {
+    static GLOBAL: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &GLOBAL
+}
+
+/// A message of `kind` (`alert`, `reminder`, `resolution`) was delivered to Slack.
+pub fn message_sent(kind: &str) {
+    global()
+        .lock()
+        .sent
+        .entry(kind.to_owned())
+        .or_default()
+        .add(1);
+}
+
+/// Slack did not take a message: `rate_limited` (429), `temporary` (5xx, timeout,
+/// connection) or `permanent` (any other 4xx; not retried).
+pub fn slack_failure(kind: &str) {
+    global()
+        .lock()
+        .slack_failures
+        .entry(kind.to_owned())
+        .or_default()
+        .add(1);
+}
+
+/// One AWS API call was made (`GetPipelineState`, …), successful or not.
+pub fn aws_call(operation: &str) {
+    global()
+        .lock()
+        .aws_calls
+        .entry(operation.to_owned())
+        .or_default()
+        .add(1);
+}
+
+/// An AWS call failed with `code` (`ThrottlingException`, `Timeout`, …).
+pub fn aws_error(operation: &str, code: &str) {
+    global()
+        .lock()
+        .aws_errors
+        .entry((operation.to_owned(), code.to_owned()))
+        .or_default()
+        .add(1);
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Counter(u64);
+
+impl Counter {
+    fn add(&mut self, n: u64) {
+        self.0 = self.0.saturating_add(n);
+    }
+}
+
+#[derive(Debug, Default)]
+struct Histogram {
+    /// Per bucket (not cumulative), plus the +Inf overflow at the end.
+    buckets: [u64; CYCLE_BUCKETS.len() + 1],
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        let i = CYCLE_BUCKETS
+            .iter()
+            .position(|le| seconds <= *le)
+            .unwrap_or(CYCLE_BUCKETS.len());
+        self.buckets[i] += 1;
+        self.sum += seconds;
+        self.count += 1;
+    }
+}
+
+/// What the daemon knows about the approvals waiting, refreshed after each cycle.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Waiting {
+    /// Open approvals by (pipeline, region); configured pipelines with none are listed at 0.
+    pub by_pipeline: BTreeMap<(String, String), u64>,
+    pub oldest_since: Option<Timestamp>,
+    /// Outbox messages not yet delivered.
+    pub undelivered: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    waiting: Waiting,
+    sent: BTreeMap<String, Counter>,
+    slack_failures: BTreeMap<String, Counter>,
+    aws_calls: BTreeMap<String, Counter>,
+    aws_errors: BTreeMap<(String, String), Counter>,
+    cycles_ok: Counter,
+    cycles_failed: Counter,
+    reads_saved: Counter,
+    cycle_duration: Histogram,
+    pipelines_unreadable: u64,
+    last_success: Option<(Timestamp, Instant)>,
+    reloads_ok: Counter,
+    reloads_failed: Counter,
+    poll_interval: Duration,
+}
+
+/// The registry. One per process ([`global`]); tests make their own.
+#[derive(Debug)]
+pub struct Metrics {
+    started: Instant,
+    inner: Mutex<Inner>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// How a cycle went, for the metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct CycleOutcome {
+    pub duration: Duration,
+    /// The cycle ran to the end: state recorded and delivery attempted.
+    pub completed: bool,
+    /// Pipelines read in the cycle (idle ones are skipped between their slower reads).
+    pub reads: usize,
+    pub unreadable: usize,
+    /// Reads adaptive polling skipped: idle pipelines not due this cycle.
+    pub reads_saved: usize,
+}
+
+impl CycleOutcome {
+    /// Successful = completed, and not every read failed (a cycle with nothing due to read
+    /// is fine). A lasting error on some pipelines is for alerts on
+    /// `approval_watch_pipelines_unreadable`, not a reason to call the daemon unhealthy.
+    pub fn succeeded(&self) -> bool {
+        self.completed && (self.reads == 0 || self.unreadable < self.reads)
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut inner = Inner {
+            poll_interval: Duration::from_secs(30),
+            ..Inner::default()
+        };
+        for kind in MESSAGE_KINDS {
+            inner.sent.insert(kind.to_owned(), Counter::default());
+        }
+        for kind in SLACK_FAILURE_KINDS {
+            inner
+                .slack_failures
+                .insert(kind.to_owned(), Counter::default());
+        }
+        Self {
+            started: Instant::now(),
+            inner: Mutex::new(inner),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain numbers behind: still good to read.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_poll_interval(&self, interval: Duration) {
+        self.lock().poll_interval = interval;
+    }
+
+    /// Pre-registers operations so their counters read 0 before the first call.
+    pub fn register_aws_operations(&self, operations: &[&str]) {
+        let mut inner = self.lock();
+        for op in operations {
+            inner.aws_calls.entry((*op).to_owned()).or_default();
+        }
+    }
+
+    pub fn set_waiting(&self, waiting: Waiting) {
+        self.lock().waiting = waiting;
+    }
+
+    pub fn cycle(&self, outcome: CycleOutcome) {
+        let mut inner = self.lock();
+        inner.cycle_duration.observe(outcome.duration.as_secs_f64());
+        if outcome.completed {
+            inner.cycles_ok.add(1);
+            inner.reads_saved.add(outcome.reads_saved as u64);
+            inner.pipelines_unreadable = outcome.unreadable as u64;
+        } else {
+            inner.cycles_failed.add(1);
+        }
+        if outcome.succeeded() {
+            inner.last_success = Some((Timestamp::now(), Instant::now()));
+        }
+    }
+
+    pub fn reload(&self, ok: bool) {
+        let mut inner = self.lock();
+        if ok {
+            inner.reloads_ok.add(1);
+        } else {
+            inner.reloads_failed.add(1);
+        }
+    }
+
+    /// `Ok(reason)` when healthy, `Err(reason)` when no cycle succeeded for 3 poll intervals
+    /// (counted from the start until the first success).
+    pub fn health(&self) -> Result<String, String> {
+        let inner = self.lock();
+        let limit = inner.poll_interval * UNHEALTHY_AFTER_INTERVALS;
+        let (since, what) = match inner.last_success {
+            Some((_, at)) => (at, "last successful cycle"),
+            None => (self.started, "started, no successful cycle yet"),
+        };
+        let ago = since.elapsed();
+        let text = format!(
+            "{what} {:.1} s ago (unhealthy after {} s)",
+            ago.as_secs_f64(),
+            limit.as_secs()
+        );
+        if ago <= limit { Ok(text) } else { Err(text) }
+    }
+
+    /// The Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let inner = self.lock();
+        let now = Timestamp::now();
+        let mut out = String::with_capacity(4096);
+        header(
+            &mut out,
+            "build_info",
+            "gauge",
+            "Always 1; the version is in the label.",
+        );
+        let _ = writeln!(
+            out,
+            "approval_watch_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+
+        header(
+            &mut out,
+            "approvals_waiting",
+            "gauge",
+            "Manual approvals waiting now, by pipeline (as of the last cycle).",
+        );
+        for ((pipeline, region), n) in &inner.waiting.by_pipeline {
+            let _ = writeln!(
+                out,
+                "approval_watch_approvals_waiting{{pipeline=\"{}\",region=\"{}\"}} {n}",
+                label(pipeline),
+                label(region)
+            );
+        }
+
+        header(
+            &mut out,
+            "oldest_approval_wait_seconds",
+            "gauge",
+            "How long the longest-waiting approval has waited; 0 when none waits.",
+        );
+        let oldest = inner
+            .waiting
+            .oldest_since
+            .map(|since| now.duration_since(since).as_secs_f64().max(0.0))
+            .unwrap_or(0.0);
+        let _ = writeln!(
+            out,
+            "approval_watch_oldest_approval_wait_seconds {oldest:.3}"
+        );
+
+        header(
+            &mut out,
+            "messages_undelivered",
+            "gauge",
+            "Outbox messages not yet delivered to Slack (as of the last cycle).",
+        );
+        let _ = writeln!(
+            out,
+            "approval_watch_messages_undelivered {}",
+            inner.waiting.undelivered
+        );
+
+        header(
+            &mut out,
+            "messages_sent_total",
+            "counter",
+            "Messages delivered to Slack, by kind.",
+        );
+        for (kind, c) in &inner.sent {
+            let _ = writeln!(
+                out,
+                "approval_watch_messages_sent_total{{kind=\"{}\"}} {}",
+                label(kind),
+                c.0
+            );
+        }
+
+        header(
+            &mut out,
+            "slack_delivery_failures_total",
+            "counter",
+            "Slack deliveries that failed, by kind: rate_limited (429), temporary (5xx, timeout, connection; retried), permanent (other 4xx; not retried).",
+        );
+        for (kind, c) in &inner.slack_failures {
+            let _ = writeln!(
+                out,
+                "approval_watch_slack_delivery_failures_total{{kind=\"{}\"}} {}",
+                label(kind),
+                c.0
+            );
+        }
+
+        header(
+            &mut out,
+            "aws_calls_total",
+            "counter",
+            "CodePipeline API calls, by operation.",
+        );
+        for (op, c) in &inner.aws_calls {
+            let _ = writeln!(
+                out,
+                "approval_watch_aws_calls_total{{operation=\"{}\"}} {}",
+                label(op),
+                c.0
+            );
+        }
+
+        header(
+            &mut out,
+            "aws_errors_total",
+            "counter",
+            "CodePipeline API calls that failed, by operation and AWS error code.",
+        );
+        for ((op, code), c) in &inner.aws_errors {
+            let _ = writeln!(
+                out,
+                "approval_watch_aws_errors_total{{operation=\"{}\",code=\"{}\"}} {}",
+                label(op),
+                label(code),
+                c.0
+            );
+        }
+
+        header(
+            &mut out,
+            "pipelines_unreadable",
+            "gauge",
+            "Pipelines the last completed cycle could not read.",
+        );
+        let _ = writeln!(
+            out,
+            "approval_watch_pipelines_unreadable {}",
+            inner.pipelines_unreadable
+        );
+
+        header(
+            &mut out,
+            "reads_saved_total",
+            "counter",
+            "GetPipelineState reads skipped because the pipeline was idle and not yet due (idle_poll_interval).",
+        );
+        let _ = writeln!(
+            out,
+            "approval_watch_reads_saved_total {}",
+            inner.reads_saved.0
+        );
+
+        header(
+            &mut out,
+            "cycles_total",
+            "counter",
+            "Poll cycles, by result: ok (ran to the end) or failed (the state database refused).",
+        );
+        let _ = writeln!(
+            out,
+            "approval_watch_cycles_total{{result=\"ok\"}} {}",
+            inner.cycles_ok.0
+        );
+        let _ = writeln!(
+            out,
+            "approval_watch_cycles_total{{result=\"failed\"}} {}",
+            inner.cycles_failed.0
+        );
+
+        header(
+            &mut out,
+            "cycle_duration_seconds",
+            "histogram",
+            "How long a poll cycle took: reads, decisions, recording and delivery.",
+        );
+        let h = &inner.cycle_duration;
+        let mut cumulative = 0;
+        for (le, n) in CYCLE_BUCKETS.iter().zip(h.buckets) {
+            cumulative += n;
+            let _ = writeln!(
+                out,
+                "approval_watch_cycle_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "approval_watch_cycle_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+            h.count
+        );
+        let _ = writeln!(
+            out,
+            "approval_watch_cycle_duration_seconds_sum {:.6}",
+            h.sum
+        );
+        let _ = writeln!(
+            out,
+            "approval_watch_cycle_duration_seconds_count {}",
+            h.count
+        );
+
+        header(
+            &mut out,
+            "last_successful_cycle_timestamp_seconds",
+            "gauge",
+            "Unix time of the last successful cycle (completed, and not every read failed); 0 before the first.",
+        );
+        let last = inner
+            .last_success
+            .map(|(t, _)| t.as_millisecond() as f64 / 1000.0)
+            .unwrap_or(0.0);
+        let _ = writeln!(
+            out,
+            "approval_watch_last_successful_cycle_timestamp_seconds {last:.3}"
+        );
+
+        header(
+            &mut out,
+            "config_reloads_total",
+            "counter",
+            "Config reloads (SIGHUP), by result: ok, or failed (the old config was kept).",
+        );
+        let _ = writeln!(
+            out,
+            "approval_watch_config_reloads_total{{result=\"ok\"}} {}",
+            inner.reloads_ok.0
+        );
+        let _ = writeln!(
+            out,
+            "approval_watch_config_reloads_total{{result=\"failed\"}} {}",
+            inner.reloads_failed.0
+        );
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP approval_watch_{name} {help}");
+    let _ = writeln!(out, "# TYPE approval_watch_{name} {kind}");
+}
+
+/// A label value, escaped as the exposition format wants.
+fn label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Connections served at once; more wait in the accept queue.
+const MAX_CONNECTIONS: usize = 16;
+/// A client gets this long to send its request and read the answer.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+/// Request heads longer than this are refused.
+const MAX_REQUEST_HEAD: usize = 8192;
+
+/// Serves `/metrics` and `/healthz` from `metrics` until `shutdown`.
+pub async fn serve(listener: TcpListener, metrics: &'static Metrics, shutdown: CancellationToken) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!("metrics endpoint: cannot accept a connection: {e}");
+                    // EMFILE and friends: do not spin.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = tokio::time::timeout(CONNECTION_TIMEOUT, answer(stream, metrics)).await
+            {
+                tracing::debug!("metrics endpoint: client too slow: {e}");
+            }
+        });
+    }
+}
+
+/// One request, one answer, then the connection is closed.
+async fn answer(mut stream: TcpStream, metrics: &Metrics) {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+        if head.len() > MAX_REQUEST_HEAD {
+            let _ = respond(&mut stream, false, 431, "text/plain", "request too large\n").await;
+            return;
+        }
+    }
+    let request_line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let request_line = String::from_utf8_lossy(request_line);
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or_default();
+    let target = parts.next().unwrap_or_default();
+    let path = target.split(['?', '#']).next().unwrap_or_default();
+    let head_only = method == "HEAD";
+    if method != "GET" && !head_only {
+        let _ = respond(&mut stream, false, 405, "text/plain", "only GET and HEAD\n").await;
+        return;
+    }
+    let _ = match path {
+        "/metrics" => {
+            respond(
+                &mut stream,
+                head_only,
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                &metrics.render(),
+            )
+            .await
+        }
+        "/healthz" => match metrics.health() {
+            Ok(text) => {
+                let body = format!("ok: {text}\n");
+                respond(&mut stream, head_only, 200, "text/plain", &body).await
+            }
+            Err(text) => {
+                let body = format!("unhealthy: {text}\n");
+                respond(&mut stream, head_only, 503, "text/plain", &body).await
+            }
+        },
+        "/" => {
+            respond(
+                &mut stream,
+                head_only,
+                200,
+                "text/plain",
+                "approval-watch: /metrics (Prometheus), /healthz\n",
+            )
+            .await
+        }
+        _ => respond(&mut stream, head_only, 404, "text/plain", "not found\n").await,
+    };
+}
+
+async fn respond(
+    stream: &mut TcpStream,
+    head_only: bool,
+    status: u16,
+    content_type: &str,
+    body: &str,
+) -> std::io::Result<()> {
+    let reason = match status {
+        200 => "OK",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "",
+    };
+    let mut response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if !head_only {
+        response.push_str(body);
+    }
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_line_is_a_comment_or_a_sample() {
+        let m = Metrics::new();
+        m.register_aws_operations(&["GetPipelineState"]);
+        m.cycle(CycleOutcome {
+            duration: Duration::from_millis(300),
+            completed: true,
+            reads: 2,
+            unreadable: 1,
+            reads_saved: 3,
+        });
+        m.cycle(CycleOutcome {
+            duration: Duration::from_secs(500),
+            completed: false,
+            reads: 2,
+            unreadable: 0,
+            reads_saved: 5,
+        });
+        let mut by = BTreeMap::new();
+        by.insert(("we\"ird\\name".to_owned(), "eu-west-1".to_owned()), 2);
+        m.set_waiting(Waiting {
+            by_pipeline: by,
+            oldest_since: Some(Timestamp::now() - jiff::SignedDuration::from_secs(90)),
+            undelivered: 1,
+        });
+        let text = m.render();
+        for line in text.lines() {
+            if line.starts_with('#') {
+                assert!(
+                    line.starts_with("# HELP approval_watch_")
+                        || line.starts_with("# TYPE approval_watch_"),
+                    "{line}"
+                );
+                continue;
+            }
+            let (_, value) = line.rsplit_once(' ').expect(line);
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+        assert!(text.contains(
+            "approval_watch_approvals_waiting{pipeline=\"we\\\"ird\\\\name\",region=\"eu-west-1\"} 2"
+        ));
+        assert!(text.contains("approval_watch_cycle_duration_seconds_bucket{le=\"0.5\"} 1\n"));
+        assert!(text.contains("approval_watch_cycle_duration_seconds_bucket{le=\"300\"} 1\n"));
+        assert!(text.contains("approval_watch_cycle_duration_seconds_bucket{le=\"+Inf\"} 2\n"));
+        assert!(text.contains("approval_watch_cycle_duration_seconds_count 2\n"));
+        assert!(text.contains("approval_watch_cycles_total{result=\"failed\"} 1\n"));
+        assert!(text.contains("approval_watch_pipelines_unreadable 1\n"));
+        // Only the completed cycle's skipped reads count.
+        assert!(text.contains("approval_watch_reads_saved_total 3\n"));
+        assert!(
+            text.contains("approval_watch_aws_calls_total{operation=\"GetPipelineState\"} 0\n")
+        );
+        assert!(text.contains("approval_watch_messages_sent_total{kind=\"reminder\"} 0\n"));
+        let oldest: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("approval_watch_oldest_approval_wait_seconds "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((89.0..200.0).contains(&oldest), "{oldest}");
+    }
+
+    #[test]
+    fn success_needs_a_completed_cycle_that_read_something() {
+        let outcome = |completed, reads, unreadable| CycleOutcome {
+            duration: Duration::ZERO,
+            completed,
+            reads,
+            unreadable,
+            reads_saved: 0,
+        };
+        assert!(outcome(true, 3, 2).succeeded());
+        assert!(outcome(true, 0, 0).succeeded());
+        assert!(!outcome(true, 3, 3).succeeded());
+        assert!(!outcome(false, 3, 0).succeeded());
+    }
+
+    #[test]
+    fn healthy_within_three_intervals_of_start_or_success() {
+        let m = Metrics::new();
+        m.set_poll_interval(Duration::from_secs(60));
+        assert!(m.health().is_ok());
+        m.set_poll_interval(Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(m.health().is_err());
+        m.set_poll_interval(Duration::from_secs(60));
+        m.cycle(CycleOutcome {
+            duration: Duration::ZERO,
+            completed: true,
+            reads: 1,
+            unreadable: 0,
+            reads_saved: 0,
+        });
+        assert!(m.health().unwrap().contains("last successful cycle"));
+    }
+}
