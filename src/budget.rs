@@ -16,6 +16,9 @@ const MIN_RATE: f64 = 0.5;
 const RECOVERY_STEP: f64 = 0.01;
 /// On throttling the rate is multiplied by this.
 const DECREASE: f64 = 0.5;
+/// Throttling answers within this long of a decrease are the same episode (the calls that
+/// were already in flight): one decrease for them all, as TCP does once per round trip.
+const DECREASE_HOLD: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
@@ -32,12 +35,15 @@ impl Default for Limits {
     }
 }
 
+/// A token bucket of one token, kept as the time the next call may start: each caller
+/// reserves its start under the lock and sleeps until then, so waiters queue in order
+/// instead of all waking for the same token.
 #[derive(Debug)]
 struct Bucket {
     /// The rate in force now (≤ the configured one).
     rate: f64,
-    tokens: f64,
-    refilled: Instant,
+    next_free: Instant,
+    last_decrease: Option<Instant>,
     /// In a throttling episode: logged once when it starts and once when it ends.
     throttled: bool,
 }
@@ -76,8 +82,8 @@ impl Budget {
                 rate,
                 // One token: requests are paced evenly, never in a burst that a
                 // per-second limit on AWS's side would count against us.
-                tokens: 1.0,
-                refilled: Instant::now(),
+                next_free: Instant::now(),
+                last_decrease: None,
                 throttled: false,
             }),
             in_flight: Semaphore::new(limits.max_concurrency.max(1)),
@@ -105,22 +111,13 @@ impl Budget {
     pub async fn acquire(&self) -> Permit<'_> {
         // The semaphore is never closed, so this only fails if it were; then go unlimited.
         let slot = self.in_flight.acquire().await.ok();
-        loop {
-            let wait = {
-                let Ok(mut b) = self.bucket.lock() else {
-                    break;
-                };
-                let now = Instant::now();
-                let elapsed = now.duration_since(b.refilled).as_secs_f64();
-                b.tokens = (b.tokens + elapsed * b.rate).min(1.0);
-                b.refilled = now;
-                if b.tokens >= 1.0 {
-                    b.tokens -= 1.0;
-                    break;
-                }
-                Duration::from_secs_f64((1.0 - b.tokens) / b.rate)
-            };
-            tokio::time::sleep(wait).await;
+        let start = self.bucket.lock().ok().map(|mut b| {
+            let start = b.next_free.max(Instant::now());
+            b.next_free = start + Duration::from_secs_f64(1.0 / b.rate);
+            start
+        });
+        if let Some(start) = start {
+            tokio::time::sleep_until(start).await;
         }
         if let Ok(mut s) = self.stats.lock() {
             s.calls += 1;
@@ -128,7 +125,8 @@ impl Budget {
         Permit { _slot: slot }
     }
 
-    /// AWS answered `ThrottlingException`: halve the rate (once per call, not per retry storm).
+    /// AWS answered `ThrottlingException`: halve the rate, once for all the calls that were
+    /// in flight together.
     pub fn throttled(&self) {
         if let Ok(mut s) = self.stats.lock() {
             s.throttled += 1;
@@ -136,8 +134,17 @@ impl Budget {
         let Ok(mut b) = self.bucket.lock() else {
             return;
         };
+        let now = Instant::now();
+        if b.last_decrease
+            .is_some_and(|at| now.duration_since(at) < DECREASE_HOLD)
+        {
+            return;
+        }
+        b.last_decrease = Some(now);
         b.rate = (b.rate * DECREASE).max(MIN_RATE);
-        b.tokens = 0.0;
+        // No call before a full interval at the new rate (those already reserved keep theirs).
+        let gap = now + Duration::from_secs_f64(1.0 / b.rate);
+        b.next_free = b.next_free.max(gap);
         if !b.throttled {
             b.throttled = true;
             tracing::warn!(
@@ -231,6 +238,11 @@ mod tests {
         );
         budget.throttled();
         assert_eq!(budget.current_rate(), 5.0);
+        // The other calls of the same burst: no further decrease.
+        budget.throttled();
+        budget.throttled();
+        assert_eq!(budget.current_rate(), 5.0);
+        tokio::time::advance(DECREASE_HOLD).await;
         budget.throttled();
         assert_eq!(budget.current_rate(), 2.5);
         for _ in 0..10 {
@@ -242,10 +254,11 @@ mod tests {
         }
         assert_eq!(budget.current_rate(), 10.0);
         for _ in 0..20 {
+            tokio::time::advance(DECREASE_HOLD).await;
             budget.throttled();
         }
         assert_eq!(budget.current_rate(), MIN_RATE);
-        assert_eq!(budget.stats().throttled, 22);
+        assert_eq!(budget.stats().throttled, 24);
     }
 
     #[tokio::test(start_paused = true)]

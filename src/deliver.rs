@@ -357,4 +357,29 @@ mod tests {
         shutdown.cancel();
         assert!(!limiter.acquire(&shutdown).await);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_deliverer_takes_over_unmarked_deliveries_and_rate_limits() {
+        let shutdown = CancellationToken::new();
+        let slack = || SlackClient::new().expect("client");
+        let mut old = Deliverer::new(slack(), Vec::new());
+        old.unmarked.insert(7, Timestamp::UNIX_EPOCH);
+        let mut spent = RateLimiter::new();
+        for _ in 0..3 {
+            assert!(spent.acquire(&shutdown).await);
+        }
+        old.limiters.insert("default".into(), spent);
+        let mut new = Deliverer::new(slack(), Vec::new());
+        new.take_over(old);
+        assert_eq!(new.unmarked.get(&7), Some(&Timestamp::UNIX_EPOCH));
+        // The burst was spent before the reload: the next message still waits its turn.
+        let limiter = new.limiters.get_mut("default").expect("limiter kept");
+        let start = Instant::now();
+        assert!(limiter.acquire(&shutdown).await);
+        assert!(
+            start.elapsed() >= Duration::from_millis(900),
+            "{:?}",
+            start.elapsed()
+        );
+    }
 }

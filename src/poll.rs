@@ -18,10 +18,17 @@ struct Seen {
 /// Adaptive polling: a pipeline with an approval waiting or a run heading for one is read
 /// every cycle; an idle one every `idle_interval`, since a run takes minutes to reach its
 /// approval. A pipeline never read, or whose read failed, is read at once.
+///
+/// Idle reads are spread over the cycles rather than all coming due together (they would,
+/// after a start that read everything at once): a cycle reads at most the idle pipelines'
+/// fair share for the time since the last cycle, the longest-unread first. A cycle that
+/// reads thousands of idle pipelines would hold back the reads that detect approvals.
 #[derive(Debug)]
 pub struct Schedule {
     idle_interval: Duration,
     seen: HashMap<Target, Seen>,
+    /// When `due` was last asked: the share of idle reads is for the time since.
+    last_cycle: Option<Timestamp>,
     /// Reads skipped because a pipeline was idle, since start.
     pub reads_saved: u64,
 }
@@ -35,11 +42,14 @@ impl Schedule {
         Self {
             idle_interval,
             seen: HashMap::new(),
+            last_cycle: None,
             reads_saved: 0,
         }
     }
 
-    /// The targets due a read at `now`; `waiting` are pipelines with open approvals.
+    /// The targets due a read at `now`, in the order to read them: pipelines with an
+    /// approval waiting (`waiting`) or a run heading for one, then those never read, then
+    /// the idle ones due, longest-unread first.
     pub fn due(
         &mut self,
         targets: &[Target],
@@ -49,19 +59,31 @@ impl Schedule {
         let idle = SignedDuration::try_from(self.idle_interval.saturating_sub(SLACK))
             .unwrap_or(SignedDuration::MAX);
         let mut due = Vec::with_capacity(targets.len());
+        let mut first = Vec::new();
+        let mut idle_due = Vec::new();
+        let mut idle_count = 0usize;
         for t in targets {
             let seen = self.seen.get(t).copied().unwrap_or_default();
-            let is_due = match seen.last_read {
-                None => true,
-                Some(_) if seen.active || waiting.contains(t) => true,
-                Some(last) => now.duration_since(last) >= idle,
-            };
-            if is_due {
-                due.push(t.clone());
-            } else {
-                self.reads_saved += 1;
+            match seen.last_read {
+                None => first.push(t),
+                Some(_) if seen.active || waiting.contains(t) => due.push(t.clone()),
+                Some(last) => {
+                    idle_count += 1;
+                    if now.duration_since(last) >= idle {
+                        idle_due.push((last, t));
+                    }
+                }
             }
         }
+        let since = self
+            .last_cycle
+            .map_or(SignedDuration::MAX, |at| now.duration_since(at));
+        self.last_cycle = Some(now);
+        let share = idle_share(idle_count, since, self.idle_interval);
+        idle_due.sort_by_key(|(last, _)| *last);
+        due.extend(first.into_iter().cloned());
+        due.extend(idle_due.into_iter().take(share).map(|(_, t)| t.clone()));
+        self.reads_saved += (targets.len() - due.len()) as u64;
         due
     }
 
@@ -94,6 +116,18 @@ impl Schedule {
             .filter(|t| self.seen.get(*t).is_some_and(|s| s.active))
             .count()
     }
+}
+
+/// How many idle reads a cycle may make: the idle pipelines' reads per idle interval, for
+/// the time since the last cycle (rounded up, so none waits forever). The first cycle after
+/// a long pause may read them all.
+fn idle_share(idle_count: usize, since: SignedDuration, idle_interval: Duration) -> usize {
+    let interval = idle_interval.as_secs_f64();
+    if interval <= 0.0 {
+        return idle_count;
+    }
+    let fraction = (since.as_secs_f64() / interval).clamp(0.0, 1.0);
+    ((idle_count as f64 * fraction).ceil() as usize).min(idle_count)
 }
 
 /// Pipelines found by `[[discover]]`, per scope (entry, account, region). A pipeline missing
@@ -195,6 +229,61 @@ mod tests {
         assert_eq!(reads["idle"], 2);
         assert_eq!(s.reads_saved, 6);
         assert_eq!(s.active_count(&targets), 1);
+    }
+
+    #[test]
+    fn idle_reads_that_come_due_together_are_spread_over_the_interval() {
+        let mut s = Schedule::new(Duration::from_secs(120));
+        let targets: Vec<Target> = (0..1000).map(|i| t(&format!("p{i:04}"))).collect();
+        let none = HashSet::new();
+        // The first cycle reads everything at once.
+        for target in s.due(&targets, &none, at(0)) {
+            s.read(&target, false, at(0));
+        }
+        let mut last_read: HashMap<Target, i64> = targets.iter().map(|t| (t.clone(), 0)).collect();
+        let mut per_cycle = Vec::new();
+        for cycle in 1..=40 {
+            let now = cycle * 30;
+            let due = s.due(&targets, &none, at(now));
+            per_cycle.push(due.len());
+            for target in due {
+                let gap = now - last_read[&target];
+                // Late by at most the three cycles the first round needs to spread.
+                assert!(
+                    (120..=210).contains(&gap),
+                    "{} read after {gap} s",
+                    target.pipeline
+                );
+                last_read.insert(target.clone(), now);
+                s.read(&target, false, at(now));
+            }
+        }
+        // A quarter per 30-second cycle of a 2-minute rhythm, never all at once.
+        assert!(per_cycle.iter().all(|n| *n <= 250), "{per_cycle:?}");
+        assert!(per_cycle[4..].iter().all(|n| *n == 250), "{per_cycle:?}");
+        // Every pipeline kept being read.
+        assert!(last_read.values().all(|at| *at >= 40 * 30 - 210));
+    }
+
+    #[test]
+    fn waiting_and_active_pipelines_are_read_first_then_new_then_the_longest_unread() {
+        let mut s = Schedule::new(Duration::from_secs(60));
+        let targets = vec![
+            t("idle-new"),
+            t("idle-old"),
+            t("fresh"),
+            t("busy"),
+            t("waiting"),
+        ];
+        s.read(&t("idle-new"), false, at(10));
+        s.read(&t("idle-old"), false, at(0));
+        s.read(&t("busy"), true, at(10));
+        s.read(&t("waiting"), false, at(10));
+        let waiting = HashSet::from([t("waiting")]);
+        s.due(&targets, &waiting, at(60));
+        let due = s.due(&targets, &waiting, at(120));
+        let names: Vec<&str> = due.iter().map(|t| t.pipeline.as_str()).collect();
+        assert_eq!(names, ["busy", "waiting", "fresh", "idle-old", "idle-new"]);
     }
 
     #[test]

@@ -15,12 +15,14 @@ use crate::model::{Approval, ApprovalKey, MessageKind, Outcome, Resolution, Revi
 use crate::reconcile::OpenApproval;
 use crate::remind::ReminderDue;
 
+/// The cause is part of each message (logs print only the top error), so none is also
+/// a `source()`: chained reports would repeat it.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("state database {path}: {source}")]
+    #[error("state database {path}: {cause}")]
     Sqlite {
         path: PathBuf,
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
     #[error(
         "state database {path} was written by a newer approval-watch (schema version {found}; this version knows up to {known}); refusing to touch it"
@@ -30,20 +32,20 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
-    #[error("state database {path}: migration failed: {source}")]
+    #[error("state database {path}: migration failed: {cause}")]
     Migration {
         path: PathBuf,
-        source: rusqlite_migration::Error,
+        cause: rusqlite_migration::Error,
     },
     #[error(
         "state database {path} is in use by another approval-watch (lock {lock} is held); stop it first"
     )]
     Locked { path: PathBuf, lock: PathBuf },
-    #[error("state database {path}: cannot open lock file {lock}: {source}")]
+    #[error("state database {path}: cannot open lock file {lock}: {cause}")]
     Lock {
         path: PathBuf,
         lock: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -191,7 +193,7 @@ impl Store {
         let lock = take_lock(path)?;
         let sql = |source| StoreError::Sqlite {
             path: path.to_owned(),
-            source,
+            cause: source,
         };
         let mut conn = Connection::open(path).map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
@@ -208,7 +210,7 @@ impl Store {
             .to_latest(&mut conn)
             .map_err(|source| StoreError::Migration {
                 path: path.to_owned(),
-                source,
+                cause: source,
             })?;
         Ok(Self {
             conn,
@@ -225,7 +227,7 @@ impl Store {
         }
         let sql = |source| StoreError::Sqlite {
             path: path.to_owned(),
-            source,
+            cause: source,
         };
         let conn = Connection::open_with_flags(
             path,
@@ -253,7 +255,7 @@ impl Store {
     fn sql(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.clone(),
-            source,
+            cause: source,
         }
     }
 
@@ -320,7 +322,7 @@ impl Store {
         let path = self.path.clone();
         let sql = |source| StoreError::Sqlite {
             path: path.clone(),
-            source,
+            cause: source,
         };
         let tx = self.conn.transaction().map_err(sql)?;
         for (id, resolution, message) in &changes.resolved {
@@ -564,9 +566,10 @@ impl Store {
             // Best effort: a checkpoint that cannot run now runs at the next open.
             let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
         }
-        self.conn
-            .close()
-            .map_err(|(_, source)| StoreError::Sqlite { path, source })
+        self.conn.close().map_err(|(_, source)| StoreError::Sqlite {
+            path,
+            cause: source,
+        })
     }
 }
 
@@ -582,7 +585,7 @@ fn take_lock(path: &Path) -> Result<File, StoreError> {
         .map_err(|source| StoreError::Lock {
             path: path.to_owned(),
             lock: lock_path.clone(),
-            source,
+            cause: source,
         })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
@@ -593,7 +596,7 @@ fn take_lock(path: &Path) -> Result<File, StoreError> {
         Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Lock {
             path: path.to_owned(),
             lock: lock_path,
-            source,
+            cause: source,
         }),
     }
 }
@@ -604,7 +607,7 @@ fn check_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(|source| StoreError::Sqlite {
             path: path.to_owned(),
-            source,
+            cause: source,
         })?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::TooNew {

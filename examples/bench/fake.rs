@@ -3,7 +3,7 @@
 //!
 //! - `POST /` — awsJson1.1 routed on `X-Amz-Target` (`CodePipeline_20150709.GetPipelineState`,
 //!   `GetPipeline`, `GetPipelineExecution`), bodies shaped like
-//!   `../shared/fixtures/codepipeline/*.json`. Every answer takes `latency_ms`. More than
+//!   `tests/fixtures/codepipeline/*.json`. Every answer takes `latency_ms`. More than
 //!   `throttle_per_sec` accepted calls in any sliding second → HTTP 400 `ThrottlingException`.
 //! - `POST /hook/{route}` — the Slack webhook: takes the token out of each review link
 //!   (`#/<stage>/<action>/approve/<token>`) and records when it first arrived.

@@ -1,4 +1,5 @@
-//! The CodePipeline response bodies in `../shared/fixtures/codepipeline/`, and builders that derive
+//! The CodePipeline response bodies in `tests/fixtures/codepipeline/` (a copy of the shared
+//! `../shared/fixtures/codepipeline/`), and builders that derive
 //! variants from them (another pipeline name, another token, timestamps close to now…).
 
 use std::path::PathBuf;
@@ -21,8 +22,8 @@ pub const APPROVED_COMMENT: &str = "Staging smoke tests green, go ahead";
 pub const REJECTED_COMMENT_RAW: &str = "Migration 0042 is not reversible <!channel>";
 pub const REGION: &str = "us-east-1";
 
-/// Where the fixture files live: `tests/fixtures/codepipeline/` if the crate ever carries its own
-/// copy, else the shared folder beside the crate.
+/// Where the fixture files live: the crate's own copy, so a clone tests alone; the shared
+/// folder beside the crate only if the copy is missing.
 pub fn fixtures_dir() -> PathBuf {
     let local = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
