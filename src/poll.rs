@@ -118,16 +118,21 @@ impl Schedule {
     }
 }
 
+/// A cycle may always make this many idle reads: a handful of reads in parallel costs a
+/// cycle nothing, so small fleets keep their exact rhythm and only large ones are spread.
+const MIN_IDLE_SHARE: usize = 8;
+
 /// How many idle reads a cycle may make: the idle pipelines' reads per idle interval, for
-/// the time since the last cycle (rounded up, so none waits forever). The first cycle after
-/// a long pause may read them all.
+/// the time since the last cycle (rounded up, so none waits forever), or
+/// [`MIN_IDLE_SHARE`]. The first cycle after a long pause may read them all.
 fn idle_share(idle_count: usize, since: SignedDuration, idle_interval: Duration) -> usize {
     let interval = idle_interval.as_secs_f64();
     if interval <= 0.0 {
         return idle_count;
     }
     let fraction = (since.as_secs_f64() / interval).clamp(0.0, 1.0);
-    ((idle_count as f64 * fraction).ceil() as usize).min(idle_count)
+    let share = (idle_count as f64 * fraction).ceil() as usize;
+    share.max(MIN_IDLE_SHARE).min(idle_count)
 }
 
 /// Pipelines found by `[[discover]]`, per scope (entry, account, region). A pipeline missing

@@ -16,7 +16,13 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::{self, CycleOutcome};
 use crate::notify::Notifier;
 use crate::store::StoreError;
-use crate::watcher::{CycleReport, Watcher};
+use crate::watcher::Watcher;
+
+mod last_cycle;
+mod reload;
+
+use last_cycle::LastCycle;
+use reload::reload;
 
 /// Never spin: after delivering, wait at least this long before looking at the outbox again.
 const MIN_WAKE: Duration = Duration::from_millis(250);
@@ -49,60 +55,6 @@ impl Options {
             notifier: Arc::new(Notifier::default()),
             reload: None,
         }
-    }
-}
-
-/// What the status line and `/healthz` say about the last cycle.
-#[derive(Debug, Default)]
-struct LastCycle {
-    finished: Option<Instant>,
-    took: Duration,
-    error: Option<String>,
-    report: CycleReport,
-    waiting: usize,
-}
-
-impl LastCycle {
-    /// "3 approvals waiting, last cycle 1.2 s ago", the line `systemctl status` shows.
-    fn status(&self) -> String {
-        let Some(finished) = self.finished else {
-            return "starting: first cycle running".to_owned();
-        };
-        let ago = seconds(finished.elapsed());
-        let mut s = format!(
-            "{} approval{} waiting, last cycle {ago} ago",
-            self.waiting,
-            if self.waiting == 1 { "" } else { "s" }
-        );
-        if let Some(e) = &self.error {
-            s = format!("{s} FAILED: {e}");
-            return s;
-        }
-        s.push_str(&format!(" (took {})", seconds(self.took)));
-        if self.report.read_failures > 0 {
-            s.push_str(&format!(
-                ", {} of {} pipelines unreadable",
-                self.report.read_failures, self.report.pipelines
-            ));
-        }
-        if self.report.undelivered > 0 {
-            s.push_str(&format!(
-                ", {} messages undelivered",
-                self.report.undelivered
-            ));
-        }
-        s
-    }
-}
-
-fn seconds(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s < 60.0 {
-        format!("{s:.1} s")
-    } else if s < 3600.0 {
-        format!("{} min", d.as_secs() / 60)
-    } else {
-        format!("{} h {} min", d.as_secs() / 3600, d.as_secs() % 3600 / 60)
     }
 }
 
@@ -313,95 +265,9 @@ fn refresh_waiting(watcher: &Watcher, undelivered: u64) -> usize {
     rows.len()
 }
 
-/// SIGHUP: a new config, its AWS clients and its Slack destinations, swapped in whole; the
-/// database stays open. Any problem keeps the current config. Returns whether it was applied.
-async fn reload(watcher: &mut Watcher, path: &std::path::Path) -> bool {
-    tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
-    let crate::cli::Reloaded {
-        config,
-        aws,
-        targets,
-        deliverer,
-    } = match crate::cli::reload_parts(path).await {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            tracing::error!(
-                config = %path.display(),
-                "config reload failed; keeping the current config: {e:#}"
-            );
-            metrics::global().reload(false);
-            return false;
-        }
-    };
-    let old = watcher.config();
-    if config.state_path != old.state_path {
-        tracing::warn!(
-            "state_path changed; the daemon keeps {} open until it restarts",
-            old.state_path.display()
-        );
-    }
-    if config.metrics != old.metrics {
-        tracing::warn!("metrics.listen changed; it takes effect when the daemon restarts");
-    }
-    let names = |c: &crate::config::Config| -> Vec<String> {
-        c.pipelines.iter().map(|p| p.name.clone()).collect()
-    };
-    let (before, after) = (names(old), names(&config));
-    let added: Vec<&String> = after.iter().filter(|p| !before.contains(p)).collect();
-    let removed: Vec<&String> = before.iter().filter(|p| !after.contains(p)).collect();
-    tracing::info!(
-        pipelines = after.len(),
-        added = ?added,
-        removed = ?removed,
-        poll_interval = %humantime::format_duration(config.poll_interval),
-        "config reloaded; approvals of removed pipelines stay as they are"
-    );
-    watcher.reconfigure(config, aws, targets, deliverer);
-    metrics::global().reload(true);
-    true
-}
-
 /// A wall-clock time as a point on tokio's clock.
 fn instant_of(at: Timestamp) -> Instant {
     let now = Timestamp::now();
     let ahead = at.duration_since(now);
     Instant::now() + Duration::try_from(ahead).unwrap_or(Duration::ZERO)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_reads_like_a_sentence() {
-        let mut last = LastCycle::default();
-        assert_eq!(last.status(), "starting: first cycle running");
-        last.finished = Some(Instant::now());
-        last.took = Duration::from_millis(1234);
-        last.waiting = 3;
-        let s = last.status();
-        assert!(
-            s.starts_with("3 approvals waiting, last cycle 0.0 s ago (took 1.2 s)"),
-            "{s}"
-        );
-        last.waiting = 1;
-        last.report.read_failures = 1;
-        last.report.pipelines = 4;
-        last.report.undelivered = 2;
-        let s = last.status();
-        assert!(s.starts_with("1 approval waiting"), "{s}");
-        assert!(
-            s.ends_with(", 1 of 4 pipelines unreadable, 2 messages undelivered"),
-            "{s}"
-        );
-        last.error = Some("disk full".into());
-        assert!(last.status().ends_with("FAILED: disk full"));
-    }
-
-    #[test]
-    fn durations_are_short() {
-        assert_eq!(seconds(Duration::from_millis(1200)), "1.2 s");
-        assert_eq!(seconds(Duration::from_secs(125)), "2 min");
-        assert_eq!(seconds(Duration::from_secs(3 * 3600 + 65)), "3 h 1 min");
-    }
 }

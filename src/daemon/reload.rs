@@ -1,0 +1,52 @@
+//! SIGHUP: re-read the config and swap it into the running watcher, or keep the old one.
+
+use crate::metrics;
+use crate::watcher::Watcher;
+
+/// SIGHUP: a new config, its AWS clients and its Slack destinations, swapped in whole; the
+/// database stays open. Any problem keeps the current config. Returns whether it was applied.
+pub(super) async fn reload(watcher: &mut Watcher, path: &std::path::Path) -> bool {
+    tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
+    let crate::cli::Reloaded {
+        config,
+        aws,
+        targets,
+        deliverer,
+    } = match crate::cli::reload_parts(path).await {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            tracing::error!(
+                config = %path.display(),
+                "config reload failed; keeping the current config: {e:#}"
+            );
+            metrics::global().reload(false);
+            return false;
+        }
+    };
+    let old = watcher.config();
+    if config.state_path != old.state_path {
+        tracing::warn!(
+            "state_path changed; the daemon keeps {} open until it restarts",
+            old.state_path.display()
+        );
+    }
+    if config.metrics != old.metrics {
+        tracing::warn!("metrics.listen changed; it takes effect when the daemon restarts");
+    }
+    let names = |c: &crate::config::Config| -> Vec<String> {
+        c.pipelines.iter().map(|p| p.name.clone()).collect()
+    };
+    let (before, after) = (names(old), names(&config));
+    let added: Vec<&String> = after.iter().filter(|p| !before.contains(p)).collect();
+    let removed: Vec<&String> = before.iter().filter(|p| !after.contains(p)).collect();
+    tracing::info!(
+        pipelines = after.len(),
+        added = ?added,
+        removed = ?removed,
+        poll_interval = %humantime::format_duration(config.poll_interval),
+        "config reloaded; approvals of removed pipelines stay as they are"
+    );
+    watcher.reconfigure(config, aws, targets, deliverer);
+    metrics::global().reload(true);
+    true
+}
