@@ -33,6 +33,26 @@ pub struct Schedule {
     pub reads_saved: u64,
 }
 
+/// What a cycle reads, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    pub targets: Vec<Target>,
+    /// `targets[..urgent]` may have an approval waiting (one was waiting, a run was heading
+    /// for one, or never read); the rest are idle. A cycle handles the urgent ones first, so
+    /// idle reads never delay an alert.
+    pub urgent: usize,
+}
+
+impl Due {
+    pub fn urgent(&self) -> &[Target] {
+        self.targets.get(..self.urgent).unwrap_or(&self.targets)
+    }
+
+    pub fn idle(&self) -> &[Target] {
+        self.targets.get(self.urgent..).unwrap_or_default()
+    }
+}
+
 /// A read this early before its interval is over still counts as due, so a pipeline on a
 /// 2-minute rhythm with 30-second cycles is read at the 4th cycle, not the 5th.
 const SLACK: Duration = Duration::from_secs(1);
@@ -50,12 +70,7 @@ impl Schedule {
     /// The targets due a read at `now`, in the order to read them: pipelines with an
     /// approval waiting (`waiting`) or a run heading for one, then those never read, then
     /// the idle ones due, longest-unread first.
-    pub fn due(
-        &mut self,
-        targets: &[Target],
-        waiting: &HashSet<Target>,
-        now: Timestamp,
-    ) -> Vec<Target> {
+    pub fn due(&mut self, targets: &[Target], waiting: &HashSet<Target>, now: Timestamp) -> Due {
         let idle = SignedDuration::try_from(self.idle_interval.saturating_sub(SLACK))
             .unwrap_or(SignedDuration::MAX);
         let mut due = Vec::with_capacity(targets.len());
@@ -82,9 +97,13 @@ impl Schedule {
         let share = idle_share(idle_count, since, self.idle_interval);
         idle_due.sort_by_key(|(last, _)| *last);
         due.extend(first.into_iter().cloned());
+        let urgent = due.len();
         due.extend(idle_due.into_iter().take(share).map(|(_, t)| t.clone()));
         self.reads_saved += (targets.len() - due.len()) as u64;
-        due
+        Due {
+            targets: due,
+            urgent,
+        }
     }
 
     /// Records a successful read. A failed read records nothing: the pipeline keeps the
@@ -213,7 +232,7 @@ mod tests {
         let targets = vec![t("idle"), t("busy"), t("waiting")];
         let waiting = HashSet::from([t("waiting")]);
         assert_eq!(
-            s.due(&targets, &waiting, at(0)).len(),
+            s.due(&targets, &waiting, at(0)).targets.len(),
             3,
             "never read → all due"
         );
@@ -223,7 +242,7 @@ mod tests {
         let mut reads = HashMap::<String, u32>::new();
         for cycle in 1..=8 {
             let now = at(cycle * 30);
-            for target in s.due(&targets, &waiting, now) {
+            for target in s.due(&targets, &waiting, now).targets {
                 *reads.entry(target.pipeline.clone()).or_default() += 1;
                 s.read(&target, target.pipeline == "busy", now);
             }
@@ -242,14 +261,14 @@ mod tests {
         let targets: Vec<Target> = (0..1000).map(|i| t(&format!("p{i:04}"))).collect();
         let none = HashSet::new();
         // The first cycle reads everything at once.
-        for target in s.due(&targets, &none, at(0)) {
+        for target in s.due(&targets, &none, at(0)).targets {
             s.read(&target, false, at(0));
         }
         let mut last_read: HashMap<Target, i64> = targets.iter().map(|t| (t.clone(), 0)).collect();
         let mut per_cycle = Vec::new();
         for cycle in 1..=40 {
             let now = cycle * 30;
-            let due = s.due(&targets, &none, at(now));
+            let due = s.due(&targets, &none, at(now)).targets;
             per_cycle.push(due.len());
             for target in due {
                 let gap = now - last_read[&target];
@@ -287,8 +306,9 @@ mod tests {
         let waiting = HashSet::from([t("waiting")]);
         s.due(&targets, &waiting, at(60));
         let due = s.due(&targets, &waiting, at(120));
-        let names: Vec<&str> = due.iter().map(|t| t.pipeline.as_str()).collect();
-        assert_eq!(names, ["busy", "waiting", "fresh", "idle-old", "idle-new"]);
+        let names = |ts: &[Target]| ts.iter().map(|t| t.pipeline.clone()).collect::<Vec<_>>();
+        assert_eq!(names(due.urgent()), ["busy", "waiting", "fresh"]);
+        assert_eq!(names(due.idle()), ["idle-old", "idle-new"]);
     }
 
     #[test]
@@ -299,13 +319,16 @@ mod tests {
         s.read(&t("idle"), false, at(0));
         // Reads fail from here on (nothing recorded): the active one is still tried each cycle.
         for cycle in 1..=3 {
-            let due = s.due(&targets, &HashSet::new(), at(cycle * 30));
+            let due = s.due(&targets, &HashSet::new(), at(cycle * 30)).targets;
             assert_eq!(due, vec![t("active")], "cycle {cycle}");
         }
-        assert_eq!(s.due(&targets, &HashSet::new(), at(120)).len(), 2);
+        assert_eq!(s.due(&targets, &HashSet::new(), at(120)).targets.len(), 2);
         s.retain(&[t("active")]);
         s.read(&t("active"), false, at(120));
-        assert_eq!(s.due(&targets, &HashSet::new(), at(150)), vec![t("idle")]);
+        assert_eq!(
+            s.due(&targets, &HashSet::new(), at(150)).targets,
+            vec![t("idle")]
+        );
     }
 
     #[test]

@@ -43,6 +43,17 @@ pub struct CycleReport {
 }
 
 impl CycleReport {
+    /// Adds what a pass of the cycle did.
+    fn add(&mut self, pass: &CycleReport) {
+        self.read_failures += pass.read_failures;
+        self.new_approvals += pass.new_approvals;
+        self.resolved += pass.resolved;
+        self.reminders += pass.reminders;
+        self.delivery.delivered += pass.delivery.delivered;
+        self.delivery.failed += pass.delivery.failed;
+        self.delivery.deferred += pass.delivery.deferred;
+    }
+
     /// `once` succeeds only when everything was read and everything due was delivered.
     pub fn is_clean(&self) -> bool {
         self.read_failures == 0 && self.delivery.failed == 0 && self.undelivered == 0
@@ -314,44 +325,27 @@ impl Watcher {
         let due = self.schedule.due(&targets, &waiting, now);
         let mut deleted = self.deleted(now);
         deleted.extend(self.gone.iter().cloned());
-        let observed = tokio::select! {
-            o = observe(&self.config, &self.aws, &due, &deleted, Some(&self.store), now) => o?,
-            _ = shutdown.cancelled() => return Ok(CycleReport::default()),
+        let mut report = CycleReport {
+            pipelines: targets.len(),
+            reads: due.targets.len(),
+            ..CycleReport::default()
         };
-        for s in &observed.snapshots {
-            let waiting_now = s.approvals.iter().any(|a| {
-                a.latest
-                    .as_ref()
-                    .is_some_and(|l| l.status == crate::model::ActionStatus::InProgress)
-            });
-            let target = Target {
-                account: s.account.clone(),
-                region: s.region.clone(),
-                pipeline: s.pipeline.clone(),
-            };
-            self.schedule.read(&target, s.active || waiting_now, now);
-        }
-        self.log_read_failures(&observed.failures, now);
-        self.check_budget_fits(&targets);
-        let changes = changes(&self.config, &observed.plan, now);
-        self.store.record(&changes, now)?;
+        // The pipelines that may have an approval waiting are read, recorded and delivered
+        // before the idle ones are read: a fleet's idle reads never delay an alert.
+        let Some(urgent) = self.pass(due.urgent(), &deleted, now, shutdown).await? else {
+            return Ok(report);
+        };
         // Recorded: the vanished pipelines' approvals are resolved now.
         self.gone.clear();
-        log_plan(&observed.plan);
-        let delivery = self
-            .deliverer
-            .deliver_due(&self.store, now, shutdown)
-            .await?;
-        let report = CycleReport {
-            pipelines: targets.len(),
-            read_failures: observed.failures.len(),
-            new_approvals: observed.plan.new.len(),
-            resolved: observed.plan.resolved.len(),
-            reminders: observed.plan.reminders.len(),
-            reads: due.len(),
-            delivery,
-            undelivered: self.store.count_pending()?,
-        };
+        report.add(&urgent);
+        if !due.idle().is_empty() {
+            let Some(idle) = self.pass(due.idle(), &[], now, shutdown).await? else {
+                return Ok(report);
+            };
+            report.add(&idle);
+        }
+        self.check_budget_fits(&targets);
+        report.undelivered = self.store.count_pending()?;
         if self
             .last_summary
             .is_none_or(|last| now.duration_since(last) >= SUMMARY_EVERY)
@@ -368,6 +362,50 @@ impl Watcher {
             );
         }
         Ok(report)
+    }
+
+    /// Reads `due`, records what changed and delivers what is due. `None`: shutdown came
+    /// during the reads, and nothing was recorded.
+    async fn pass(
+        &mut self,
+        due: &[Target],
+        deleted: &[Target],
+        now: Timestamp,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<CycleReport>, StoreError> {
+        let observed = tokio::select! {
+            o = observe(&self.config, &self.aws, due, deleted, Some(&self.store), now) => o?,
+            _ = shutdown.cancelled() => return Ok(None),
+        };
+        for s in &observed.snapshots {
+            let waiting_now = s.approvals.iter().any(|a| {
+                a.latest
+                    .as_ref()
+                    .is_some_and(|l| l.status == crate::model::ActionStatus::InProgress)
+            });
+            let target = Target {
+                account: s.account.clone(),
+                region: s.region.clone(),
+                pipeline: s.pipeline.clone(),
+            };
+            self.schedule.read(&target, s.active || waiting_now, now);
+        }
+        self.log_read_failures(&observed.failures, now);
+        let changes = changes(&self.config, &observed.plan, now);
+        self.store.record(&changes, now)?;
+        log_plan(&observed.plan);
+        let delivery = self
+            .deliverer
+            .deliver_due(&self.store, now, shutdown)
+            .await?;
+        Ok(Some(CycleReport {
+            read_failures: observed.failures.len(),
+            new_approvals: observed.plan.new.len(),
+            resolved: observed.plan.resolved.len(),
+            reminders: observed.plan.reminders.len(),
+            delivery,
+            ..CycleReport::default()
+        }))
     }
 
     /// Lists pipelines for `[[discover]]` when due. A failed listing changes nothing.

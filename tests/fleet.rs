@@ -266,3 +266,46 @@ async fn dry_run_reads_discovered_pipelines_too() {
     assert_eq!(lines[0]["kind"], "alert");
     assert_eq!(w.slack.request_count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_idle_reads_do_not_hold_back_a_waiting_pipelines_message() {
+    let mut s = setup(
+        &["busy", "quiet-1", "quiet-2", "quiet-3"],
+        "poll_interval = \"30s\"\nidle_poll_interval = \"2m\"",
+        "",
+        "[[pipeline]]\nname = \"busy\"\n[[pipeline]]\nname = \"quiet-1\"\n\
+         [[pipeline]]\nname = \"quiet-2\"\n[[pipeline]]\nname = \"quiet-3\"\n",
+    )
+    .await;
+    s.aws.set_state("busy", Fixture::Waiting);
+    let start = t0();
+    cycle(&mut s.watcher, start).await;
+    assert_eq!(s.slack.delivered_count(), 1);
+
+    // At 2 minutes the quiet pipelines are due again, and slow to answer; busy's approval
+    // has been approved meanwhile.
+    s.aws.set_state("busy", Fixture::Approved);
+    let slow = Duration::from_secs(4);
+    for p in ["quiet-1", "quiet-2", "quiet-3"] {
+        s.aws.delay_next(GET_PIPELINE_STATE, p, 1, slow);
+    }
+    let report = {
+        let running = cycle(&mut s.watcher, plus(start, 120));
+        tokio::pin!(running);
+        let cycle_ended_first = tokio::select! {
+            _ = &mut running => true,
+            _ = s.slack.wait_for_delivered(2, Duration::from_secs(3)) => false,
+        };
+        assert!(
+            !cycle_ended_first,
+            "the resolution should go out before the idle reads are answered"
+        );
+        running.await
+    };
+    assert_eq!(report.reads, 4);
+    assert_eq!(report.resolved, 1);
+    for p in ["quiet-1", "quiet-2", "quiet-3"] {
+        assert_eq!(s.aws.calls(GET_PIPELINE_STATE, p), 2, "{p}");
+    }
+    s.watcher.close().expect("close");
+}

@@ -59,9 +59,8 @@ impl Drop for FakeProcess {
 
 pub fn run(spec: CaseSpec) -> anyhow::Result<()> {
     let fake = FakeProcess::spawn(&spec.fake)?;
-    // As the daemon runs (`cli::main`): two worker threads.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // As the daemon runs (`cli::main`): one thread.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let result = runtime.block_on(measure(&spec, fake.port))?;

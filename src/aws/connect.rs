@@ -7,7 +7,9 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
-use aws_sdk_codepipeline::config::{Region, SharedCredentialsProvider};
+use aws_sdk_codepipeline::config::{
+    Region, SharedCredentialsProvider, StalledStreamProtectionConfig,
+};
 
 use crate::config::{AccountConfig, AwsConfig, Credentials};
 
@@ -74,8 +76,11 @@ pub async fn sdk_config(aws: &AwsConfig, account: &AccountConfig) -> SdkConfig {
 
 /// A CodePipeline client for one region of an account.
 pub fn client(aws: &AwsConfig, shared: &SdkConfig, region: &str) -> aws_sdk_codepipeline::Client {
-    let mut conf =
-        aws_sdk_codepipeline::config::Builder::from(shared).region(Region::new(region.to_owned()));
+    let mut conf = aws_sdk_codepipeline::config::Builder::from(shared)
+        .region(Region::new(region.to_owned()))
+        // Answers are a few kilobytes and the attempt timeout bounds a stalled one; the
+        // throughput watch costs a timer per call (a few percent of a cycle's CPU).
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
     if let Some(endpoint) = &aws.endpoint_url {
         conf = conf.endpoint_url(endpoint);
     }
