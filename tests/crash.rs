@@ -25,35 +25,9 @@ use serde_json::Value;
 use support::fake_slack::{SlackRequest, summarize};
 use support::fixtures::token_from_seed;
 use support::payload::{is_alert, review_tokens};
+use support::rng::Rng;
 use support::runner::eventually;
 use support::{Fixture, SlackResponse, World, state_db};
-
-/// xorshift64*: small, seeded, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.max(1))
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// A duration uniformly in [lo, hi] milliseconds.
-    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.below(hi - lo + 1))
-    }
-}
 
 /// One approval request as the fake served it: waiting from `from` until `to` (if it ended).
 #[derive(Debug, Clone)]
@@ -137,7 +111,7 @@ async fn crash_run(plan: Plan) -> Figures {
             if stop.load(Ordering::SeqCst) {
                 break;
             }
-            let p = plan.pipelines[rng.below(plan.pipelines.len() as u64) as usize];
+            let p = plan.pipelines[rng.index(plan.pipelines.len())];
             let mut t = timeline.lock().unwrap();
             let mut start = |t: &mut Vec<TokenLife>, waiting: &mut HashMap<&str, usize>| {
                 serial += 1;

@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::sync::Once;
 use std::time::Duration;
 
 use approval_watch::config::Config;
@@ -14,20 +13,6 @@ use support::{
 };
 use tokio_util::sync::CancellationToken;
 
-static CREDENTIALS: Once = Once::new();
-
-fn static_credentials() {
-    CREDENTIALS.call_once(|| {
-        // SAFETY: every test here calls this first and `Once` blocks them until it is done;
-        // nothing else in this process reads the environment concurrently.
-        unsafe {
-            std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDTEST");
-            std::env::set_var("AWS_SECRET_ACCESS_KEY", "secret");
-            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-        }
-    });
-}
-
 struct Setup {
     aws: FakeCodePipeline,
     slack: FakeSlack,
@@ -37,7 +22,7 @@ struct Setup {
 
 /// A watcher over the fake with `extra` config (pipelines, discover, limits).
 async fn setup(pipelines: &[&str], top: &str, aws_extra: &str, extra: &str) -> Setup {
-    static_credentials();
+    support::static_credentials();
     let aws = FakeCodePipeline::with_pipelines(pipelines).await;
     let slack = FakeSlack::start().await;
     let dir = tempfile::tempdir().expect("temp dir");

@@ -12,25 +12,8 @@ use serde_json::{Value, json};
 use support::fake_slack::{SlackRequest, summarize};
 use support::fixtures::{APPROVAL_ACTION, APPROVAL_STAGE, StateBuilder, token_from_seed};
 use support::payload::{assert_block_kit, strings};
+use support::rng::Rng;
 use support::{Fixture, World};
-
-/// xorshift64*.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 const NASTY: &[&str] = &[
     "<",
@@ -69,14 +52,14 @@ const NASTY: &[&str] = &[
 ];
 
 fn nasty(rng: &mut Rng, max_chars: usize) -> String {
-    let target = match rng.below(3) {
-        0 => rng.below(20),
-        1 => rng.below(300),
-        _ => rng.below(max_chars),
+    let target = match rng.index(3) {
+        0 => rng.index(20),
+        1 => rng.index(300),
+        _ => rng.index(max_chars),
     };
     let mut s = String::new();
     while s.chars().count() < target.max(1) {
-        s.push_str(NASTY[rng.below(NASTY.len())]);
+        s.push_str(NASTY[rng.index(NASTY.len())]);
     }
     s
 }
@@ -101,7 +84,7 @@ fn serve_waiting(w: &World, rng: &mut Rng, pipeline: &str, round: usize, rename:
         support::fixtures::set_definition_configuration(d, "ExternalEntityLink", Some(&link));
         rename_definition(d, &stage, &action);
     });
-    let summary = if rng.below(2) == 0 {
+    let summary = if rng.index(2) == 0 {
         json!({"ProviderType": "GitHub", "CommitMessage": nasty(rng, 2000)}).to_string()
     } else {
         nasty(rng, 2000)
@@ -144,7 +127,7 @@ fn serve_resolved(
     rename: bool,
 ) {
     let (stage, action) = names(pipeline, rename);
-    let reviewer = match rng.below(3) {
+    let reviewer = match rng.index(3) {
         0 => format!(
             "arn:aws:sts::123456789012:assumed-role/Deployer/{}",
             nasty(rng, 100)
@@ -152,7 +135,7 @@ fn serve_resolved(
         1 => format!("arn:aws:iam::123456789012:user/{}", nasty(rng, 100)),
         _ => nasty(rng, 300),
     };
-    let fixture = if rng.below(2) == 0 {
+    let fixture = if rng.index(2) == 0 {
         Fixture::Approved
     } else {
         Fixture::Rejected
@@ -288,7 +271,7 @@ fn problems(r: &SlackRequest) -> Vec<String> {
 async fn hostile_aws_text_never_pings_links_or_breaks_a_payload() {
     let pipelines = ["hostile-1", "hostile-2", "hostile-3"];
     let w = World::start(&pipelines).await;
-    let mut rng = Rng(0x0057_11E5_7E57_0001);
+    let mut rng = Rng::new(0x0057_11E5_7E57_0001);
     for round in 0..3 {
         let mut tokens = Vec::new();
         for (i, p) in pipelines.iter().enumerate() {

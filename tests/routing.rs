@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::sync::Once;
-
 use approval_watch::config::Config;
 use jiff::Timestamp;
 use serde_json::Value;
@@ -87,21 +85,6 @@ async fn routes_send_to_their_own_webhook_with_their_mention() {
     );
 }
 
-static CREDENTIALS: Once = Once::new();
-
-/// The in-process tests read AWS credentials from the environment, set once before any SDK use.
-fn static_credentials() {
-    CREDENTIALS.call_once(|| {
-        // SAFETY: every test in this file calls this first, and `Once` blocks them until done;
-        // nothing else in this process reads the environment concurrently.
-        unsafe {
-            std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDTEST");
-            std::env::set_var("AWS_SECRET_ACCESS_KEY", "secret");
-            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-        }
-    });
-}
-
 fn at(s: &str) -> Timestamp {
     s.parse().expect("timestamp")
 }
@@ -118,7 +101,7 @@ async fn cycle(watcher: &mut approval_watch::watcher::Watcher, now: &str) -> usi
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reminder_held_outside_working_hours_goes_out_once_when_they_open() {
-    static_credentials();
+    support::static_credentials();
     let aws = FakeCodePipeline::with_pipelines(&["web-app"]).await;
     let slack = FakeSlack::start().await;
     let dir = tempfile::tempdir().expect("temp dir");

@@ -9,6 +9,7 @@ pub mod fake_sts;
 pub mod fixtures;
 pub mod flaky_port;
 pub mod payload;
+pub mod rng;
 pub mod runner;
 pub mod state_db;
 
@@ -21,6 +22,21 @@ pub use fake_codepipeline::{
 pub use fake_slack::{FakeSlack, SlackResponse, WEBHOOK_PATH, WEBHOOK_SECRET};
 pub use fixtures::Fixture;
 pub use runner::{Daemon, Output, TestEnv, WebhookSource};
+
+/// For tests that build the watcher in-process: static AWS credentials in the environment,
+/// set once before any SDK use.
+pub fn static_credentials() {
+    static CREDENTIALS: std::sync::Once = std::sync::Once::new();
+    CREDENTIALS.call_once(|| {
+        // SAFETY: every in-process test calls this before any SDK use, and `Once` blocks
+        // them until it is done; nothing else in the process reads the environment meanwhile.
+        unsafe {
+            std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDTEST");
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", "secret");
+            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        }
+    });
+}
 
 /// A generous bound for things that should happen within a cycle or two.
 pub const SOON: Duration = Duration::from_secs(10);
