@@ -325,7 +325,7 @@ async fn test_slack(config: Config) -> Result<ExitCode, Failure> {
     for (destination, route) in destinations.iter().zip(config.all_routes()) {
         let payload = destination
             .overrides
-            .apply(&test_message(&destination.name, &host));
+            .apply(&crate::render::test_message(&destination.name, &host));
         let result = slack.post(&destination.webhook, &payload).await;
         let line = match &result {
             Ok(()) => format!("{} ({}): ok", destination.name, route.key),
@@ -340,33 +340,6 @@ async fn test_slack(config: Config) -> Result<ExitCode, Failure> {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
-}
-
-/// The test message: says plainly that it is one, where it came from, and which route.
-pub fn test_message(destination: &str, host: &str) -> serde_json::Value {
-    let escape = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
-    let (destination, host) = (escape(destination), escape(host));
-    let text = format!(
-        "[TEST] approval-watch on {host}: test message for route {destination}. No approval is waiting; nothing to do."
-    );
-    serde_json::json!({
-        "text": text,
-        "blocks": [
-            {
-                "type": "section",
-                "text": {
-                    "type": "mrkdwn",
-                    "text": format!(
-                        ":test_tube: *[TEST] approval-watch test message*\nSent by `approval-watch test-slack` on *{host}* for route *{destination}*. No approval is waiting; nothing to do."
-                    ),
-                },
-            }
-        ],
     })
 }
 

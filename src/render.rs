@@ -262,6 +262,28 @@ pub fn review_url(key: &ApprovalKey) -> String {
     )
 }
 
+/// The test message: says plainly that it is one, where it came from, and which route.
+pub fn test_message(destination: &str, host: &str) -> Value {
+    let (destination, host) = (escape_mrkdwn(destination), escape_mrkdwn(host));
+    let text = format!(
+        "[TEST] approval-watch on {host}: test message for route {destination}. No approval is waiting; nothing to do."
+    );
+    json!({
+        "text": text,
+        "blocks": [
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": format!(
+                        ":test_tube: *[TEST] approval-watch test message*\nSent by `approval-watch test-slack` on *{host}* for route *{destination}*. No approval is waiting; nothing to do."
+                    ),
+                },
+            }
+        ],
+    })
+}
+
 /// Escapes the three characters Slack treats as control characters in mrkdwn.
 pub fn escape_mrkdwn(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
