@@ -176,7 +176,15 @@ async fn crash_run(plan: Plan) -> Figures {
 
     // At rest: a last daemon, left alone until everything is delivered, stopped cleanly.
     let start = Instant::now();
-    let daemon = w.env.spawn_run();
+    let mut daemon = w.env.spawn_run();
+    // Its signal handlers are in place once it says it started: a SIGTERM before that
+    // would end it by the signal's default action, not by a clean stop.
+    assert!(
+        daemon
+            .wait_for_stderr("approval-watch started", Duration::from_secs(30))
+            .await,
+        "the last daemon never started"
+    );
     let resting: Vec<String> = timeline
         .lock()
         .unwrap()
