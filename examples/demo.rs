@@ -49,7 +49,9 @@ async fn demo() -> anyhow::Result<()> {
     let state = dir.path().join("state.db");
     let config_text = format!(
         r#"
-poll_interval = "30s"
+# The demo polls step by step, a second or so apart: read every pipeline each time.
+poll_interval = "1s"
+idle_poll_interval = "1s"
 state_path = "{}"
 [aws]
 region = "us-east-1"
@@ -78,31 +80,43 @@ name = "payments-api"
     );
     println!("state database: {}\n", state.display());
 
-    let steps: [(&str, &dyn Fn()); 6] = [
-        ("web-app reaches its manual approval", &|| {
-            aws.set_state("web-app", Fixture::Waiting)
-        }),
-        ("another poll, nothing changed (no duplicate alert)", &|| {}),
+    // Each step: what happens, and how many Slack messages it must produce.
+    let steps: [(&str, &dyn Fn(), usize); 6] = [
+        (
+            "web-app reaches its manual approval",
+            &|| aws.set_state("web-app", Fixture::Waiting),
+            1,
+        ),
+        (
+            "another poll, nothing changed (no duplicate alert)",
+            &|| {},
+            0,
+        ),
         (
             "Slack answers 500 once while payments-api starts waiting (retried on the next pass)",
             &|| {
                 slack.push_response(SlackResponse::status(500, "internal_error"));
                 aws.set_state("payments-api", Fixture::Waiting);
             },
+            1,
         ),
-        ("alice approves web-app", &|| {
-            aws.set_state("web-app", Fixture::Approved)
-        }),
+        (
+            "alice approves web-app",
+            &|| aws.set_state("web-app", Fixture::Approved),
+            1,
+        ),
         (
             "bob rejects payments-api (his comment tries to ping the channel)",
             &|| aws.set_state("payments-api", Fixture::Rejected),
+            1,
         ),
         (
             "a new run of web-app waits again: a new token, a new alert",
             &|| aws.set_waiting("web-app", "5d0a9c7e-demo-token-2"),
+            1,
         ),
     ];
-    for (i, (what, change)) in steps.iter().enumerate() {
+    for (i, (what, change, expected)) in steps.iter().enumerate() {
         change();
         println!("── step {}: {what}", i + 1);
         let report = watcher.cycle(&shutdown).await?;
@@ -122,6 +136,14 @@ name = "payments-api"
         for message in &delivered[shown..] {
             print_message(message);
         }
+        // The demo is also a check: a story that does not happen is a failure, not a quiet run.
+        if delivered.len() - shown != *expected {
+            anyhow::bail!(
+                "step {}: expected {expected} Slack message(s), got {}",
+                i + 1,
+                delivered.len() - shown
+            );
+        }
         shown = delivered.len();
     }
     let waiting = watcher.store().waiting()?;
@@ -129,10 +151,16 @@ name = "payments-api"
         "── `approval-watch status` would now list {} waiting approval(s):",
         waiting.len()
     );
-    for w in waiting {
+    for w in &waiting {
         println!(
             "   {} / {} / {} ({}) since {}",
             w.pipeline, w.stage, w.action, w.region, w.waiting_since
+        );
+    }
+    if waiting.len() != 1 {
+        anyhow::bail!(
+            "expected 1 approval waiting at the end, found {}",
+            waiting.len()
         );
     }
     watcher.close()?;
