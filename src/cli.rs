@@ -110,19 +110,31 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
 /// Everything a writing command needs (secret, AWS clients, database), checked before
 /// anything happens. Config problems come back as [`Failure::Config`].
 pub async fn open_watcher(config: &Config) -> Result<Watcher, Failure> {
-    let destinations = Destination::all(config).map_err(config_error)?;
-    let (aws, targets) = connect(config).await?;
+    let built = build(config.clone()).await?;
     let store = Store::open(&config.state_path).map_err(runtime_error)?;
+    Ok(Watcher::new(
+        built.config,
+        built.aws,
+        built.targets,
+        store,
+        built.deliverer,
+    ))
+}
+
+/// What a config builds: its AWS clients, the pipelines they read and the Slack deliverer.
+/// Shared by start-up and SIGHUP, so a reload builds exactly what a start would.
+async fn build(config: Config) -> Result<Built, Failure> {
+    let destinations = Destination::all(&config).map_err(config_error)?;
+    let (aws, targets) = connect(&config).await?;
     let slack = SlackClient::new()
         .context("cannot build the HTTP client")
         .map_err(runtime_error)?;
-    Ok(Watcher::new(
-        config.clone(),
+    Ok(Built {
+        config,
         aws,
         targets,
-        store,
-        Deliverer::new(slack, destinations),
-    ))
+        deliverer: Deliverer::new(slack, destinations),
+    })
 }
 
 async fn connect(config: &Config) -> Result<(CodePipeline, Vec<Target>), Failure> {
@@ -151,9 +163,9 @@ fn shutdown_on_signals() -> Result<CancellationToken, Failure> {
     Ok(token)
 }
 
-/// What a reload swaps in: a config and everything built from it, complete before anything
-/// changes.
-pub struct Reloaded {
+/// A config and everything built from it: what start-up runs on and what a reload swaps in,
+/// complete before anything changes.
+pub struct Built {
     pub config: Config,
     pub aws: CodePipeline,
     pub targets: Vec<Target>,
@@ -162,18 +174,10 @@ pub struct Reloaded {
 
 /// Reads the config at `path` and builds what depends on it (secrets, AWS clients, Slack
 /// destinations), for SIGHUP. Errors name the key, never a secret.
-pub async fn reload_parts(path: &Path) -> anyhow::Result<Reloaded> {
+pub async fn reload_parts(path: &Path) -> anyhow::Result<Built> {
     let config = Config::load(path)?;
-    let destinations = Destination::all(&config)?;
-    let (aws, targets) = connect(&config).await.map_err(|f| match f {
+    build(config).await.map_err(|f| match f {
         Failure::Config(e) | Failure::Runtime(e) => e,
-    })?;
-    let slack = SlackClient::new().context("cannot build the HTTP client")?;
-    Ok(Reloaded {
-        config,
-        aws,
-        targets,
-        deliverer: Deliverer::new(slack, destinations),
     })
 }
 

@@ -191,9 +191,9 @@ impl Store {
     /// Opens (creating if needed) and migrates the database, holding its lock file.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let lock = take_lock(path)?;
-        let sql = |source| StoreError::Sqlite {
+        let sql = |cause| StoreError::Sqlite {
             path: path.to_owned(),
-            cause: source,
+            cause,
         };
         let mut conn = Connection::open(path).map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
@@ -208,9 +208,9 @@ impl Store {
             .map_err(sql)?;
         migrations()
             .to_latest(&mut conn)
-            .map_err(|source| StoreError::Migration {
+            .map_err(|cause| StoreError::Migration {
                 path: path.to_owned(),
-                cause: source,
+                cause,
             })?;
         Ok(Self {
             conn,
@@ -225,9 +225,9 @@ impl Store {
         if !path.exists() {
             return Ok(None);
         }
-        let sql = |source| StoreError::Sqlite {
+        let sql = |cause| StoreError::Sqlite {
             path: path.to_owned(),
-            cause: source,
+            cause,
         };
         let conn = Connection::open_with_flags(
             path,
@@ -252,10 +252,10 @@ impl Store {
         &self.path
     }
 
-    fn sql(&self, source: rusqlite::Error) -> StoreError {
+    fn sql(&self, cause: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.clone(),
-            cause: source,
+            cause,
         }
     }
 
@@ -320,9 +320,9 @@ impl Store {
     pub fn record(&mut self, changes: &Changes, now: Timestamp) -> Result<(), StoreError> {
         let now_ms = now.as_millisecond();
         let path = self.path.clone();
-        let sql = |source| StoreError::Sqlite {
+        let sql = |cause| StoreError::Sqlite {
             path: path.clone(),
-            cause: source,
+            cause,
         };
         let tx = self.conn.transaction().map_err(sql)?;
         for (id, resolution, message) in &changes.resolved {
@@ -566,10 +566,9 @@ impl Store {
             // Best effort: a checkpoint that cannot run now runs at the next open.
             let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
         }
-        self.conn.close().map_err(|(_, source)| StoreError::Sqlite {
-            path,
-            cause: source,
-        })
+        self.conn
+            .close()
+            .map_err(|(_, cause)| StoreError::Sqlite { path, cause })
     }
 }
 
@@ -582,10 +581,10 @@ fn take_lock(path: &Path) -> Result<File, StoreError> {
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|source| StoreError::Lock {
+        .map_err(|cause| StoreError::Lock {
             path: path.to_owned(),
             lock: lock_path.clone(),
-            cause: source,
+            cause,
         })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
@@ -593,10 +592,10 @@ fn take_lock(path: &Path) -> Result<File, StoreError> {
             path: path.to_owned(),
             lock: lock_path,
         }),
-        Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Lock {
+        Err(std::fs::TryLockError::Error(cause)) => Err(StoreError::Lock {
             path: path.to_owned(),
             lock: lock_path,
-            cause: source,
+            cause,
         }),
     }
 }
@@ -605,9 +604,9 @@ fn take_lock(path: &Path) -> Result<File, StoreError> {
 fn check_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
     let found: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(|source| StoreError::Sqlite {
+        .map_err(|cause| StoreError::Sqlite {
             path: path.to_owned(),
-            cause: source,
+            cause,
         })?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::TooNew {

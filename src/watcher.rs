@@ -566,8 +566,6 @@ impl Watcher {
         self.failing = still_failing;
     }
 
-    // --- reload (issue 5) ---
-
     /// SIGHUP: swaps in a new config with its AWS clients, configured targets and deliverer.
     /// The store (and its lock) stays open. Pipelines no longer configured (or discovered) are
     /// no longer read, and forgotten here, so their open approvals stay as they are: never

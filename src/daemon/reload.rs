@@ -7,7 +7,7 @@ use crate::watcher::Watcher;
 /// database stays open. Any problem keeps the current config. Returns whether it was applied.
 pub(super) async fn reload(watcher: &mut Watcher, path: &std::path::Path) -> bool {
     tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
-    let crate::cli::Reloaded {
+    let crate::cli::Built {
         config,
         aws,
         targets,
