@@ -68,9 +68,12 @@ name = "payments-api"
         slack.url()
     );
     let config = Config::parse(&config_text, "demo.toml".as_ref())?;
-    let mut watcher = approval_watch::cli::open_watcher(&config)
-        .await
-        .map_err(|f| anyhow::anyhow!("{:#}", f.error()))?;
+    let mut watcher = approval_watch::startup::watcher(
+        config.clone(),
+        approval_watch::startup::Mode::Live,
+        approval_watch::clock::Clock::System,
+    )
+    .await?;
     let shutdown = CancellationToken::new();
     let mut shown = 0;
 
@@ -146,15 +149,16 @@ name = "payments-api"
         }
         shown = delivered.len();
     }
-    let waiting = watcher.store().waiting()?;
+    let waiting = watcher.store().open_approvals()?;
     println!(
         "── `approval-watch status` would now list {} waiting approval(s):",
         waiting.len()
     );
     for w in &waiting {
+        let key = &w.approval.key;
         println!(
             "   {} / {} / {} ({}) since {}",
-            w.pipeline, w.stage, w.action, w.region, w.waiting_since
+            key.pipeline, key.stage, key.action, key.region, w.approval.waiting_since
         );
     }
     if waiting.len() != 1 {

@@ -9,13 +9,14 @@ use clap::{Parser, Subcommand};
 use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
-use crate::aws::{CodePipeline, Target};
-use crate::config::{Config, DEFAULT_CONFIG_PATH};
-use crate::deliver::{Deliverer, Destination};
+use crate::aws::CodePipeline;
+use crate::clock::Clock;
+use crate::config::{Config, DEFAULT_CONFIG_PATH, Route};
 use crate::logging::LogFormat;
 use crate::slack::SlackClient;
+use crate::startup::{self, Mode, StartupError};
 use crate::store::Store;
-use crate::watcher::{self, Watcher};
+use crate::watcher::CycleReport;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -107,38 +108,12 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
     }
 }
 
-/// Everything a writing command needs (secret, AWS clients, database), checked before
-/// anything happens. Config problems come back as [`Failure::Config`].
-pub async fn open_watcher(config: &Config) -> Result<Watcher, Failure> {
-    let built = build(config.clone()).await?;
-    let store = Store::open(&config.state_path).map_err(runtime_error)?;
-    Ok(Watcher::new(
-        built.config,
-        built.aws,
-        built.targets,
-        store,
-        built.deliverer,
-    ))
-}
-
-/// What a config builds: its AWS clients, the pipelines they read and the Slack deliverer.
-/// Shared by start-up and SIGHUP, so a reload builds exactly what a start would.
-async fn build(config: Config) -> Result<Built, Failure> {
-    let destinations = Destination::all(&config).map_err(config_error)?;
-    let (aws, targets) = connect(&config).await?;
-    let slack = SlackClient::new()
-        .context("cannot build the HTTP client")
-        .map_err(runtime_error)?;
-    Ok(Built {
-        config,
-        aws,
-        targets,
-        deliverer: Deliverer::new(slack, destinations),
-    })
-}
-
-async fn connect(config: &Config) -> Result<(CodePipeline, Vec<Target>), Failure> {
-    CodePipeline::connect(config).await.map_err(config_error)
+fn startup_failure(e: StartupError) -> Failure {
+    if e.is_config() {
+        Failure::Config(e.into())
+    } else {
+        Failure::Runtime(e.into())
+    }
 }
 
 /// Cancelled on SIGTERM or SIGINT.
@@ -163,24 +138,6 @@ fn shutdown_on_signals() -> Result<CancellationToken, Failure> {
     Ok(token)
 }
 
-/// A config and everything built from it: what start-up runs on and what a reload swaps in,
-/// complete before anything changes.
-pub struct Built {
-    pub config: Config,
-    pub aws: CodePipeline,
-    pub targets: Vec<Target>,
-    pub deliverer: Deliverer,
-}
-
-/// Reads the config at `path` and builds what depends on it (secrets, AWS clients, Slack
-/// destinations), for SIGHUP. Errors name the key, never a secret.
-pub async fn reload_parts(path: &Path) -> anyhow::Result<Built> {
-    let config = Config::load(path)?;
-    build(config).await.map_err(|f| match f {
-        Failure::Config(e) | Failure::Runtime(e) => e,
-    })
-}
-
 async fn run(config: Config, config_path: &Path) -> Result<ExitCode, Failure> {
     use tokio::signal::unix::{SignalKind, signal};
     let shutdown = shutdown_on_signals()?;
@@ -188,9 +145,21 @@ async fn run(config: Config, config_path: &Path) -> Result<ExitCode, Failure> {
     let hangups = signal(SignalKind::hangup())
         .context("cannot listen for SIGHUP")
         .map_err(runtime_error)?;
-    let notifier = std::sync::Arc::new(crate::notify::Notifier::from_env());
-    let watcher = open_watcher(&config).await?;
-    if let Some(addr) = config.metrics {
+    let reloads = futures_util::stream::unfold(hangups, |mut signal| async move {
+        signal.recv().await.map(|()| ((), signal))
+    });
+    let notifier = std::sync::Arc::new(crate::systemd::Notifier::from_env());
+    let metrics_listen = config.metrics;
+    tracing::info!(
+        pipelines = config.pipelines.len(),
+        poll_interval = %humantime::format_duration(config.poll_interval),
+        state = %config.state_path.display(),
+        "approval-watch starting"
+    );
+    let watcher = startup::watcher(config, Mode::Live, Clock::System)
+        .await
+        .map_err(startup_failure)?;
+    if let Some(addr) = metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("metrics.listen: cannot listen on {addr}"))
@@ -206,19 +175,12 @@ async fn run(config: Config, config_path: &Path) -> Result<ExitCode, Failure> {
             shutdown.clone(),
         ));
     }
-    tracing::info!(
-        pipelines = config.pipelines.len(),
-        poll_interval = %humantime::format_duration(config.poll_interval),
-        state = %config.state_path.display(),
-        "approval-watch started"
-    );
+    tracing::info!("approval-watch started");
     let options = crate::daemon::Options {
-        poll_interval: config.poll_interval,
         notifier,
-        reload: Some(crate::daemon::Reload {
-            signal: hangups,
-            config_path: config_path.to_owned(),
-        }),
+        reloads: Box::pin(reloads),
+        config_path: config_path.to_owned(),
+        clock: Clock::System,
     };
     crate::daemon::run(watcher, options, shutdown)
         .await
@@ -228,7 +190,9 @@ async fn run(config: Config, config_path: &Path) -> Result<ExitCode, Failure> {
 
 async fn once(config: Config) -> Result<ExitCode, Failure> {
     let shutdown = shutdown_on_signals()?;
-    let mut watcher = open_watcher(&config).await?;
+    let mut watcher = startup::watcher(config, Mode::Live, Clock::System)
+        .await
+        .map_err(startup_failure)?;
     let report = watcher.cycle(&shutdown).await.map_err(runtime_error)?;
     watcher.close().map_err(runtime_error)?;
     tracing::info!(
@@ -241,59 +205,42 @@ async fn once(config: Config) -> Result<ExitCode, Failure> {
         undelivered = report.undelivered,
         "cycle done"
     );
-    Ok(if report.is_clean() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(exit_code(&report))
 }
 
-async fn dry_run(config: Config) -> Result<ExitCode, Failure> {
-    let (aws, mut targets) = connect(&config).await?;
-    let mut listing_failed = false;
-    for (scope, listing) in watcher::list_scopes(&config, &aws).await {
-        match listing {
-            Ok(names) => targets.extend(names.into_iter().map(|pipeline| Target {
-                account: scope.account.clone(),
-                region: scope.region.clone(),
-                pipeline,
-            })),
-            Err(e) => {
-                listing_failed = true;
-                tracing::warn!(account = %scope.account, region = %scope.region, code = %e.code, "cannot list pipelines: {}", e.message);
-            }
-        }
-    }
-    targets.sort();
-    targets.dedup();
-    let store = Store::open_read_only(&config.state_path).map_err(runtime_error)?;
-    let now = Timestamp::now();
-    let observed = watcher::observe(&config, &aws, &targets, &[], store.as_ref(), now)
-        .await
-        .map_err(runtime_error)?;
-    let lines = crate::dry_run::lines(&config, store.as_ref(), &observed.plan, now)
-        .map_err(runtime_error)?;
-    let mut out = std::io::stdout().lock();
-    for line in lines {
-        writeln!(out, "{line}").map_err(runtime_error)?;
-    }
-    for e in &observed.failures {
-        tracing::warn!(pipeline = %e.pipeline, code = %e.code, "cannot read pipeline: {}", e.message);
-    }
-    Ok(if observed.failures.is_empty() && !listing_failed {
+/// `once`'s exit code: 0 when everything was read and everything due delivered.
+fn exit_code(report: &CycleReport) -> ExitCode {
+    if report.is_clean() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    }
+}
+
+/// `once --dry-run`: the same cycle as `once`, on an in-memory copy of the state database and
+/// capturing instead of posting; prints what would be posted.
+async fn dry_run(config: Config) -> Result<ExitCode, Failure> {
+    let shutdown = shutdown_on_signals()?;
+    let mut watcher = startup::watcher(config, Mode::DryRun, Clock::System)
+        .await
+        .map_err(startup_failure)?;
+    let queued_before = watcher.last_message_id().map_err(runtime_error)?;
+    let report = watcher.cycle(&shutdown).await.map_err(runtime_error)?;
+    let mut out = std::io::stdout().lock();
+    for captured in watcher.take_captured() {
+        let line = crate::dry_run::line(&captured, captured.message.id <= queued_before);
+        writeln!(out, "{line}").map_err(runtime_error)?;
+    }
+    Ok(exit_code(&report))
 }
 
 async fn check_config(path: &Path, config: Config) -> Result<ExitCode, Failure> {
     let webhooks = config
         .all_routes()
-        .map(|r| r.resolve_webhook())
+        .map(Route::resolve_webhook)
         .collect::<Result<Vec<_>, _>>()
         .map_err(config_error)?;
-    let (_, targets) = connect(&config).await?;
+    let (_, targets) = CodePipeline::connect(&config).await.map_err(config_error)?;
     print!(
         "{}",
         crate::summary::config_summary(path, &config, &targets, &webhooks)
@@ -319,23 +266,27 @@ fn status(config: Config, json: bool) -> Result<ExitCode, Failure> {
 /// `test-slack`: one clearly marked message to each destination, without mentions (a test
 /// should not page a team), each result on its own line.
 async fn test_slack(config: Config) -> Result<ExitCode, Failure> {
-    let destinations = Destination::all(&config).map_err(config_error)?;
+    let webhooks = config
+        .all_routes()
+        .map(Route::resolve_webhook)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(config_error)?;
     let slack = SlackClient::new()
         .context("cannot build the HTTP client")
         .map_err(runtime_error)?;
     let host = hostname();
     let mut failed = 0;
     let mut out = std::io::stdout().lock();
-    for (destination, route) in destinations.iter().zip(config.all_routes()) {
-        let payload = destination
-            .overrides
-            .apply(&crate::render::test_message(&destination.name, &host));
-        let result = slack.post(&destination.webhook, &payload).await;
-        let line = match &result {
-            Ok(()) => format!("{} ({}): ok", destination.name, route.key),
+    for (route, webhook) in config.all_routes().zip(&webhooks) {
+        let payload = crate::render::with_overrides(
+            &crate::render::test_message(&route.name, &host),
+            &route.overrides,
+        );
+        let line = match slack.post(webhook, &payload).await {
+            Ok(()) => format!("{} ({}): ok", route.name, route.key),
             Err(e) => {
                 failed += 1;
-                format!("{} ({}): FAILED: {e}", destination.name, route.key)
+                format!("{} ({}): FAILED: {e}", route.name, route.key)
             }
         };
         writeln!(out, "{line}").map_err(runtime_error)?;

@@ -1,4 +1,4 @@
-//! Outbox → Slack: sends due messages in order, one destination at a time, and records
+//! Outbox → Slack: sends due messages in order, one route at a time, and records
 //! each answer (delivered / retry later / failed for good).
 
 use std::collections::HashMap;
@@ -8,35 +8,41 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ConfigError, Glob, MessageOverrides, SecretUrl};
+use crate::clock::Clock;
+use crate::config::{Config, ConfigError, Route, SecretUrl, route_index};
+use crate::render;
 use crate::slack::{SendError, SlackClient};
 use crate::store::{OutboxMessage, Store, StoreError};
 
-/// Where a route's messages go: a webhook and the overrides old-style webhooks honour.
-#[derive(Debug, Clone)]
-pub struct Destination {
-    pub name: String,
-    /// The pipelines it takes; empty = the rest (the `[slack]` default).
-    pub pipelines: Vec<Glob>,
-    pub webhook: SecretUrl,
-    pub overrides: MessageOverrides,
+/// How messages leave: to Slack, or (for `once --dry-run`) into a list, as Slack taking each.
+pub enum Transport {
+    /// Each route's webhook, in the deliverer's route order.
+    Slack {
+        client: SlackClient,
+        webhooks: Vec<SecretUrl>,
+    },
+    Capture(Vec<Captured>),
 }
 
-impl Destination {
-    /// Every route of a config with its resolved secret, `[slack]` last.
-    pub fn all(config: &Config) -> Result<Vec<Self>, ConfigError> {
-        config
+impl Transport {
+    /// The HTTP client and every route's webhook, read from their sources. Errors name the
+    /// key, never the secret.
+    pub fn slack(client: SlackClient, config: &Config) -> Result<Self, ConfigError> {
+        let webhooks = config
             .all_routes()
-            .map(|r| {
-                Ok(Self {
-                    name: r.name.clone(),
-                    pipelines: r.pipelines.clone(),
-                    webhook: r.resolve_webhook()?,
-                    overrides: r.overrides.clone(),
-                })
-            })
-            .collect()
+            .map(Route::resolve_webhook)
+            .collect::<Result<_, _>>()?;
+        Ok(Self::Slack { client, webhooks })
     }
+}
+
+/// A message the dry run would have posted.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub route: String,
+    pub message: OutboxMessage,
+    /// The body that would be posted, route overrides included.
+    pub payload: serde_json::Value,
 }
 
 /// What one delivery pass did.
@@ -114,23 +120,34 @@ impl RateLimiter {
 }
 
 pub struct Deliverer {
-    slack: SlackClient,
-    destinations: Vec<Destination>,
+    transport: Transport,
+    /// The config's routes in routing order, `[slack]` last.
+    routes: Vec<Route>,
     limiters: HashMap<String, RateLimiter>,
     /// Messages Slack took whose "delivered" mark could not be written (a full disk, say),
     /// with when Slack took them. They are marked again before anything else is sent and
     /// never posted again by this process: a store that cannot write must not turn into a
     /// message repeated on every pass.
     unmarked: HashMap<i64, Timestamp>,
+    clock: Clock,
 }
 
 impl Deliverer {
-    pub fn new(slack: SlackClient, destinations: Vec<Destination>) -> Self {
+    pub fn new(transport: Transport, config: &Config, clock: Clock) -> Self {
         Self {
-            slack,
-            destinations,
+            transport,
+            routes: config.all_routes().cloned().collect(),
             limiters: HashMap::new(),
             unmarked: HashMap::new(),
+            clock,
+        }
+    }
+
+    /// What the dry run captured, in sending order.
+    pub fn take_captured(&mut self) -> Vec<Captured> {
+        match &mut self.transport {
+            Transport::Capture(captured) => std::mem::take(captured),
+            Transport::Slack { .. } => Vec::new(),
         }
     }
 
@@ -161,19 +178,18 @@ impl Deliverer {
         Ok(())
     }
 
-    /// Which destination a pipeline's messages take now: the first whose globs match,
-    /// else the default (last). Routing at delivery time keeps messages queued before a
-    /// config change going to where the config now says.
+    /// The index of the route a pipeline's messages take now (config's one rule, applied at
+    /// send time, so messages queued before a config change go where the config now says).
     fn route(&self, pipeline: &str) -> usize {
-        self.destinations
-            .iter()
-            .position(|d| d.pipelines.iter().any(|g| g.matches(pipeline)))
-            .unwrap_or(self.destinations.len().saturating_sub(1))
+        match self.routes.split_last() {
+            Some((_, routes)) => route_index(routes, pipeline),
+            None => 0,
+        }
     }
 
-    /// Sends every due message, each destination in outbox order. A destination stops at
-    /// its first temporary failure, so its order holds and a down Slack costs one timeout;
-    /// the other destinations go on. Shutdown is honoured between messages; a request in
+    /// Sends every due message, each route in outbox order. A route stops at its first
+    /// temporary failure, so its order holds and a down Slack costs one timeout; the other
+    /// routes go on. Shutdown is honoured between messages; a request in
     /// flight is finished.
     /// `now` decides what is due (the cycle's clock, so tests can drive time).
     pub async fn deliver_due(
@@ -184,7 +200,7 @@ impl Deliverer {
     ) -> Result<DeliveryReport, StoreError> {
         let mut report = DeliveryReport::default();
         self.mark_unmarked(store)?;
-        let mut blocked = vec![false; self.destinations.len()];
+        let mut blocked = vec![false; self.routes.len()];
         for message in store.pending(MAX_PER_PASS)? {
             if shutdown.is_cancelled() {
                 break;
@@ -210,7 +226,7 @@ impl Deliverer {
         Ok(report)
     }
 
-    /// One message to its destination, waiting out short rate limits.
+    /// One message to its route, waiting out short rate limits.
     async fn send(
         &mut self,
         index: usize,
@@ -218,19 +234,36 @@ impl Deliverer {
         store: &Store,
         shutdown: &CancellationToken,
     ) -> Result<Sent, StoreError> {
-        let destination = &self.destinations[index];
+        let Some(route) = self.routes.get(index) else {
+            return Ok(Sent::Interrupted);
+        };
+        let payload = render::with_overrides(&message.payload, &route.overrides);
+        let (client, webhook) = match &mut self.transport {
+            Transport::Capture(captured) => {
+                captured.push(Captured {
+                    route: route.name.clone(),
+                    message: message.clone(),
+                    payload,
+                });
+                store.mark_delivered(message.id, self.clock.now())?;
+                return Ok(Sent::Delivered);
+            }
+            Transport::Slack { client, webhooks } => match webhooks.get(index) {
+                Some(webhook) => (&*client, webhook),
+                None => return Ok(Sent::Interrupted),
+            },
+        };
         let limiter = self
             .limiters
-            .entry(destination.name.clone())
+            .entry(route.name.clone())
             .or_insert_with(RateLimiter::new);
-        let payload = destination.overrides.apply(&message.payload);
         let mut inline_waits = 0;
         loop {
             if !limiter.acquire(shutdown).await {
                 return Ok(Sent::Interrupted);
             }
-            let result = self.slack.post(&destination.webhook, &payload).await;
-            let now = Timestamp::now();
+            let result = client.post(webhook, &payload).await;
+            let now = self.clock.now();
             match result {
                 Ok(()) => {
                     crate::metrics::message_sent(message.kind.as_str());
@@ -238,7 +271,7 @@ impl Deliverer {
                         self.unmarked.insert(message.id, now);
                         return Err(e);
                     }
-                    log_message(message, &destination.name, "delivered to Slack");
+                    log_message(message, &route.name, "delivered to Slack");
                     return Ok(Sent::Delivered);
                 }
                 Err(SendError::Permanent { status, body }) => {
@@ -250,7 +283,7 @@ impl Deliverer {
                         stage = %message.key.stage,
                         action = %message.key.action,
                         kind = message.kind.as_str(),
-                        destination = %destination.name,
+                        route = %route.name,
                         status,
                         body = %body,
                         "Slack refused the message; it will not be retried"
@@ -263,7 +296,7 @@ impl Deliverer {
                     let wait = retry_after.unwrap_or(DEFAULT_RATE_LIMIT_WAIT);
                     tracing::warn!(
                         pipeline = %message.key.pipeline,
-                        destination = %destination.name,
+                        route = %route.name,
                         retry_after_s = wait.as_secs(),
                         "Slack rate limit (HTTP 429); waiting before the next message"
                     );
@@ -286,7 +319,7 @@ impl Deliverer {
                         stage = %message.key.stage,
                         action = %message.key.action,
                         kind = message.kind.as_str(),
-                        destination = %destination.name,
+                        route = %route.name,
                         attempt = message.attempts + 1,
                         retry_in_s = wait.as_secs(),
                         "Slack delivery failed: {error}"
@@ -316,10 +349,10 @@ fn later(now: Timestamp, wait: Duration) -> Timestamp {
         .unwrap_or(now)
 }
 
-fn log_message(message: &OutboxMessage, destination: &str, what: &str) {
+fn log_message(message: &OutboxMessage, route: &str, what: &str) {
     tracing::info!(
         pipeline = %message.key.pipeline,
-        destination,
+        route,
         stage = %message.key.stage,
         action = %message.key.action,
         kind = message.kind.as_str(),
@@ -361,15 +394,20 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_new_deliverer_takes_over_unmarked_deliveries_and_rate_limits() {
         let shutdown = CancellationToken::new();
-        let slack = || SlackClient::new().expect("client");
-        let mut old = Deliverer::new(slack(), Vec::new());
+        let config = Config::parse(
+            "[slack]\nwebhook_url = \"https://hooks.slack.com/services/T/B/X\"\n[[pipeline]]\nname = \"p\"\n",
+            std::path::Path::new("test.toml"),
+        )
+        .expect("config");
+        let deliverer = || Deliverer::new(Transport::Capture(Vec::new()), &config, Clock::System);
+        let mut old = deliverer();
         old.unmarked.insert(7, Timestamp::UNIX_EPOCH);
         let mut spent = RateLimiter::new();
         for _ in 0..3 {
             assert!(spent.acquire(&shutdown).await);
         }
         old.limiters.insert("default".into(), spent);
-        let mut new = Deliverer::new(slack(), Vec::new());
+        let mut new = deliverer();
         new.take_over(old);
         assert_eq!(new.unmarked.get(&7), Some(&Timestamp::UNIX_EPOCH));
         // The burst was spent before the reload: the next message still waits its turn.

@@ -182,6 +182,27 @@ pub struct Approval {
     pub revision: Option<Revision>,
 }
 
+/// An approval the store holds as still waiting, with what was sent about it: the one row
+/// type a cycle decides from and `status` shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenApproval {
+    /// The store's row id.
+    pub id: i64,
+    pub approval: Approval,
+    /// When this service first saw it waiting (its alert was queued then).
+    pub first_seen: Timestamp,
+    /// Regular reminders sent so far.
+    pub reminders_sent: u32,
+    pub last_reminder_at: Option<Timestamp>,
+    pub expiry_warned: bool,
+    /// Whether its alert reached Slack; if not, its resolution is not worth telling.
+    pub alert_delivered: bool,
+    /// Messages about it still queued for Slack.
+    pub messages_pending: u32,
+    /// Messages about it that Slack refused for good.
+    pub messages_failed: u32,
+}
+
 /// How an approval was resolved; what resolution messages are rendered from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolution {

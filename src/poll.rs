@@ -36,20 +36,25 @@ pub struct Schedule {
 /// What a cycle reads, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Due {
-    pub targets: Vec<Target>,
-    /// `targets[..urgent]` may have an approval waiting (one was waiting, a run was heading
-    /// for one, or never read); the rest are idle. A cycle handles the urgent ones first, so
-    /// idle reads never delay an alert.
-    pub urgent: usize,
+    /// May have an approval waiting (one was waiting, a run was heading for one, or never
+    /// read). A cycle handles these first, so idle reads never delay an alert.
+    pub urgent: Vec<Target>,
+    /// Idle and due their turn, longest-unread first.
+    pub idle: Vec<Target>,
 }
 
 impl Due {
-    pub fn urgent(&self) -> &[Target] {
-        self.targets.get(..self.urgent).unwrap_or(&self.targets)
+    /// How many reads the cycle makes.
+    pub fn reads(&self) -> usize {
+        self.urgent.len() + self.idle.len()
     }
 
-    pub fn idle(&self) -> &[Target] {
-        self.targets.get(self.urgent..).unwrap_or_default()
+    /// Both lists in reading order.
+    #[cfg(test)]
+    fn all(self) -> Vec<Target> {
+        let mut all = self.urgent;
+        all.extend(self.idle);
+        all
     }
 }
 
@@ -97,13 +102,13 @@ impl Schedule {
         let share = idle_share(idle_count, since, self.idle_interval);
         idle_due.sort_by_key(|(last, _)| *last);
         due.extend(first.into_iter().cloned());
-        let urgent = due.len();
-        due.extend(idle_due.into_iter().take(share).map(|(_, t)| t.clone()));
-        self.reads_saved += (targets.len() - due.len()) as u64;
-        Due {
-            targets: due,
-            urgent,
-        }
+        let idle: Vec<Target> = idle_due
+            .into_iter()
+            .take(share)
+            .map(|(_, t)| t.clone())
+            .collect();
+        self.reads_saved += (targets.len() - due.len() - idle.len()) as u64;
+        Due { urgent: due, idle }
     }
 
     /// Records a successful read. A failed read records nothing: the pipeline keeps the
@@ -232,7 +237,7 @@ mod tests {
         let targets = vec![t("idle"), t("busy"), t("waiting")];
         let waiting = HashSet::from([t("waiting")]);
         assert_eq!(
-            s.due(&targets, &waiting, at(0)).targets.len(),
+            s.due(&targets, &waiting, at(0)).reads(),
             3,
             "never read → all due"
         );
@@ -242,7 +247,7 @@ mod tests {
         let mut reads = HashMap::<String, u32>::new();
         for cycle in 1..=8 {
             let now = at(cycle * 30);
-            for target in s.due(&targets, &waiting, now).targets {
+            for target in s.due(&targets, &waiting, now).all() {
                 *reads.entry(target.pipeline.clone()).or_default() += 1;
                 s.read(&target, target.pipeline == "busy", now);
             }
@@ -261,14 +266,14 @@ mod tests {
         let targets: Vec<Target> = (0..1000).map(|i| t(&format!("p{i:04}"))).collect();
         let none = HashSet::new();
         // The first cycle reads everything at once.
-        for target in s.due(&targets, &none, at(0)).targets {
+        for target in s.due(&targets, &none, at(0)).all() {
             s.read(&target, false, at(0));
         }
         let mut last_read: HashMap<Target, i64> = targets.iter().map(|t| (t.clone(), 0)).collect();
         let mut per_cycle = Vec::new();
         for cycle in 1..=40 {
             let now = cycle * 30;
-            let due = s.due(&targets, &none, at(now)).targets;
+            let due = s.due(&targets, &none, at(now)).all();
             per_cycle.push(due.len());
             for target in due {
                 let gap = now - last_read[&target];
@@ -307,8 +312,8 @@ mod tests {
         s.due(&targets, &waiting, at(60));
         let due = s.due(&targets, &waiting, at(120));
         let names = |ts: &[Target]| ts.iter().map(|t| t.pipeline.clone()).collect::<Vec<_>>();
-        assert_eq!(names(due.urgent()), ["busy", "waiting", "fresh"]);
-        assert_eq!(names(due.idle()), ["idle-old", "idle-new"]);
+        assert_eq!(names(&due.urgent), ["busy", "waiting", "fresh"]);
+        assert_eq!(names(&due.idle), ["idle-old", "idle-new"]);
     }
 
     #[test]
@@ -319,14 +324,14 @@ mod tests {
         s.read(&t("idle"), false, at(0));
         // Reads fail from here on (nothing recorded): the active one is still tried each cycle.
         for cycle in 1..=3 {
-            let due = s.due(&targets, &HashSet::new(), at(cycle * 30)).targets;
+            let due = s.due(&targets, &HashSet::new(), at(cycle * 30)).all();
             assert_eq!(due, vec![t("active")], "cycle {cycle}");
         }
-        assert_eq!(s.due(&targets, &HashSet::new(), at(120)).targets.len(), 2);
+        assert_eq!(s.due(&targets, &HashSet::new(), at(120)).reads(), 2);
         s.retain(&[t("active")]);
         s.read(&t("active"), false, at(120));
         assert_eq!(
-            s.due(&targets, &HashSet::new(), at(150)).targets,
+            s.due(&targets, &HashSet::new(), at(150)).all(),
             vec![t("idle")]
         );
     }

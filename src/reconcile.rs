@@ -6,36 +6,10 @@ use std::collections::{HashMap, HashSet};
 use jiff::{SignedDuration, Timestamp};
 
 use crate::model::{
-    ActionStatus, Approval, ApprovalKey, ObservedApproval, Outcome, PipelineSnapshot, Resolution,
-    Revision, Target,
+    ActionStatus, Approval, ApprovalKey, ObservedApproval, OpenApproval, Outcome, PipelineSnapshot,
+    Resolution, Revision, Target,
 };
 use crate::remind::{ReminderDue, ReminderPolicy, ReminderState};
-
-/// An approval the store holds as still waiting.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OpenApproval {
-    pub id: i64,
-    pub approval: Approval,
-    /// Whether its waiting alert reached Slack; if not, its resolution is not worth telling.
-    pub alert_delivered: bool,
-    pub first_seen: Timestamp,
-    pub reminders_sent: u32,
-    pub last_reminder_at: Option<Timestamp>,
-    pub expiry_warned: bool,
-}
-
-impl OpenApproval {
-    pub fn reminder_state(&self) -> ReminderState {
-        ReminderState {
-            waiting_since: self.approval.waiting_since,
-            first_seen: self.first_seen,
-            expires_at: self.approval.expires_at,
-            sent: self.reminders_sent,
-            last_at: self.last_reminder_at,
-            expiry_warned: self.expiry_warned,
-        }
-    }
-}
 
 /// What a cycle decided.
 #[derive(Debug, Default, PartialEq)]
@@ -149,7 +123,7 @@ pub fn reconcile(input: &Inputs<'_>) -> Plan {
                 // Nobody is reminded of an approval they were never told about.
                 Judgement::StillWaiting if o.alert_delivered => {
                     let policy = (input.policy)(&key.pipeline);
-                    if let Some(due) = policy.due(&o.reminder_state(), now) {
+                    if let Some(due) = policy.due(&ReminderState::of(o), now) {
                         plan.reminders.push(Reminder {
                             id: o.id,
                             approval: o.approval.clone(),
@@ -355,6 +329,8 @@ mod tests {
                 reminders_sent: 0,
                 last_reminder_at: None,
                 expiry_warned: false,
+                messages_pending: 0,
+                messages_failed: 0,
             })
             .collect()
     }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::schedule::WorkingHours;
+use crate::model::OpenApproval;
+use crate::working_hours::WorkingHours;
 
 /// A Slack mention that pings: `<!subteam^ID>`, `<@U…>`, `<!here>`… (several, space-separated).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +102,19 @@ pub struct ReminderState {
     pub sent: u32,
     pub last_at: Option<Timestamp>,
     pub expiry_warned: bool,
+}
+
+impl ReminderState {
+    pub fn of(open: &OpenApproval) -> Self {
+        Self {
+            waiting_since: open.approval.waiting_since,
+            first_seen: open.first_seen,
+            expires_at: open.approval.expires_at,
+            sent: open.reminders_sent,
+            last_at: open.last_reminder_at,
+            expiry_warned: open.expiry_warned,
+        }
+    }
 }
 
 /// A reminder to send now.
@@ -213,7 +227,7 @@ impl ReminderPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schedule::WorkingHours;
+    use crate::working_hours::WorkingHours;
     use jiff::tz::TimeZone;
 
     const MIN: u64 = 60;

@@ -8,6 +8,7 @@
 use jiff::{SignedDuration, Timestamp, tz::TimeZone};
 use serde_json::{Value, json};
 
+use crate::config::MessageOverrides;
 use crate::model::{Approval, ApprovalKey, DEFAULT_ACCOUNT, Outcome, Resolution, Revision};
 use crate::remind::{Mention, ReminderDue};
 
@@ -240,6 +241,20 @@ pub fn with_mentions(mut message: Value, mentions: &[&Mention]) -> Value {
         blocks.truncate(MAX_BLOCKS);
     }
     message
+}
+
+/// The body actually posted: a rendered message plus the route's legacy-webhook overrides
+/// (`username`, `icon_emoji`, `channel`).
+pub fn with_overrides(message: &Value, overrides: &MessageOverrides) -> Value {
+    let mut payload = message.clone();
+    if let Some(obj) = payload.as_object_mut() {
+        for (key, value) in overrides.fields() {
+            if let Some(value) = value {
+                obj.insert(key.to_owned(), value.into());
+            }
+        }
+    }
+    payload
 }
 
 /// The pipeline's page in the CodePipeline console.
@@ -627,6 +642,19 @@ fn cut_point(s: &str, max: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overrides_are_added_to_the_payload() {
+        let overrides = MessageOverrides {
+            username: Some("CodePipeline".into()),
+            icon_emoji: None,
+            channel: Some("#deployments".into()),
+        };
+        assert_eq!(
+            with_overrides(&serde_json::json!({"text": "hi"}), &overrides),
+            serde_json::json!({"text": "hi", "username": "CodePipeline", "channel": "#deployments"})
+        );
+    }
 
     const TOKEN: &str = "0c35520a-b7e6-403d-ba3f-e02120b524c3";
     const COMMIT: &str = "8f2b1e4c9d0a7b6c5d4e3f2a1b0c9d8e7f6a5b4c";

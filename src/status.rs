@@ -8,19 +8,60 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::model::DEFAULT_ACCOUNT;
+use crate::model::{DEFAULT_ACCOUNT, OpenApproval};
 use crate::remind::ReminderState;
 use crate::render::humanize;
-use crate::store::{FailedRow, Store, StoreError, WaitingRow};
+use crate::store::{FailedRow, Store, StoreError};
 
+/// One waiting approval as `status` shows it (the JSON keys are documented in the README).
 #[derive(Debug, Serialize)]
 pub struct Waiting {
-    #[serde(flatten)]
-    pub row: WaitingRow,
+    pub account: String,
+    pub region: String,
+    pub pipeline: String,
+    pub stage: String,
+    pub action: String,
+    pub token: String,
+    pub waiting_since: Timestamp,
+    pub expires_at: Timestamp,
+    pub first_seen: Timestamp,
+    pub alerts_sent: u32,
+    pub reminders_sent: u32,
+    pub last_reminder_at: Option<Timestamp>,
+    pub expiry_warned: bool,
+    pub messages_pending: u32,
+    pub messages_failed: u32,
     /// The route its messages take.
     pub route: String,
     /// When the next reminder is expected, working hours included.
     pub next_reminder: Option<Timestamp>,
+}
+
+impl Waiting {
+    fn new(config: &Config, open: OpenApproval, now: Timestamp) -> Self {
+        let route = config.route_for(&open.approval.key.pipeline);
+        let next_reminder = route.reminders.next_at(&ReminderState::of(&open), now);
+        let key = open.approval.key;
+        Self {
+            account: key.account,
+            region: key.region,
+            pipeline: key.pipeline,
+            stage: key.stage,
+            action: key.action,
+            token: key.token,
+            waiting_since: open.approval.waiting_since,
+            expires_at: open.approval.expires_at,
+            first_seen: open.first_seen,
+            alerts_sent: u32::from(open.alert_delivered),
+            reminders_sent: open.reminders_sent,
+            last_reminder_at: open.last_reminder_at,
+            expiry_warned: open.expiry_warned,
+            messages_pending: open.messages_pending,
+            messages_failed: open.messages_failed,
+            route: route.name.clone(),
+            next_reminder,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -28,6 +69,7 @@ pub struct Status {
     pub state_path: PathBuf,
     /// False when the database does not exist yet.
     pub database: bool,
+    /// Oldest first.
     pub waiting: Vec<Waiting>,
     pub failed_messages: Vec<FailedRow>,
 }
@@ -40,33 +82,18 @@ pub fn collect(
     store: Option<&Store>,
     now: Timestamp,
 ) -> Result<Status, StoreError> {
-    let (rows, failed) = match store {
-        Some(store) => (store.waiting()?, store.failed(FAILED_SHOWN)?),
+    let (mut open, failed) = match store {
+        Some(store) => (store.open_approvals()?, store.failed(FAILED_SHOWN)?),
         None => (Vec::new(), Vec::new()),
     };
-    let waiting = rows
-        .into_iter()
-        .map(|row| {
-            let route = config.route_for(&row.pipeline);
-            let state = ReminderState {
-                waiting_since: row.waiting_since,
-                first_seen: row.first_seen,
-                expires_at: row.expires_at,
-                sent: row.reminders_sent,
-                last_at: row.last_reminder_at,
-                expiry_warned: row.expiry_warned,
-            };
-            Waiting {
-                next_reminder: route.reminders.next_at(&state, now),
-                route: route.name.clone(),
-                row,
-            }
-        })
-        .collect();
+    open.sort_by_key(|o| (o.approval.waiting_since, o.id));
     Ok(Status {
         state_path: config.state_path.clone(),
         database: store.is_some(),
-        waiting,
+        waiting: open
+            .into_iter()
+            .map(|o| Waiting::new(config, o, now))
+            .collect(),
         failed_messages: failed,
     })
 }
@@ -94,14 +121,13 @@ pub fn text(status: &Status, now: Timestamp) -> String {
             "{:<24} {:<32} {:<20} {:<20} {:<21} {:>6} {:>9} NOTES",
             "PIPELINE", "STAGE", "ACTION", "REGION", "WAITING SINCE", "ALERTS", "REMINDERS"
         );
-        for w in &status.waiting {
-            let row = &w.row;
+        for row in &status.waiting {
             let mut notes = vec![format!(
                 "waited {}",
                 humanize(now.duration_since(row.waiting_since))
             )];
             notes.push(format!("expires {}", minutes(row.expires_at)));
-            match w.next_reminder {
+            match row.next_reminder {
                 Some(next) => notes.push(format!("next reminder {}", minutes(next))),
                 None => notes.push("no more reminders".to_owned()),
             }
@@ -111,8 +137,8 @@ pub fn text(status: &Status, now: Timestamp) -> String {
             if row.messages_failed > 0 {
                 notes.push(format!("{} refused by Slack", row.messages_failed));
             }
-            if w.route != crate::config::DEFAULT_ROUTE {
-                notes.push(format!("route {}", w.route));
+            if row.route != crate::config::DEFAULT_ROUTE {
+                notes.push(format!("route {}", row.route));
             }
             let region = if row.account == DEFAULT_ACCOUNT {
                 row.region.clone()
@@ -136,15 +162,17 @@ pub fn text(status: &Status, now: Timestamp) -> String {
     if !status.failed_messages.is_empty() {
         let _ = writeln!(out, "messages Slack refused (not retried):");
         for f in &status.failed_messages {
+            let at = f
+                .created_at
+                .map_or_else(|| "an unknown time".to_owned(), minutes);
             let _ = writeln!(
                 out,
-                "  {} {} / {} / {}: {} (at {})",
-                f.kind.as_str(),
+                "  {} {} / {} / {}: {} (at {at})",
+                f.kind,
                 f.pipeline,
                 f.stage,
                 f.action,
                 f.error.as_deref().unwrap_or("unknown error"),
-                minutes(f.created_at),
             );
         }
     }

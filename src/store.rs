@@ -11,8 +11,9 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use rusqlite_migration::{M, Migrations};
 
-use crate::model::{Approval, ApprovalKey, MessageKind, Outcome, Resolution, Revision};
-use crate::reconcile::OpenApproval;
+use crate::model::{
+    Approval, ApprovalKey, MessageKind, OpenApproval, Outcome, Resolution, Revision,
+};
 use crate::remind::ReminderDue;
 
 /// The cause is part of each message (logs print only the top error), so none is also
@@ -107,23 +108,31 @@ const SCHEMA_V3: &str = "
 ALTER TABLE approvals ADD COLUMN account TEXT NOT NULL DEFAULT 'default';
 ";
 
+/// Messages are routed when they are sent (the config says where), so the outbox no longer
+/// records a destination at queue time; order is outbox order within each route.
+const SCHEMA_V4: &str = "
+DROP INDEX outbox_pending;
+ALTER TABLE outbox DROP COLUMN destination;
+CREATE INDEX outbox_pending ON outbox (id) WHERE state = 'pending';
+";
+
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(SCHEMA_V1), M::up(SCHEMA_V2), M::up(SCHEMA_V3)])
+    Migrations::new(vec![
+        M::up(SCHEMA_V1),
+        M::up(SCHEMA_V2),
+        M::up(SCHEMA_V3),
+        M::up(SCHEMA_V4),
+    ])
 }
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 3;
-
-/// The only destination until routing exists; outbox rows carry it so order is per destination.
-pub const DEFAULT_DESTINATION: &str = "default";
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// A message waiting in the outbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxMessage {
     pub id: i64,
-    pub approval_id: i64,
     pub kind: MessageKind,
-    pub destination: String,
     pub payload: serde_json::Value,
     pub attempts: u32,
     pub next_attempt_at: Timestamp,
@@ -135,7 +144,6 @@ pub struct OutboxMessage {
 #[derive(Debug, Clone)]
 pub struct NewMessage {
     pub kind: MessageKind,
-    pub destination: String,
     pub payload: serde_json::Value,
 }
 
@@ -148,36 +156,18 @@ pub struct Changes {
     pub reminders: Vec<(i64, ReminderDue, NewMessage)>,
 }
 
-/// One waiting approval as `status` shows it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct WaitingRow {
-    pub account: String,
-    pub region: String,
-    pub pipeline: String,
-    pub stage: String,
-    pub action: String,
-    pub token: String,
-    pub waiting_since: Timestamp,
-    pub expires_at: Timestamp,
-    pub first_seen: Timestamp,
-    pub alerts_sent: u32,
-    pub reminders_sent: u32,
-    pub last_reminder_at: Option<Timestamp>,
-    pub expiry_warned: bool,
-    pub messages_pending: u32,
-    pub messages_failed: u32,
-}
-
 /// A message Slack refused for good, as `status` shows it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct FailedRow {
     pub pipeline: String,
     pub stage: String,
     pub action: String,
-    pub kind: MessageKind,
+    /// As stored: a corrupt row's kind may be no [`MessageKind`].
+    pub kind: String,
     pub attempts: u32,
     pub error: Option<String>,
-    pub created_at: Timestamp,
+    /// `None` when the stored time is unreadable.
+    pub created_at: Option<Timestamp>,
 }
 
 pub struct Store {
@@ -219,37 +209,47 @@ impl Store {
         })
     }
 
-    /// Opens an existing database without writing to it (`status`, `--dry-run`).
-    /// `Ok(None)` when the file does not exist yet.
+    /// Opens an existing database without writing to it (`status`). `Ok(None)` when the file
+    /// does not exist yet, or has an older schema the daemon will migrate.
     pub fn open_read_only(path: &Path) -> Result<Option<Self>, StoreError> {
-        if !path.exists() {
-            return Ok(None);
+        match connect_read_only(path)? {
+            Some((conn, version)) if version >= SCHEMA_VERSION => Ok(Some(Self {
+                conn,
+                path: path.to_owned(),
+                _lock: None,
+            })),
+            _ => Ok(None),
         }
+    }
+
+    /// A private in-memory copy of the database at `path` (empty when there is none yet),
+    /// migrated to this build's schema: `once --dry-run` runs a real cycle on it, so it
+    /// decides exactly as `once` would, and the file is never written.
+    pub fn open_copy(path: &Path) -> Result<Self, StoreError> {
         let sql = |cause| StoreError::Sqlite {
             path: path.to_owned(),
             cause,
         };
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sql)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(sql)?;
-        let version = check_version(&conn, path)?;
-        if version < SCHEMA_VERSION {
-            // Nothing recorded yet (a fresh file) or an older schema the daemon will migrate.
-            return Ok(None);
+        let mut conn = Connection::open_in_memory().map_err(sql)?;
+        if let Some((file, _)) = connect_read_only(path)? {
+            let backup = rusqlite::backup::Backup::new(&file, &mut conn).map_err(sql)?;
+            backup
+                .run_to_completion(-1, std::time::Duration::ZERO, None)
+                .map_err(sql)?;
         }
-        Ok(Some(Self {
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(sql)?;
+        migrations()
+            .to_latest(&mut conn)
+            .map_err(|cause| StoreError::Migration {
+                path: path.to_owned(),
+                cause,
+            })?;
+        Ok(Self {
             conn,
             path: path.to_owned(),
             _lock: None,
-        }))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        })
     }
 
     fn sql(&self, cause: rusqlite::Error) -> StoreError {
@@ -259,30 +259,37 @@ impl Store {
         }
     }
 
-    /// Approvals recorded as waiting, with whether their alert reached Slack.
+    /// Approvals recorded as waiting, in the order they were found, with what was sent about
+    /// them. A row that cannot be read is logged and left out, never guessed at.
     pub fn open_approvals(&self) -> Result<Vec<OpenApproval>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT a.*, EXISTS (SELECT 1 FROM outbox o WHERE o.approval_id = a.id
-                     AND o.kind = 'alert' AND o.state = 'delivered') AS alert_delivered
+                "SELECT a.*,
+                    EXISTS (SELECT 1 FROM outbox o WHERE o.approval_id = a.id
+                        AND o.kind = 'alert' AND o.state = 'delivered') AS alert_delivered,
+                    (SELECT COUNT(*) FROM outbox o WHERE o.approval_id = a.id
+                        AND o.state = 'pending') AS messages_pending,
+                    (SELECT COUNT(*) FROM outbox o WHERE o.approval_id = a.id
+                        AND o.state = 'failed') AS messages_failed
                  FROM approvals a WHERE a.resolved_ms IS NULL ORDER BY a.id",
             )
             .map_err(|e| self.sql(e))?;
         let rows = stmt
-            .query_map([], |row| {
-                Ok(OpenApproval {
-                    id: row.get("id")?,
-                    approval: approval_from_row(row)?,
-                    alert_delivered: row.get("alert_delivered")?,
-                    first_seen: ms(row.get("first_seen_ms")?),
-                    reminders_sent: row.get("reminders_sent")?,
-                    last_reminder_at: row.get::<_, Option<i64>>("last_reminder_ms")?.map(ms),
-                    expiry_warned: row.get("expiry_warned")?,
-                })
-            })
+            .query_map([], |row| Ok((row.get::<_, i64>("id")?, open_from_row(row))))
             .map_err(|e| self.sql(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+        let mut open = Vec::new();
+        for row in rows {
+            let (id, parsed) = row.map_err(|e| self.sql(e))?;
+            match parsed {
+                Ok(o) => open.push(o),
+                Err(why) => tracing::error!(
+                    state = %self.path.display(),
+                    "approvals row {id} is unreadable ({why}); it is left out: no reminders, no resolution"
+                ),
+            }
+        }
+        Ok(open)
     }
 
     /// Which of these keys were ever recorded, waiting or resolved.
@@ -401,35 +408,39 @@ impl Store {
     }
 
     /// Pending messages in order, due or not, at most `limit`. Delivery keeps order per
-    /// destination, so a message waiting for its retry holds back the ones behind it.
+    /// route, so a message waiting for its retry holds back the ones behind it. A row that
+    /// cannot be read (unknown kind, a payload that is no JSON object, an impossible time) is
+    /// marked failed with the reason and never posted.
     pub fn pending(&self, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT o.id, o.approval_id, o.kind, o.destination, o.payload, o.attempts,
-                        o.next_attempt_ms, a.account, a.region, a.pipeline, a.stage, a.action,
-                        a.token
+                "SELECT o.id, o.kind, o.payload, o.attempts, o.next_attempt_ms, a.account,
+                        a.region, a.pipeline, a.stage, a.action, a.token
                  FROM outbox o JOIN approvals a ON a.id = o.approval_id
                  WHERE o.state = 'pending' ORDER BY o.id LIMIT ?1",
             )
             .map_err(|e| self.sql(e))?;
         let rows = stmt
             .query_map(params![limit], |row| {
-                let kind: String = row.get("kind")?;
-                let payload: String = row.get("payload")?;
-                Ok(OutboxMessage {
-                    id: row.get("id")?,
-                    approval_id: row.get("approval_id")?,
-                    kind: MessageKind::parse(&kind).unwrap_or(MessageKind::Alert),
-                    destination: row.get("destination")?,
-                    payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
-                    attempts: row.get("attempts")?,
-                    next_attempt_at: ms(row.get("next_attempt_ms")?),
-                    key: key_from_row(row)?,
-                })
+                Ok((row.get::<_, i64>("id")?, message_from_row(row)))
             })
             .map_err(|e| self.sql(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+        let mut messages = Vec::new();
+        let mut corrupt = Vec::new();
+        for row in rows {
+            let (id, parsed) = row.map_err(|e| self.sql(e))?;
+            match parsed {
+                Ok(m) => messages.push(m),
+                Err(why) => corrupt.push((id, why)),
+            }
+        }
+        for (id, why) in corrupt {
+            let error = format!("outbox row {id} is corrupt ({why}); not sent");
+            tracing::error!(state = %self.path.display(), "{error}");
+            self.mark_failed(id, &error)?;
+        }
+        Ok(messages)
     }
 
     /// When the next pending message becomes due, over all destinations.
@@ -440,7 +451,15 @@ impl Store {
                 [],
                 |row| row.get::<_, Option<i64>>(0),
             )
-            .map(|v| v.map(ms))
+            // An impossible time is a corrupt row, which `pending` marks failed: due now.
+            .map(|v| v.map(|millis| time(millis).unwrap_or(Timestamp::UNIX_EPOCH)))
+            .map_err(|e| self.sql(e))
+    }
+
+    /// The highest outbox id so far (0 for none).
+    pub fn last_message_id(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM outbox", [], |r| r.get(0))
             .map_err(|e| self.sql(e))
     }
 
@@ -490,47 +509,6 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
-    /// Waiting approvals, oldest first, with what was sent about them.
-    pub fn waiting(&self) -> Result<Vec<WaitingRow>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT a.*,
-                    (SELECT COUNT(*) FROM outbox o WHERE o.approval_id = a.id
-                        AND o.kind = 'alert' AND o.state = 'delivered') AS alerts_sent,
-                    (SELECT COUNT(*) FROM outbox o WHERE o.approval_id = a.id
-                        AND o.state = 'pending') AS messages_pending,
-                    (SELECT COUNT(*) FROM outbox o WHERE o.approval_id = a.id
-                        AND o.state = 'failed') AS messages_failed
-                 FROM approvals a WHERE a.resolved_ms IS NULL
-                 ORDER BY a.waiting_since_ms, a.id",
-            )
-            .map_err(|e| self.sql(e))?;
-        let rows = stmt
-            .query_map([], |row| {
-                let key = key_from_row(row)?;
-                Ok(WaitingRow {
-                    account: key.account,
-                    region: key.region,
-                    pipeline: key.pipeline,
-                    stage: key.stage,
-                    action: key.action,
-                    token: key.token,
-                    waiting_since: ms(row.get("waiting_since_ms")?),
-                    expires_at: ms(row.get("expires_at_ms")?),
-                    first_seen: ms(row.get("first_seen_ms")?),
-                    alerts_sent: row.get("alerts_sent")?,
-                    reminders_sent: row.get("reminders_sent")?,
-                    last_reminder_at: row.get::<_, Option<i64>>("last_reminder_ms")?.map(ms),
-                    expiry_warned: row.get("expiry_warned")?,
-                    messages_pending: row.get("messages_pending")?,
-                    messages_failed: row.get("messages_failed")?,
-                })
-            })
-            .map_err(|e| self.sql(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
-    }
-
     /// Messages Slack refused for good, newest first.
     pub fn failed(&self, limit: u32) -> Result<Vec<FailedRow>, StoreError> {
         let mut stmt = self
@@ -544,15 +522,17 @@ impl Store {
             .map_err(|e| self.sql(e))?;
         let rows = stmt
             .query_map([limit], |row| {
-                let kind: String = row.get("kind")?;
                 Ok(FailedRow {
                     pipeline: row.get("pipeline")?,
                     stage: row.get("stage")?,
                     action: row.get("action")?,
-                    kind: MessageKind::parse(&kind).unwrap_or(MessageKind::Alert),
+                    kind: row.get("kind")?,
                     attempts: row.get("attempts")?,
                     error: row.get("last_error")?,
-                    created_at: ms(row.get("created_ms")?),
+                    created_at: row
+                        .get::<_, i64>("created_ms")
+                        .ok()
+                        .and_then(|millis| time(millis).ok()),
                 })
             })
             .map_err(|e| self.sql(e))?;
@@ -570,6 +550,26 @@ impl Store {
             .close()
             .map_err(|(_, cause)| StoreError::Sqlite { path, cause })
     }
+}
+
+/// A read-only connection to an existing file and its schema version, refusing a newer one.
+fn connect_read_only(path: &Path) -> Result<Option<(Connection, i64)>, StoreError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let sql = |cause| StoreError::Sqlite {
+        path: path.to_owned(),
+        cause,
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sql)?;
+    let version = check_version(&conn, path)?;
+    Ok(Some((conn, version)))
 }
 
 fn take_lock(path: &Path) -> Result<File, StoreError> {
@@ -625,12 +625,11 @@ fn insert_message(
     now_ms: i64,
 ) -> rusqlite::Result<()> {
     tx.execute(
-        "INSERT INTO outbox (approval_id, kind, destination, payload, created_ms, next_attempt_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        "INSERT INTO outbox (approval_id, kind, payload, created_ms, next_attempt_ms)
+         VALUES (?1, ?2, ?3, ?4, ?4)",
         params![
             approval_id,
             message.kind.as_str(),
-            message.destination,
             message.payload.to_string(),
             now_ms
         ],
@@ -638,25 +637,35 @@ fn insert_message(
     .map(drop)
 }
 
-fn ms(millis: i64) -> Timestamp {
-    Timestamp::from_millisecond(millis).unwrap_or(Timestamp::UNIX_EPOCH)
+/// A stored time (milliseconds since the epoch), or why it is no time.
+fn time(millis: i64) -> Result<Timestamp, String> {
+    Timestamp::from_millisecond(millis).map_err(|_| format!("{millis} is not a time"))
 }
 
-fn key_from_row(row: &Row<'_>) -> rusqlite::Result<ApprovalKey> {
+/// A column's value, or why it cannot be read, for rows read one by one.
+fn column<T: rusqlite::types::FromSql>(row: &Row<'_>, name: &str) -> Result<T, String> {
+    row.get(name).map_err(|e| format!("{name}: {e}"))
+}
+
+fn time_column(row: &Row<'_>, name: &str) -> Result<Timestamp, String> {
+    time(column(row, name)?).map_err(|e| format!("{name}: {e}"))
+}
+
+fn key_from_row(row: &Row<'_>) -> Result<ApprovalKey, String> {
     Ok(ApprovalKey {
-        account: row.get("account")?,
-        region: row.get("region")?,
-        pipeline: row.get("pipeline")?,
-        stage: row.get("stage")?,
-        action: row.get("action")?,
-        token: row.get("token")?,
+        account: column(row, "account")?,
+        region: column(row, "region")?,
+        pipeline: column(row, "pipeline")?,
+        stage: column(row, "stage")?,
+        action: column(row, "action")?,
+        token: column(row, "token")?,
     })
 }
 
-fn approval_from_row(row: &Row<'_>) -> rusqlite::Result<Approval> {
-    let revision_id: Option<String> = row.get("revision_id")?;
-    let summary: Option<String> = row.get("revision_summary")?;
-    let url: Option<String> = row.get("revision_url")?;
+fn approval_from_row(row: &Row<'_>) -> Result<Approval, String> {
+    let revision_id: Option<String> = column(row, "revision_id")?;
+    let summary: Option<String> = column(row, "revision_summary")?;
+    let url: Option<String> = column(row, "revision_url")?;
     let revision =
         (revision_id.is_some() || summary.is_some() || url.is_some()).then_some(Revision {
             revision_id,
@@ -665,12 +674,49 @@ fn approval_from_row(row: &Row<'_>) -> rusqlite::Result<Approval> {
         });
     Ok(Approval {
         key: key_from_row(row)?,
-        pipeline_execution_id: row.get("pipeline_execution_id")?,
-        waiting_since: ms(row.get("waiting_since_ms")?),
-        expires_at: ms(row.get("expires_at_ms")?),
-        custom_data: row.get("custom_data")?,
-        external_entity_link: row.get("external_entity_link")?,
+        pipeline_execution_id: column(row, "pipeline_execution_id")?,
+        waiting_since: time_column(row, "waiting_since_ms")?,
+        expires_at: time_column(row, "expires_at_ms")?,
+        custom_data: column(row, "custom_data")?,
+        external_entity_link: column(row, "external_entity_link")?,
         revision,
+    })
+}
+
+fn open_from_row(row: &Row<'_>) -> Result<OpenApproval, String> {
+    Ok(OpenApproval {
+        id: column(row, "id")?,
+        approval: approval_from_row(row)?,
+        first_seen: time_column(row, "first_seen_ms")?,
+        reminders_sent: column(row, "reminders_sent")?,
+        last_reminder_at: column::<Option<i64>>(row, "last_reminder_ms")?
+            .map(time)
+            .transpose()
+            .map_err(|e| format!("last_reminder_ms: {e}"))?,
+        expiry_warned: column(row, "expiry_warned")?,
+        alert_delivered: column(row, "alert_delivered")?,
+        messages_pending: column(row, "messages_pending")?,
+        messages_failed: column(row, "messages_failed")?,
+    })
+}
+
+fn message_from_row(row: &Row<'_>) -> Result<OutboxMessage, String> {
+    let kind: String = column(row, "kind")?;
+    let kind =
+        MessageKind::parse(&kind).ok_or_else(|| format!("kind: {kind:?} is no message kind"))?;
+    let payload: String = column(row, "payload")?;
+    let payload = match serde_json::from_str::<serde_json::Value>(&payload) {
+        Ok(value) if value.is_object() => value,
+        Ok(_) => return Err("payload: not a JSON object".to_owned()),
+        Err(e) => return Err(format!("payload: not JSON ({e})")),
+    };
+    Ok(OutboxMessage {
+        id: column(row, "id")?,
+        kind,
+        payload,
+        attempts: column(row, "attempts")?,
+        next_attempt_at: time_column(row, "next_attempt_ms")?,
+        key: key_from_row(row)?,
     })
 }
 
@@ -730,7 +776,6 @@ mod tests {
     fn message(kind: MessageKind) -> NewMessage {
         NewMessage {
             kind,
-            destination: DEFAULT_DESTINATION.into(),
             payload: serde_json::json!({"text": kind.as_str()}),
         }
     }
@@ -770,8 +815,7 @@ mod tests {
             store.known([&key("t1"), &key("t2")]).unwrap(),
             HashSet::from([key("t1")])
         );
-        let waiting = store.waiting().unwrap();
-        assert_eq!(waiting[0].alerts_sent, 1);
+        assert_eq!(store.open_approvals().unwrap()[0].messages_pending, 0);
     }
 
     #[test]
@@ -924,7 +968,7 @@ mod tests {
         assert_eq!(open.reminders_sent, 1);
         assert_eq!(open.last_reminder_at, Some(later));
         assert!(open.expiry_warned);
-        assert_eq!(store.waiting().unwrap()[0].reminders_sent, 1);
+        assert_eq!(store.open_approvals().unwrap()[0].reminders_sent, 1);
         assert_eq!(store.count_pending().unwrap(), 3);
     }
 }

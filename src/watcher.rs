@@ -1,5 +1,6 @@
-//! One cycle: read every pipeline, decide, record, deliver. Used by `run` on a timer and by
-//! `once`; `observe` alone serves `once --dry-run`.
+//! One cycle: read every pipeline, decide, record, deliver. Used by `run` on a timer, by
+//! `once`, and by `once --dry-run` (on an in-memory copy of the store, capturing instead of
+//! posting, so the dry run decides exactly as `once` would).
 
 use std::collections::{HashMap, HashSet};
 
@@ -8,9 +9,10 @@ use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::{AwsError, CodePipeline, DiscoveryScope, Target};
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::deliver::{Deliverer, DeliveryReport};
-use crate::model::{ApprovalKey, MessageKind, PipelineSnapshot, Revision};
+use crate::deliver::{Captured, Deliverer, DeliveryReport};
+use crate::model::{ApprovalKey, MessageKind, OpenApproval, PipelineSnapshot, Revision};
 use crate::poll::{Discovered, Schedule};
 use crate::reconcile::{self, Plan};
 use crate::remind::Mention;
@@ -21,10 +23,10 @@ use crate::store::{Changes, NewMessage, Store, StoreError};
 const MAX_PENDING_READS: usize = 256;
 
 /// What a cycle's reads gave.
-pub struct Observation {
-    pub plan: Plan,
-    pub snapshots: Vec<PipelineSnapshot>,
-    pub failures: Vec<AwsError>,
+struct Observation {
+    plan: Plan,
+    snapshots: Vec<PipelineSnapshot>,
+    failures: Vec<AwsError>,
 }
 
 /// What one cycle did.
@@ -37,9 +39,13 @@ pub struct CycleReport {
     pub reminders: usize,
     /// Pipelines read this cycle (the others were idle and not due).
     pub reads: usize,
+    /// `[[discover]]` scopes that could not be listed.
+    pub listing_failures: usize,
     pub delivery: DeliveryReport,
     /// Messages still waiting in the outbox after the cycle (retry later, or interrupted).
     pub undelivered: u64,
+    /// The approvals waiting after the cycle: pipeline and since when.
+    pub waiting: Vec<(Target, Timestamp)>,
 }
 
 impl CycleReport {
@@ -54,20 +60,26 @@ impl CycleReport {
         self.delivery.deferred += pass.delivery.deferred;
     }
 
-    /// `once` succeeds only when everything was read and everything due was delivered.
+    /// `once` succeeds only when everything was listed and read and everything due was
+    /// delivered.
     pub fn is_clean(&self) -> bool {
-        self.read_failures == 0 && self.delivery.failed == 0 && self.undelivered == 0
+        self.read_failures == 0
+            && self.listing_failures == 0
+            && self.delivery.failed == 0
+            && self.undelivered == 0
     }
 }
 
-/// Reads the pipelines and decides. `store` is read, never written; `None` = nothing recorded.
-/// `deleted` are pipelines known to be gone.
-pub async fn observe(
+/// Reads `targets` and decides, given the approvals recorded as waiting (`open`, read once
+/// per cycle). `store` is only asked which waiting keys are already known. `deleted` are
+/// pipelines known to be gone.
+async fn observe(
     config: &Config,
     aws: &CodePipeline,
     targets: &[Target],
     deleted: &[Target],
-    store: Option<&Store>,
+    open: &[OpenApproval],
+    store: &Store,
     now: Timestamp,
 ) -> Result<Observation, StoreError> {
     // The budgets pace and cap the calls; this only bounds the futures held at once.
@@ -86,18 +98,11 @@ pub async fn observe(
     }
 
     let waiting = reconcile::waiting_keys(&snapshots);
-    let known = match store {
-        Some(store) => store.known(waiting.iter().map(|(k, _)| k))?,
-        None => HashSet::new(),
-    };
+    let known = store.known(waiting.iter().map(|(k, _)| k))?;
     let revisions = revisions(aws, &waiting, &known).await;
-    let open = match store {
-        Some(store) => store.open_approvals()?,
-        None => Vec::new(),
-    };
     let policy = |pipeline: &str| &config.route_for(pipeline).reminders;
     let plan = reconcile::reconcile(&reconcile::Inputs {
-        open: &open,
+        open,
         snapshots: &snapshots,
         deleted,
         known: &known,
@@ -145,7 +150,7 @@ async fn revisions(
 
 /// One listing of every `[[discover]]` scope, filtered by its globs: each scope's names,
 /// or why it could not be listed.
-pub async fn list_scopes(
+async fn list_scopes(
     config: &Config,
     aws: &CodePipeline,
 ) -> Vec<(DiscoveryScope, Result<Vec<String>, AwsError>)> {
@@ -164,13 +169,12 @@ pub async fn list_scopes(
 }
 
 /// Renders the messages a plan causes, each for its pipeline's route.
-pub fn changes(config: &Config, plan: &Plan, now: Timestamp) -> Changes {
+fn changes(config: &Config, plan: &Plan, now: Timestamp) -> Changes {
     let message = |pipeline: &str, kind, payload, extra: Option<&Mention>| {
         let route = config.route_for(pipeline);
         let mentions: Vec<&Mention> = route.mention.iter().chain(extra).collect();
         NewMessage {
             kind,
-            destination: route.name.clone(),
             payload: render::with_mentions(payload, &mentions),
         }
     };
@@ -217,6 +221,15 @@ pub fn changes(config: &Config, plan: &Plan, now: Timestamp) -> Changes {
     }
 }
 
+/// What a config builds (see `startup`): its AWS clients, the pipelines it names and the
+/// deliverer. A reload swaps them in whole.
+pub struct Parts {
+    pub config: Config,
+    pub aws: CodePipeline,
+    pub targets: Vec<Target>,
+    pub deliverer: Deliverer,
+}
+
 /// The daemon's moving parts, owned together.
 pub struct Watcher {
     config: Config,
@@ -237,6 +250,7 @@ pub struct Watcher {
     over_budget: HashSet<(String, String)>,
     /// When the last periodic summary was logged.
     last_summary: Option<Timestamp>,
+    clock: Clock,
 }
 
 /// How often a cycle summary (reads done and saved) is logged at info.
@@ -248,13 +262,13 @@ const DELETED_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_mins(15);
 const NOT_FOUND: &str = "PipelineNotFoundException";
 
 impl Watcher {
-    pub fn new(
-        config: Config,
-        aws: CodePipeline,
-        targets: Vec<Target>,
-        store: Store,
-        deliverer: Deliverer,
-    ) -> Self {
+    pub fn new(parts: Parts, store: Store, clock: Clock) -> Self {
+        let Parts {
+            config,
+            aws,
+            targets,
+            deliverer,
+        } = parts;
         Self {
             schedule: Schedule::new(config.idle_poll_interval),
             config,
@@ -268,15 +282,16 @@ impl Watcher {
             gone: Vec::new(),
             over_budget: HashSet::new(),
             last_summary: None,
+            clock,
         }
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     pub fn aws(&self) -> &CodePipeline {
@@ -286,6 +301,16 @@ impl Watcher {
     /// Reads skipped because pipelines were idle, since start.
     pub fn reads_saved(&self) -> u64 {
         self.schedule.reads_saved
+    }
+
+    /// What the dry run's deliverer captured instead of posting.
+    pub fn take_captured(&mut self) -> Vec<Captured> {
+        self.deliverer.take_captured()
+    }
+
+    /// The highest outbox id so far: messages above it were queued after this call.
+    pub fn last_message_id(&self) -> Result<i64, StoreError> {
+        self.store.last_message_id()
     }
 
     /// Every pipeline watched: configured, then discovered (without duplicates).
@@ -299,53 +324,62 @@ impl Watcher {
             .collect()
     }
 
-    /// A full cycle at the current time.
+    /// A full cycle at the clock's time.
     pub async fn cycle(&mut self, shutdown: &CancellationToken) -> Result<CycleReport, StoreError> {
-        self.cycle_at(Timestamp::now(), shutdown).await
+        self.cycle_at(self.clock.now(), shutdown).await
     }
 
-    /// A full cycle, deciding as of `now` (tests drive time through here). Shutdown abandons
-    /// the reads (nothing recorded) or stops delivery between messages (the rest stay queued).
+    /// A full cycle, deciding as of `now`. Shutdown abandons the reads (nothing recorded) or
+    /// stops delivery between messages (the rest stay queued).
     pub async fn cycle_at(
         &mut self,
         now: Timestamp,
         shutdown: &CancellationToken,
     ) -> Result<CycleReport, StoreError> {
-        tokio::select! {
-            _ = self.discover(now) => {}
+        let listing_failures = tokio::select! {
+            failures = self.discover(now) => failures,
             _ = shutdown.cancelled() => return Ok(CycleReport::default()),
-        }
+        };
         let targets = self.targets();
-        let waiting: HashSet<Target> = self
-            .store
-            .open_approvals()?
-            .iter()
-            .map(|o| o.approval.key.target())
-            .collect();
+        // The one read of the approvals recorded as waiting; the passes decide from it.
+        let open = self.store.open_approvals()?;
+        let waiting: HashSet<Target> = open.iter().map(|o| o.approval.key.target()).collect();
         let due = self.schedule.due(&targets, &waiting, now);
         let mut deleted = self.deleted(now);
         deleted.extend(self.gone.iter().cloned());
         let mut report = CycleReport {
             pipelines: targets.len(),
-            reads: due.targets.len(),
+            reads: due.reads(),
+            listing_failures,
             ..CycleReport::default()
         };
+        let mut still_open: Vec<(Target, Timestamp)> = open
+            .iter()
+            .map(|o| (o.approval.key.target(), o.approval.waiting_since))
+            .collect();
         // The pipelines that may have an approval waiting are read, recorded and delivered
         // before the idle ones are read: a fleet's idle reads never delay an alert.
-        let Some(urgent) = self.pass(due.urgent(), &deleted, now, shutdown).await? else {
+        let Some((urgent, plan)) = self
+            .pass(&due.urgent, &deleted, &open, now, shutdown)
+            .await?
+        else {
             return Ok(report);
         };
         // Recorded: the vanished pipelines' approvals are resolved now.
         self.gone.clear();
         report.add(&urgent);
-        if !due.idle().is_empty() {
-            let Some(idle) = self.pass(due.idle(), &[], now, shutdown).await? else {
+        apply_plan(&mut still_open, &open, &plan);
+        if !due.idle.is_empty() {
+            // An idle pipeline has no approval recorded as waiting (else it would be urgent).
+            let Some((idle, plan)) = self.pass(&due.idle, &[], &[], now, shutdown).await? else {
                 return Ok(report);
             };
             report.add(&idle);
+            apply_plan(&mut still_open, &open, &plan);
         }
         self.check_budget_fits(&targets);
         report.undelivered = self.store.count_pending()?;
+        report.waiting = still_open;
         if self
             .last_summary
             .is_none_or(|last| now.duration_since(last) >= SUMMARY_EVERY)
@@ -354,7 +388,7 @@ impl Watcher {
             tracing::info!(
                 pipelines = report.pipelines,
                 read = report.reads,
-                waiting = waiting.len(),
+                waiting = report.waiting.len(),
                 reads_saved = self.schedule.reads_saved,
                 undelivered = report.undelivered,
                 "watching; idle pipelines have skipped {} reads since start",
@@ -370,11 +404,12 @@ impl Watcher {
         &mut self,
         due: &[Target],
         deleted: &[Target],
+        open: &[OpenApproval],
         now: Timestamp,
         shutdown: &CancellationToken,
-    ) -> Result<Option<CycleReport>, StoreError> {
+    ) -> Result<Option<(CycleReport, Plan)>, StoreError> {
         let observed = tokio::select! {
-            o = observe(&self.config, &self.aws, due, deleted, Some(&self.store), now) => o?,
+            o = observe(&self.config, &self.aws, due, deleted, open, &self.store, now) => o?,
             _ = shutdown.cancelled() => return Ok(None),
         };
         for s in &observed.snapshots {
@@ -398,23 +433,26 @@ impl Watcher {
             .deliverer
             .deliver_due(&self.store, now, shutdown)
             .await?;
-        Ok(Some(CycleReport {
+        let report = CycleReport {
             read_failures: observed.failures.len(),
             new_approvals: observed.plan.new.len(),
             resolved: observed.plan.resolved.len(),
             reminders: observed.plan.reminders.len(),
             delivery,
             ..CycleReport::default()
-        }))
+        };
+        Ok(Some((report, observed.plan)))
     }
 
-    /// Lists pipelines for `[[discover]]` when due. A failed listing changes nothing.
-    async fn discover(&mut self, now: Timestamp) {
+    /// Lists pipelines for `[[discover]]` when due. A failed listing changes nothing;
+    /// returns how many scopes could not be listed.
+    async fn discover(&mut self, now: Timestamp) -> usize {
         if self.aws.discovery_scopes().is_empty()
             || self.next_discovery.is_some_and(|next| now < next)
         {
-            return;
+            return 0;
         }
+        let mut failures = 0;
         let interval = jiff::SignedDuration::try_from(self.config.discover_interval)
             .unwrap_or(jiff::SignedDuration::from_mins(5));
         self.next_discovery = now.checked_add(interval).ok();
@@ -422,6 +460,7 @@ impl Watcher {
             let selected = match listing {
                 Ok(names) => names,
                 Err(e) => {
+                    failures += 1;
                     tracing::warn!(
                         account = %scope.account,
                         region = %scope.region,
@@ -459,6 +498,7 @@ impl Watcher {
         }
         let targets = self.targets();
         self.schedule.retain(&targets);
+        failures
     }
 
     /// Warns (once, until it fits again) when a budget cannot read its pipelines within
@@ -506,7 +546,7 @@ impl Watcher {
         shutdown: &CancellationToken,
     ) -> Result<DeliveryReport, StoreError> {
         self.deliverer
-            .deliver_due(&self.store, Timestamp::now(), shutdown)
+            .deliver_due(&self.store, self.clock.now(), shutdown)
             .await
     }
 
@@ -570,13 +610,13 @@ impl Watcher {
     /// The store (and its lock) stays open. Pipelines no longer configured (or discovered) are
     /// no longer read, and forgotten here, so their open approvals stay as they are: never
     /// resolved, never reminded. Discovery lists afresh at the next cycle.
-    pub fn reconfigure(
-        &mut self,
-        config: Config,
-        aws: CodePipeline,
-        targets: Vec<Target>,
-        deliverer: Deliverer,
-    ) {
+    pub fn reconfigure(&mut self, parts: Parts) {
+        let Parts {
+            config,
+            aws,
+            targets,
+            deliverer,
+        } = parts;
         if config.idle_poll_interval != self.config.idle_poll_interval {
             self.schedule = Schedule::new(config.idle_poll_interval);
         }
@@ -591,6 +631,18 @@ impl Watcher {
         let old = std::mem::replace(&mut self.deliverer, deliverer);
         self.deliverer.take_over(old);
     }
+}
+
+/// Keeps the list of waiting approvals current after a pass recorded `plan`.
+fn apply_plan(waiting: &mut Vec<(Target, Timestamp)>, open: &[OpenApproval], plan: &Plan) {
+    let resolved: HashSet<i64> = plan.resolved.iter().map(|r| r.id).collect();
+    let gone: HashSet<(Target, Timestamp)> = open
+        .iter()
+        .filter(|o| resolved.contains(&o.id))
+        .map(|o| (o.approval.key.target(), o.approval.waiting_since))
+        .collect();
+    waiting.retain(|w| !gone.contains(w));
+    waiting.extend(plan.new.iter().map(|a| (a.key.target(), a.waiting_since)));
 }
 
 fn log_plan(plan: &Plan) {

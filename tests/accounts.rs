@@ -122,10 +122,14 @@ account = "staging"
 
     // Messages name the account the approval belongs to.
     aws.set_state("payments", Fixture::Waiting);
-    let mut watcher = approval_watch::cli::open_watcher(&config)
-        .await
-        .map_err(|f| format!("{:#}", f.error()))
-        .expect("watcher");
+    let mut watcher = approval_watch::startup::watcher(
+        config.clone(),
+        approval_watch::startup::Mode::Live,
+        approval_watch::clock::Clock::System,
+    )
+    .await
+    .map_err(|e| format!("{e:#}"))
+    .expect("watcher");
     let report = watcher
         .cycle(&CancellationToken::new())
         .await
@@ -141,7 +145,7 @@ account = "staging"
             .unwrap_or_default()
             .contains("(prod, us-east-1)")
     );
-    let waiting = watcher.store().waiting().expect("status");
-    assert_eq!(waiting[0].pipeline, "payments");
+    let waiting = watcher.store().open_approvals().expect("status");
+    assert_eq!(waiting[0].approval.key.pipeline, "payments");
     watcher.close().expect("close");
 }

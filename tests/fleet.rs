@@ -37,10 +37,14 @@ async fn setup(pipelines: &[&str], top: &str, aws_extra: &str, extra: &str) -> S
         "fleet.toml".as_ref(),
     )
     .expect("config");
-    let watcher = approval_watch::cli::open_watcher(&config)
-        .await
-        .map_err(|f| format!("{:#}", f.error()))
-        .expect("watcher");
+    let watcher = approval_watch::startup::watcher(
+        config.clone(),
+        approval_watch::startup::Mode::Live,
+        approval_watch::clock::Clock::System,
+    )
+    .await
+    .map_err(|e| format!("{e:#}"))
+    .expect("watcher");
     Setup {
         aws,
         slack,
@@ -102,7 +106,13 @@ async fn discovery_lists_every_page_filters_and_handles_a_vanished_pipeline_as_d
     assert_eq!(delivered.len(), 2, "{delivered:?}");
     let text = delivered[1]["text"].as_str().unwrap_or_default();
     assert!(text.starts_with("Pipeline deleted: a-web"), "{text}");
-    assert!(s.watcher.store().waiting().expect("status").is_empty());
+    assert!(
+        s.watcher
+            .store()
+            .open_approvals()
+            .expect("status")
+            .is_empty()
+    );
     s.watcher.close().expect("close");
 }
 
@@ -186,7 +196,7 @@ async fn the_budget_paces_calls_and_throttling_is_retried_and_slows_it() {
     let report = cycle(&mut s.watcher, plus(t0(), 90)).await;
     assert_eq!(report.read_failures, 1);
     assert_eq!(report.resolved, 0);
-    assert_eq!(s.watcher.store().waiting().expect("status").len(), 1);
+    assert_eq!(s.watcher.store().open_approvals().expect("status").len(), 1);
     s.watcher.close().expect("close");
 }
 

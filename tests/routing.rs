@@ -137,10 +137,14 @@ name = "web-app"
         "routing-test.toml".as_ref(),
     )
     .expect("config");
-    let mut watcher = approval_watch::cli::open_watcher(&config)
-        .await
-        .map_err(|f| format!("{:#}", f.error()))
-        .expect("watcher");
+    let mut watcher = approval_watch::startup::watcher(
+        config.clone(),
+        approval_watch::startup::Mode::Live,
+        approval_watch::clock::Clock::System,
+    )
+    .await
+    .map_err(|e| format!("{e:#}"))
+    .expect("watcher");
 
     assert_eq!(cycle(&mut watcher, "2025-11-28T17:00:00Z").await, 0);
     assert_eq!(slack.delivered_count(), 1, "the alert");
@@ -184,7 +188,7 @@ name = "web-app"
     let status =
         approval_watch::status::collect(&config, Some(watcher.store()), at("2025-12-01T09:30:00Z"))
             .expect("status");
-    assert_eq!(status.waiting[0].row.reminders_sent, 2);
+    assert_eq!(status.waiting[0].reminders_sent, 2);
     assert_eq!(
         status.waiting[0].next_reminder,
         Some(at("2025-12-01T10:00:00Z"))

@@ -1,5 +1,5 @@
 //! One case (a scenario at one N) in its own process: starts the fake as a child, builds the
-//! real watcher with `cli::open_watcher`, runs a cold cycle, then measures. Prints a
+//! real watcher with `startup::watcher`, runs a cold cycle, then measures. Prints a
 //! [`CaseResult`] as one JSON line on stdout.
 
 use std::fmt::Write as _;
@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use approval_watch::config::Config;
 use approval_watch::watcher::{CycleReport, Watcher};
 use tokio::time::Instant;
@@ -158,9 +158,12 @@ async fn measure(spec: &CaseSpec, port: u16) -> anyhow::Result<CaseResult> {
     let base = format!("http://127.0.0.1:{port}");
     let dir = tempfile::tempdir()?;
     let config = Config::parse(&config_text(spec, &base, dir.path()), "bench.toml".as_ref())?;
-    let mut watcher = approval_watch::cli::open_watcher(&config)
-        .await
-        .map_err(|f| anyhow!("{:#}", f.error()))?;
+    let mut watcher = approval_watch::startup::watcher(
+        config.clone(),
+        approval_watch::startup::Mode::Live,
+        approval_watch::clock::Clock::System,
+    )
+    .await?;
     let control = Control {
         http: reqwest::Client::new(),
         base,

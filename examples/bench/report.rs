@@ -301,7 +301,7 @@ fn render(
     );
     let _ = writeln!(
         out,
-        "- The real poller (`cli::open_watcher`, `Watcher::cycle`: AWS SDK over HTTP, SQLite, Slack \
+        "- The real poller (`startup::watcher`, `Watcher::cycle`: AWS SDK over HTTP, SQLite, Slack \
          client) against a fake CodePipeline + Slack in another process, {} ms per call. \
          CPU time and peak RSS are the poller process's alone{}.\n",
         o.latency_ms,

@@ -13,7 +13,6 @@ pub(super) struct LastCycle {
     pub took: Duration,
     pub error: Option<String>,
     pub report: CycleReport,
-    pub waiting: usize,
 }
 
 impl LastCycle {
@@ -23,10 +22,10 @@ impl LastCycle {
             return "starting: first cycle running".to_owned();
         };
         let ago = seconds(finished.elapsed());
+        let waiting = self.report.waiting.len();
         let mut s = format!(
-            "{} approval{} waiting, last cycle {ago} ago",
-            self.waiting,
-            if self.waiting == 1 { "" } else { "s" }
+            "{waiting} approval{} waiting, last cycle {ago} ago",
+            if waiting == 1 { "" } else { "s" }
         );
         if let Some(e) = &self.error {
             s = format!("{s} FAILED: {e}");
@@ -70,13 +69,21 @@ mod tests {
         assert_eq!(last.status(), "starting: first cycle running");
         last.finished = Some(Instant::now());
         last.took = Duration::from_millis(1234);
-        last.waiting = 3;
+        let approval = (
+            crate::model::Target {
+                account: "default".into(),
+                region: "eu-west-1".into(),
+                pipeline: "web-app".into(),
+            },
+            jiff::Timestamp::UNIX_EPOCH,
+        );
+        last.report.waiting = vec![approval.clone(); 3];
         let s = last.status();
         assert!(
             s.starts_with("3 approvals waiting, last cycle 0.0 s ago (took 1.2 s)"),
             "{s}"
         );
-        last.waiting = 1;
+        last.report.waiting = vec![approval];
         last.report.read_failures = 1;
         last.report.pipelines = 4;
         last.report.undelivered = 2;

@@ -1,21 +1,25 @@
 //! The `run` loop: a cycle every `poll_interval`, outbox retries in between, until shutdown.
 //! It also talks to systemd ([`Notifier`]: ready, status, watchdog, stopping), reloads the
-//! config on SIGHUP, and keeps the [`metrics`](crate::metrics) gauges current.
+//! config when asked (SIGHUP, through the CLI), and keeps the [`metrics`](crate::metrics)
+//! gauges current. Time comes from a [`Clock`] and tokio's timers, so a test can run the loop
+//! in-process on paused time.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::Timestamp;
-use tokio::signal::unix::Signal;
+use futures_util::{Stream, StreamExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::metrics::{self, CycleOutcome};
-use crate::notify::Notifier;
+use crate::model::Target;
 use crate::store::StoreError;
+use crate::systemd::Notifier;
 use crate::watcher::Watcher;
 
 mod last_cycle;
@@ -33,29 +37,17 @@ const MIN_WAKE: Duration = Duration::from_millis(250);
 /// a system call) stops pinging at once, since the pings come from the loop's own task.
 const STALL_LIMIT: Duration = Duration::from_secs(15 * 60);
 
+/// Requests to re-read the config (SIGHUP in the daemon).
+pub type Reloads = Pin<Box<dyn Stream<Item = ()> + Send>>;
+
 /// What `run` needs besides the watcher.
 pub struct Options {
-    pub poll_interval: Duration,
     /// systemd notifications; [`Notifier::default`] sends nothing.
     pub notifier: Arc<Notifier>,
-    /// SIGHUP: re-read the config at `config_path`. `None`: no reloads.
-    pub reload: Option<Reload>,
-}
-
-pub struct Reload {
-    pub signal: Signal,
+    /// Each item re-reads the config at `config_path`.
+    pub reloads: Reloads,
     pub config_path: PathBuf,
-}
-
-impl Options {
-    /// Just a timer: no systemd, no reloads.
-    pub fn new(poll_interval: Duration) -> Self {
-        Self {
-            poll_interval,
-            notifier: Arc::new(Notifier::default()),
-            reload: None,
-        }
-    }
+    pub clock: Clock,
 }
 
 /// Runs until `shutdown` is cancelled, then closes the database. A failing cycle (a full disk,
@@ -70,14 +62,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), StoreError> {
     let Options {
-        mut poll_interval,
         notifier,
-        reload: reloads,
+        mut reloads,
+        config_path,
+        clock,
     } = options;
-    let (mut hangups, config_path) = match reloads {
-        Some(r) => (Some(r.signal), Some(r.config_path)),
-        None => (None, None),
-    };
+    let mut poll_interval = watcher.config().poll_interval;
     {
         let notifier = notifier.clone();
         let shutdown = shutdown.clone();
@@ -133,7 +123,7 @@ pub async fn run(
             }
             last.finished = Some(Instant::now());
             last.took = took;
-            last.waiting = refresh_waiting(&watcher, last.report.undelivered);
+            refresh_waiting(&watcher, &last.report);
             notifier.status(&last.status());
             // Ticks keep their rhythm; a cycle longer than the interval is followed at once.
             next_poll = (started + poll_interval).max(Instant::now());
@@ -162,7 +152,7 @@ pub async fn run(
         }
         let mut wake = match watcher.next_due() {
             Ok(_) if store_failing => next_poll,
-            Ok(Some(due)) => next_poll.min(instant_of(due).max(Instant::now() + MIN_WAKE)),
+            Ok(Some(due)) => next_poll.min(clock.instant_of(due).max(Instant::now() + MIN_WAKE)),
             Ok(None) => next_poll,
             Err(e) => {
                 tracing::error!("cannot read the outbox: {e}");
@@ -172,27 +162,18 @@ pub async fn run(
         if let Some(at) = next_ping {
             wake = wake.min(at);
         }
-        let hup = async {
-            match hangups.as_mut() {
-                Some(signal) => signal.recv().await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             _ = tokio::time::sleep_until(wake) => {}
             _ = shutdown.cancelled() => {}
-            Some(()) = hup => {
-                let Some(path) = config_path.as_deref() else {
-                    continue;
-                };
+            Some(()) = reloads.next() => {
                 notifier.reloading();
-                if reload(&mut watcher, path).await {
+                if reload(&mut watcher, &config_path, clock).await {
                     poll_interval = watcher.config().poll_interval;
                     metrics.set_poll_interval(poll_interval);
                     // Poll at once: new pipelines are read now, not a whole interval later.
                     next_poll = Instant::now();
                 }
-                last.waiting = refresh_waiting(&watcher, last.report.undelivered);
+                refresh_waiting(&watcher, &last.report);
                 notifier.ready(&last.status());
             }
         }
@@ -235,15 +216,8 @@ async fn pinging<T>(
     }
 }
 
-/// Reads the approvals waiting from the database into the metrics; returns how many wait.
-fn refresh_waiting(watcher: &Watcher, undelivered: u64) -> usize {
-    let rows = match watcher.store().waiting() {
-        Ok(rows) => rows,
-        Err(e) => {
-            tracing::warn!("cannot count the approvals waiting: {e}");
-            return 0;
-        }
-    };
+/// Sets the metrics' waiting gauges from the approvals the last cycle left waiting.
+fn refresh_waiting(watcher: &Watcher, report: &crate::watcher::CycleReport) {
     let config = watcher.config();
     let mut by_pipeline: BTreeMap<(String, String), u64> = BTreeMap::new();
     for p in &config.pipelines {
@@ -252,22 +226,20 @@ fn refresh_waiting(watcher: &Watcher, undelivered: u64) -> usize {
             by_pipeline.insert((p.name.clone(), region), 0);
         }
     }
-    for row in &rows {
+    for (
+        Target {
+            pipeline, region, ..
+        },
+        _,
+    ) in &report.waiting
+    {
         *by_pipeline
-            .entry((row.pipeline.clone(), row.region.clone()))
+            .entry((pipeline.clone(), region.clone()))
             .or_default() += 1;
     }
     metrics::global().set_waiting(metrics::Waiting {
         by_pipeline,
-        oldest_since: rows.iter().map(|r| r.waiting_since).min(),
-        undelivered,
+        oldest_since: report.waiting.iter().map(|(_, since)| *since).min(),
+        undelivered: report.undelivered,
     });
-    rows.len()
-}
-
-/// A wall-clock time as a point on tokio's clock.
-fn instant_of(at: Timestamp) -> Instant {
-    let now = Timestamp::now();
-    let ahead = at.duration_since(now);
-    Instant::now() + Duration::try_from(ahead).unwrap_or(Duration::ZERO)
 }

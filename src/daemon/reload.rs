@@ -1,19 +1,18 @@
 //! SIGHUP: re-read the config and swap it into the running watcher, or keep the old one.
 
+use std::path::Path;
+
+use crate::clock::Clock;
 use crate::metrics;
+use crate::startup;
 use crate::watcher::Watcher;
 
-/// SIGHUP: a new config, its AWS clients and its Slack destinations, swapped in whole; the
-/// database stays open. Any problem keeps the current config. Returns whether it was applied.
-pub(super) async fn reload(watcher: &mut Watcher, path: &std::path::Path) -> bool {
+/// A new config, its AWS clients and its Slack routes, swapped in whole; the database stays
+/// open. Any problem keeps the current config. Returns whether it was applied.
+pub(super) async fn reload(watcher: &mut Watcher, path: &Path, clock: Clock) -> bool {
     tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
-    let crate::cli::Built {
-        config,
-        aws,
-        targets,
-        deliverer,
-    } = match crate::cli::reload_parts(path).await {
-        Ok(loaded) => loaded,
+    let parts = match startup::reload(path, clock).await {
+        Ok(parts) => parts,
         Err(e) => {
             tracing::error!(
                 config = %path.display(),
@@ -23,7 +22,7 @@ pub(super) async fn reload(watcher: &mut Watcher, path: &std::path::Path) -> boo
             return false;
         }
     };
-    let old = watcher.config();
+    let (old, config) = (watcher.config(), &parts.config);
     if config.state_path != old.state_path {
         tracing::warn!(
             "state_path changed; the daemon keeps {} open until it restarts",
@@ -36,7 +35,7 @@ pub(super) async fn reload(watcher: &mut Watcher, path: &std::path::Path) -> boo
     let names = |c: &crate::config::Config| -> Vec<String> {
         c.pipelines.iter().map(|p| p.name.clone()).collect()
     };
-    let (before, after) = (names(old), names(&config));
+    let (before, after) = (names(old), names(config));
     let added: Vec<&String> = after.iter().filter(|p| !before.contains(p)).collect();
     let removed: Vec<&String> = before.iter().filter(|p| !after.contains(p)).collect();
     tracing::info!(
@@ -46,7 +45,7 @@ pub(super) async fn reload(watcher: &mut Watcher, path: &std::path::Path) -> boo
         poll_interval = %humantime::format_duration(config.poll_interval),
         "config reloaded; approvals of removed pipelines stay as they are"
     );
-    watcher.reconfigure(config, aws, targets, deliverer);
+    watcher.reconfigure(parts);
     metrics::global().reload(true);
     true
 }

@@ -1,0 +1,80 @@
+//! Assembly: from a validated config to the running parts — secrets read, AWS clients per
+//! account and region, the Slack deliverer, the store — with every problem found before
+//! anything happens. Start-up, SIGHUP and the dry run build through here, so a reload builds
+//! exactly what a start would.
+
+use std::path::Path;
+
+use crate::aws::{CodePipeline, SetupError};
+use crate::clock::Clock;
+use crate::config::{Config, ConfigError};
+use crate::deliver::{Deliverer, Transport};
+use crate::slack::SlackClient;
+use crate::store::{Store, StoreError};
+use crate::watcher::{Parts, Watcher};
+
+/// Why the parts could not be built. Config problems (exit 2) are told apart from the rest.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Aws(#[from] SetupError),
+    #[error("cannot build the HTTP client for Slack: {0}")]
+    HttpClient(reqwest::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl StartupError {
+    /// A problem the operator fixes in the config (exit 2), as opposed to one at run time.
+    pub fn is_config(&self) -> bool {
+        matches!(self, Self::Config(_) | Self::Aws(_))
+    }
+}
+
+/// How the watcher's messages leave and where its state lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Post to Slack; the state database at `state_path`, locked for this process.
+    Live,
+    /// Capture instead of posting; an in-memory copy of the state database (`--dry-run`).
+    DryRun,
+}
+
+/// Builds what `config` needs besides the store: AWS clients, configured pipelines, deliverer.
+pub async fn parts(config: Config, mode: Mode, clock: Clock) -> Result<Parts, StartupError> {
+    let transport = match mode {
+        Mode::Live => {
+            let client = SlackClient::new().map_err(StartupError::HttpClient)?;
+            Transport::slack(client, &config)?
+        }
+        Mode::DryRun => Transport::Capture(Vec::new()),
+    };
+    let (aws, targets) = CodePipeline::connect(&config).await?;
+    let deliverer = Deliverer::new(transport, &config, clock);
+    Ok(Parts {
+        config,
+        aws,
+        targets,
+        deliverer,
+    })
+}
+
+/// The watcher for `config`: parts first (so a bad secret or account fails before the
+/// database is touched), then the store.
+pub async fn watcher(config: Config, mode: Mode, clock: Clock) -> Result<Watcher, StartupError> {
+    let state_path = config.state_path.clone();
+    let parts = parts(config, mode, clock).await?;
+    let store = match mode {
+        Mode::Live => Store::open(&state_path)?,
+        Mode::DryRun => Store::open_copy(&state_path)?,
+    };
+    Ok(Watcher::new(parts, store, clock))
+}
+
+/// SIGHUP: the config at `path` read again and its parts built, for the running watcher.
+pub async fn reload(path: &Path, clock: Clock) -> Result<Parts, StartupError> {
+    let config = Config::load(path)?;
+    parts(config, Mode::Live, clock).await
+}
