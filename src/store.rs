@@ -8,12 +8,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use rusqlite::{Connection, OpenFlags, Row, params};
 use rusqlite_migration::{M, Migrations};
 
-use crate::model::{
-    Approval, ApprovalKey, MessageKind, OpenApproval, Outcome, Resolution, Revision,
-};
+use crate::model::{Approval, ApprovalKey, MessageKind, OpenApproval, Resolution, Revision};
 use crate::remind::ReminderDue;
 
 /// The cause is part of each message (logs print only the top error), so none is also
@@ -234,7 +232,7 @@ impl Store {
         if let Some((file, _)) = connect_read_only(path)? {
             let backup = rusqlite::backup::Backup::new(&file, &mut conn).map_err(sql)?;
             backup
-                .run_to_completion(-1, std::time::Duration::ZERO, None)
+                .run_to_completion(1024, std::time::Duration::from_millis(5), None)
                 .map_err(sql)?;
         }
         conn.pragma_update(None, "foreign_keys", "ON")
@@ -720,8 +718,14 @@ fn message_from_row(row: &Row<'_>) -> Result<OutboxMessage, String> {
     })
 }
 
-/// Reads a resolution back (tests and future `history`).
-pub fn outcome_of(store: &Store, key: &ApprovalKey) -> Result<Option<Outcome>, StoreError> {
+/// Reads a resolution back.
+#[cfg(test)]
+fn outcome_of(
+    store: &Store,
+    key: &ApprovalKey,
+) -> Result<Option<crate::model::Outcome>, StoreError> {
+    use crate::model::Outcome;
+    use rusqlite::OptionalExtension;
     let outcome: Option<Option<String>> = store
         .conn
         .query_row(
@@ -745,6 +749,93 @@ pub fn outcome_of(store: &Store, key: &ApprovalKey) -> Result<Option<Outcome>, S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Outcome;
+
+    /// One queued alert per token, then `corrupt` applied to the database file.
+    fn store_with_alerts(dir: &Path, tokens: &[&str], corrupt: &str) -> Store {
+        let path = dir.join("s.db");
+        let mut store = Store::open(&path).unwrap();
+        let new = tokens
+            .iter()
+            .map(|t| (approval(t), message(MessageKind::Alert)))
+            .collect();
+        store
+            .record(
+                &Changes {
+                    new,
+                    ..Changes::default()
+                },
+                now(),
+            )
+            .unwrap();
+        store.conn.execute_batch(corrupt).unwrap();
+        store
+    }
+
+    #[test]
+    fn a_corrupt_outbox_row_is_failed_with_its_reason_never_sent() {
+        for (corrupt, reason) in [
+            ("UPDATE outbox SET kind = 'alarm' WHERE id = 1", "kind"),
+            (
+                "UPDATE outbox SET payload = '{not json' WHERE id = 1",
+                "payload",
+            ),
+            ("UPDATE outbox SET payload = 'null' WHERE id = 1", "payload"),
+            (
+                "UPDATE outbox SET next_attempt_ms = 9223372036854775807 WHERE id = 1",
+                "next_attempt_ms",
+            ),
+            (
+                "UPDATE outbox SET next_attempt_ms = 'soon' WHERE id = 1",
+                "next_attempt_ms",
+            ),
+            ("UPDATE outbox SET attempts = -1 WHERE id = 1", "attempts"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = store_with_alerts(dir.path(), &["t1", "t2"], corrupt);
+            let pending = store.pending(10).unwrap();
+            assert_eq!(
+                pending
+                    .iter()
+                    .map(|m| m.key.token.as_str())
+                    .collect::<Vec<_>>(),
+                ["t2"],
+                "{corrupt}"
+            );
+            let failed = store.failed(10).unwrap();
+            assert_eq!(failed.len(), 1, "{corrupt}");
+            let error = failed[0].error.as_deref().unwrap_or_default();
+            assert!(
+                error.contains("outbox row 1 is corrupt") && error.contains(reason),
+                "{corrupt}: {error}"
+            );
+            // Failed for good: not pending any more, and counted against its approval.
+            assert_eq!(store.pending(10).unwrap().len(), 1);
+            assert_eq!(store.open_approvals().unwrap()[0].messages_failed, 1);
+        }
+    }
+
+    #[test]
+    fn a_corrupt_approval_row_is_left_out_not_guessed() {
+        for corrupt in [
+            "UPDATE approvals SET waiting_since_ms = 9223372036854775807 WHERE id = 1",
+            "UPDATE approvals SET expires_at_ms = 'later' WHERE id = 1",
+            "UPDATE approvals SET first_seen_ms = 'yesterday' WHERE id = 1",
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = store_with_alerts(dir.path(), &["t1", "t2"], corrupt);
+            let open = store.open_approvals().unwrap();
+            assert_eq!(
+                open.iter()
+                    .map(|o| o.approval.key.token.as_str())
+                    .collect::<Vec<_>>(),
+                ["t2"],
+                "{corrupt}"
+            );
+            // Still known: it is never announced again as new.
+            assert!(store.known([&key("t1")]).unwrap().contains(&key("t1")));
+        }
+    }
 
     fn key(token: &str) -> ApprovalKey {
         ApprovalKey {

@@ -61,18 +61,14 @@ impl Notifier {
         }
     }
 
-    /// A notifier sending to `path` (tests), with a watchdog ping interval.
-    pub fn to_socket(path: &std::ffi::OsStr, watchdog: Option<Duration>) -> std::io::Result<Self> {
+    /// A notifier sending to `path`, with a watchdog ping interval.
+    #[cfg(test)]
+    fn to_socket(path: &std::ffi::OsStr, watchdog: Option<Duration>) -> std::io::Result<Self> {
         Ok(Self {
             target: Some(connect(path)?),
             watchdog,
             stopping: AtomicBool::new(false),
         })
-    }
-
-    /// Whether anybody is listening.
-    pub fn is_enabled(&self) -> bool {
-        self.target.is_some()
     }
 
     /// How often to send `WATCHDOG=1` (half of `WATCHDOG_USEC`), if the watchdog is on.
@@ -258,7 +254,7 @@ mod tests {
     #[test]
     fn without_a_socket_nothing_happens() {
         let notifier = Notifier::default();
-        assert!(!notifier.is_enabled());
+        assert!(notifier.target.is_none());
         notifier.ready("x");
         notifier.stopping();
         assert_eq!(notifier.watchdog_interval(), None);

@@ -143,11 +143,6 @@ impl CodePipeline {
         &self.scopes
     }
 
-    /// Each (account, region) budget, for logs, metrics and the benchmark.
-    pub fn budgets(&self) -> impl Iterator<Item = (&(String, String), &Budget)> {
-        self.endpoints.iter().map(|(k, e)| (k, e.budget.as_ref()))
-    }
-
     pub fn budget_for(&self, account: &str, region: &str) -> Option<&Budget> {
         self.endpoints
             .get(&(account.to_owned(), region.to_owned()))

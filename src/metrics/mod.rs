@@ -198,7 +198,8 @@ impl Metrics {
     }
 
     /// Pre-registers operations so their counters read 0 before the first call.
-    pub fn register_aws_operations(&self, operations: &[&str]) {
+    #[cfg(test)]
+    fn register_aws_operations(&self, operations: &[&str]) {
         let mut inner = self.lock();
         for op in operations {
             inner.aws_calls.entry((*op).to_owned()).or_default();
