@@ -1,16 +1,18 @@
 //! approval-watch: tells a Slack channel when an AWS CodePipeline manual approval is waiting.
 //!
-//! Data flows one way (see DESIGN.md): [`aws`] reads pipelines → [`reconcile`] decides (pure,
-//! given `now`) → [`store`] records approvals and the outbox in one transaction →
-//! [`deliver`] sends the outbox to Slack through [`slack`]. [`watcher`] runs one cycle of that,
-//! [`daemon`] runs cycles on a timer, [`cli`] is the command line.
+//! Data flows one way (see ARCHITECTURE.md): `aws` reads pipelines → `reconcile` decides (pure,
+//! given `now`) → `store` records approvals and the outbox in one transaction → `deliver`
+//! sends the outbox to Slack through `slack`. [`watcher`] runs one cycle of that, [`daemon`]
+//! runs cycles on a timer, [`startup`] assembles the parts, [`cli`] is the command line.
+//!
+//! Modules are private unless the integration tests, the demo or the benchmark drive them.
 
 pub mod aws;
 mod budget;
 pub mod cli;
 pub mod clock;
 pub mod config;
-mod daemon;
+pub mod daemon;
 mod deliver;
 mod dry_run;
 pub mod logging;
@@ -25,6 +27,6 @@ pub mod startup;
 pub mod status;
 mod store;
 mod summary;
-mod systemd;
+pub mod systemd;
 pub mod watcher;
 mod working_hours;

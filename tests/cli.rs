@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::fixtures::{self, APPROVAL_ACTION, APPROVAL_STAGE, review_link};
-use support::payload::{assert_waiting_alert, find_payload, objects, strings};
+use support::payload::{assert_waiting_alert, find_payload};
 use support::runner::file_fingerprint;
 use support::{Fixture, SOON, TestEnv, WEBHOOK_PATH, WEBHOOK_SECRET, WebhookSource, World};
 
@@ -389,27 +389,17 @@ fn parse_json_output(stdout: &str) -> Value {
 }
 
 /// The smallest object in `status --json` that describes the approval of `pipeline`.
+/// The `waiting` entry of `status --json` for `pipeline`, at the documented place.
 fn status_entry<'a>(json: &'a Value, pipeline: &str) -> Option<&'a serde_json::Map<String, Value>> {
-    objects(json)
-        .into_iter()
-        .filter(|o| {
-            let s = strings(&Value::Object((*o).clone()));
-            s.iter().any(|x| x == pipeline)
-                && s.iter().any(|x| x == APPROVAL_STAGE)
-                && s.iter().any(|x| x == APPROVAL_ACTION)
+    json["waiting"]
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_object)
+        .find(|o| {
+            o["pipeline"] == pipeline
+                && o["stage"] == APPROVAL_STAGE
+                && o["action"] == APPROVAL_ACTION
         })
-        .min_by_key(|o| strings(&Value::Object((*o).clone())).len())
-}
-
-/// All (key, value) pairs inside an object, at any depth.
-fn pairs(o: &serde_json::Map<String, Value>) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    for obj in objects(&Value::Object(o.clone())) {
-        for (k, v) in obj {
-            out.push((k.to_lowercase(), v.clone()));
-        }
-    }
-    out
 }
 
 fn utc_date(epoch: f64) -> String {
@@ -451,27 +441,16 @@ async fn status_lists_waiting_approvals_for_people_and_scripts() {
     let since = w.aws.waiting_since("web-app");
     let entry = status_entry(&json, "web-app")
         .unwrap_or_else(|| panic!("no entry for web-app in {json:#}"));
-    let pairs = pairs(entry);
-    let since_ok = pairs.iter().any(|(k, v)| {
-        k.contains("since")
-            && match v {
-                Value::String(s) => {
-                    s.contains(&utc_date(since))
-                        || s.parse::<jiff::Timestamp>()
-                            .is_ok_and(|t| (t.as_millisecond() as f64 / 1000.0 - since).abs() < 2.0)
-                }
-                Value::Number(n) => {
-                    let n = n.as_f64().unwrap();
-                    (n - since).abs() < 2.0 || (n / 1000.0 - since).abs() < 2.0
-                }
-                _ => false,
-            }
-    });
-    assert!(since_ok, "no waiting-since matching {since} in {entry:#?}");
-    let alerts_ok = pairs
-        .iter()
-        .any(|(k, v)| (k.contains("alert") || k.contains("sent")) && v.as_u64() == Some(1));
-    assert!(alerts_ok, "no count of alerts sent (= 1) in {entry:#?}");
+    let waiting_since: jiff::Timestamp = entry["waiting_since"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no RFC 3339 waiting_since in {entry:#?}"));
+    assert!(
+        (waiting_since.as_millisecond() as f64 / 1000.0 - since).abs() < 2.0,
+        "waiting_since {waiting_since} is not {since} in {entry:#?}"
+    );
+    assert_eq!(entry["alerts_sent"], 1, "{entry:#?}");
+    assert_eq!(entry["reminders_sent"], 0, "{entry:#?}");
     assert!(
         status_entry(&json, "api").is_some(),
         "no entry for api in {json:#}"
@@ -679,4 +658,23 @@ async fn the_secret_never_shows_even_when_slack_rejects_it() {
     w.env.run(&["status", "--json"]).await.assert_code(0);
     w.env.run(&["check-config"]).await.assert_code(0);
     // (The runner checked every output above for the secret.)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_config_file_is_one_clear_error() {
+    let w = World::start(&["web-app"]).await;
+    let missing = w.env.path("nowhere.toml");
+    let out = w
+        .env
+        .run_without_config_flag(&["--config", &missing.display().to_string(), "check-config"])
+        .await;
+    out.assert_code(2);
+    let stderr = out.stderr_plain();
+    assert!(stderr.contains("nowhere.toml"), "{}", out.describe());
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "the cause is said once: {}",
+        out.describe()
+    );
 }
