@@ -4,7 +4,7 @@
 //!
 //!     cargo run --example demo
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::process::ExitCode;

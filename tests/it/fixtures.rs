@@ -1,7 +1,7 @@
 //! Every CodePipeline fixture, served over HTTP by the fake and read by the real SDK through
 //! `approval_watch::aws`, becomes the model the decision logic expects.
 
-mod support;
+use crate::support;
 
 use approval_watch::aws::{CodePipeline, Target};
 use approval_watch::config::Config;
@@ -32,7 +32,7 @@ async fn connect(fake: &FakeCodePipeline) -> (CodePipeline, Target) {
         "fixtures.toml".as_ref(),
     )
     .expect("config");
-    let (client, targets) = CodePipeline::connect(&config).await.expect("connect");
+    let (client, targets) = support::app::connect(&config).await;
     (client, targets.into_iter().next().unwrap())
 }
 
@@ -41,15 +41,9 @@ fn only_approval(s: &PipelineSnapshot) -> &approval_watch::model::ObservedApprov
     &s.approvals[0]
 }
 
-// One test, so the process environment is set before anything reads it.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_fixture_reads_into_the_model() {
-    // SAFETY: the only test in this binary sets these before any SDK code runs.
-    unsafe {
-        std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDTEST");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "secret");
-        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    }
+    support::static_credentials();
     let fake = FakeCodePipeline::with_pipelines(&["web-app"]).await;
     let (aws, target) = connect(&fake).await;
 

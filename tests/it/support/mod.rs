@@ -1,13 +1,15 @@
 //! Test harness: a fake CodePipeline (awsJson1.1), a fake Slack webhook, and a runner for the real
-//! `approval-watch` binary. Shared by the integration tests (`mod support;`) and by
-//! `examples/demo.rs` (`#[path = "../tests/support/mod.rs"] mod support;`); it prints nothing.
+//! `approval-watch` binary. Shared by the integration tests (`tests/it/main.rs`) and by
+//! `examples/demo.rs` (`#[path = "../tests/it/support/mod.rs"] mod support;`); it prints nothing.
 #![allow(dead_code, unused_imports)]
 
+pub mod app;
 pub mod fake_codepipeline;
 pub mod fake_slack;
 pub mod fake_sts;
 pub mod fixtures;
 pub mod flaky_port;
+pub mod isolated;
 pub mod payload;
 pub mod rng;
 pub mod runner;

@@ -1,7 +1,7 @@
 //! The README documents the JSON that `status --json` and `once --dry-run` print; scripts are
 //! written against it. Every key printed is documented, and every key documented is printed.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 

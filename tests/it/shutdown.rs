@@ -3,7 +3,7 @@
 //! database passes `PRAGMA integrity_check`, and what was not sent is still queued (and later
 //! sent once).
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

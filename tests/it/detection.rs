@@ -1,7 +1,7 @@
 //! Detection: which approvals are announced, resolved, re-announced; what is read from AWS and how
 //! often; one broken pipeline does not hold up the others.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,14 +1,13 @@
 //! Routes send each pipeline's messages to its team's webhook; reminders held outside
 //! working hours go out once when they open. Real SDK, real SQLite, real HTTP to fakes.
 
-mod support;
+use crate::support;
 
 use approval_watch::config::Config;
 use jiff::Timestamp;
 use serde_json::Value;
 use support::payload::all_text;
 use support::{FakeCodePipeline, FakeSlack, Fixture, SOON, World};
-use tokio_util::sync::CancellationToken;
 
 const PAYMENTS_MENTION: &str = "<!subteam^S0PAYMENTS>";
 
@@ -90,10 +89,7 @@ fn at(s: &str) -> Timestamp {
 }
 
 async fn cycle(watcher: &mut approval_watch::watcher::Watcher, now: &str) -> usize {
-    let report = watcher
-        .cycle_at(at(now), &CancellationToken::new())
-        .await
-        .expect("cycle");
+    let report = support::app::cycle_at(watcher, at(now)).await;
     assert_eq!(report.read_failures, 0);
     assert_eq!(report.undelivered, 0);
     report.reminders
@@ -137,14 +133,7 @@ name = "web-app"
         "routing-test.toml".as_ref(),
     )
     .expect("config");
-    let mut watcher = approval_watch::startup::watcher(
-        config.clone(),
-        approval_watch::startup::Mode::Live,
-        approval_watch::clock::Clock::System,
-    )
-    .await
-    .map_err(|e| format!("{e:#}"))
-    .expect("watcher");
+    let mut watcher = support::app::open_watcher(&config).await;
 
     assert_eq!(cycle(&mut watcher, "2025-11-28T17:00:00Z").await, 0);
     assert_eq!(slack.delivered_count(), 1, "the alert");
@@ -185,23 +174,19 @@ name = "web-app"
         "waited since Friday: {}",
         reminders[1]
     );
-    let status =
-        approval_watch::status::collect(&config, Some(watcher.store()), at("2025-12-01T09:30:00Z"))
-            .expect("status");
+    let status = support::app::status(&config, &watcher, at("2025-12-01T09:30:00Z"));
     assert_eq!(status.waiting[0].reminders_sent, 2);
     assert_eq!(
         status.waiting[0].next_reminder,
         Some(at("2025-12-01T10:00:00Z"))
     );
     // Asked on Friday evening, the next one is Monday's opening.
-    let friday =
-        approval_watch::status::collect(&config, Some(watcher.store()), at("2025-12-05T18:30:00Z"))
-            .expect("status");
+    let friday = support::app::status(&config, &watcher, at("2025-12-05T18:30:00Z"));
     assert_eq!(
         friday.waiting[0].next_reminder, None,
         "expires Friday 17:00, nothing after"
     );
-    let text = approval_watch::status::text(&status, at("2025-12-01T09:30:00Z"));
+    let text = support::app::status_text(&status, at("2025-12-01T09:30:00Z"));
     assert!(
         text.contains("next reminder 2025-12-01 10:00 UTC"),
         "{text}"

@@ -2,7 +2,7 @@
 //! STATUS, RELOADING, STOPPING) on a `NOTIFY_SOCKET` the test owns, SIGHUP reloads (valid and
 //! invalid), log formats for the journal and for shippers, and `test-slack`.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! of the wrong type or carry values this version does not know. None of them panics, none
 //! resolves an approval falsely or announces one twice, and the other pipelines go on.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! root (or CAP_SYS_ADMIN); elsewhere those two tests print why they are skipped and pass.
 //! (A database from a newer schema is covered in `cli.rs`.)
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! Watching a fleet: discovery with ListPipelines, the request budget, adaptive polling.
 //! Real SDK over HTTP to the fake, real SQLite, time driven through `cycle_at`.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -11,7 +11,6 @@ use jiff::{SignedDuration, Timestamp};
 use support::{
     FakeCodePipeline, FakeSlack, Fixture, GET_PIPELINE_STATE, InjectedError, LIST_PIPELINES,
 };
-use tokio_util::sync::CancellationToken;
 
 struct Setup {
     aws: FakeCodePipeline,
@@ -37,14 +36,7 @@ async fn setup(pipelines: &[&str], top: &str, aws_extra: &str, extra: &str) -> S
         "fleet.toml".as_ref(),
     )
     .expect("config");
-    let watcher = approval_watch::startup::watcher(
-        config.clone(),
-        approval_watch::startup::Mode::Live,
-        approval_watch::clock::Clock::System,
-    )
-    .await
-    .map_err(|e| format!("{e:#}"))
-    .expect("watcher");
+    let watcher = support::app::open_watcher(&config).await;
     Setup {
         aws,
         slack,
@@ -62,9 +54,7 @@ fn plus(t: Timestamp, secs: i64) -> Timestamp {
 }
 
 async fn cycle(w: &mut Watcher, at: Timestamp) -> approval_watch::watcher::CycleReport {
-    w.cycle_at(at, &CancellationToken::new())
-        .await
-        .expect("cycle")
+    support::app::cycle_at(w, at).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

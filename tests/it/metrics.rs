@@ -1,7 +1,7 @@
 //! The Prometheus endpoint of the real binary: `/metrics` parses as the text exposition
 //! format and says what happened; `/healthz` turns 503 when cycles stop succeeding.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -271,7 +271,7 @@ async fn metrics_and_healthz() {
         );
     }
     // The delivery counters are bumped in deliver.rs; check them once the calls are there.
-    if include_str!("../src/deliver.rs").contains("metrics::message_sent") {
+    if include_str!("../../src/deliver.rs").contains("metrics::message_sent") {
         assert!(
             value(
                 &samples,

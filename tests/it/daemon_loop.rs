@@ -1,7 +1,7 @@
 //! The `run` loop driven in-process on tokio's paused clock: hours of daemon time (cycles,
 //! reminders, a reload request) in moments, with the real SDK, SQLite and HTTP to the fakes.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

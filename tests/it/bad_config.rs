@@ -3,7 +3,7 @@
 //! webhooks that are not https, empty values. Each exits 2 with a message naming the key,
 //! touches neither AWS nor Slack, and never panics. (`cli.rs` has the first, smaller set.)
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

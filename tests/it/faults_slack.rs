@@ -4,7 +4,7 @@
 //! long; permanent refusals shown by `status` and the log; Slack error bodies that echo the
 //! webhook URL never reaching a log line or `status`.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -6,7 +6,7 @@
 //! console's and the approval's own ExternalEntityLink and revision URL.
 //! (`render.rs` has the pure, in-process property test.)
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::fake_slack::{SlackRequest, summarize};

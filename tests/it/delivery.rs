@@ -1,7 +1,7 @@
 //! Delivery to Slack: retries after 5xx and 429, no retries after a permanent 4xx, timeouts, pacing,
 //! shutdown, and the outbox's "may repeat, never lose".
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

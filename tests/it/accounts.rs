@@ -1,20 +1,31 @@
 //! Several AWS accounts: the default chain, a named profile, and roles assumed with STS (from
 //! the default chain and from a profile), each pipeline read with its account's credentials.
-//! One test in this binary: it sets the process environment the SDK reads.
+//! The test sets the process environment the SDK reads, so it runs alone in a child process.
 
-mod support;
+use crate::support;
 
-use approval_watch::aws::CodePipeline;
 use approval_watch::config::Config;
 use support::fake_sts::{FakeSts, issued_key};
 use support::{FakeCodePipeline, FakeSlack, Fixture, GET_PIPELINE_STATE};
-use tokio_util::sync::CancellationToken;
 
 const PROD_ROLE: &str = "arn:aws:iam::222222222222:role/approval-watch-reader";
 const STAGING_ROLE: &str = "arn:aws:iam::333333333333:role/approval-watch-reader";
 
-#[tokio::test(flavor = "multi_thread")]
-async fn each_account_reads_with_its_own_credentials() {
+const ALONE: &str = "accounts::each_account_reads_with_its_own_credentials";
+
+#[test]
+fn each_account_reads_with_its_own_credentials() {
+    if !support::isolated::is_alone(ALONE) {
+        return support::isolated::run_alone(ALONE);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(each_account_reads_with_its_own_credentials_alone());
+}
+
+async fn each_account_reads_with_its_own_credentials_alone() {
     let aws = FakeCodePipeline::with_pipelines(&["web-app", "billing", "payments", "ledger"]).await;
     let sts = FakeSts::start().await;
     let slack = FakeSlack::start().await;
@@ -27,7 +38,7 @@ async fn each_account_reads_with_its_own_credentials() {
     .expect("credentials file");
     let config_file = dir.path().join("aws-config");
     std::fs::write(&config_file, "").expect("aws config file");
-    // SAFETY: the only test in this binary; set before any SDK code runs.
+    // SAFETY: this process runs only this test (`support::isolated`); set before any SDK code.
     unsafe {
         std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDDEFAULT");
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "default-secret");
@@ -78,7 +89,7 @@ account = "staging"
     )
     .expect("config");
 
-    let (client, targets) = CodePipeline::connect(&config).await.expect("connect");
+    let (client, targets) = support::app::connect(&config).await;
     for target in &targets {
         client.read(target).await.unwrap_or_else(|e| panic!("{e}"));
     }
@@ -122,18 +133,8 @@ account = "staging"
 
     // Messages name the account the approval belongs to.
     aws.set_state("payments", Fixture::Waiting);
-    let mut watcher = approval_watch::startup::watcher(
-        config.clone(),
-        approval_watch::startup::Mode::Live,
-        approval_watch::clock::Clock::System,
-    )
-    .await
-    .map_err(|e| format!("{e:#}"))
-    .expect("watcher");
-    let report = watcher
-        .cycle(&CancellationToken::new())
-        .await
-        .expect("cycle");
+    let mut watcher = support::app::open_watcher(&config).await;
+    let report = support::app::cycle(&mut watcher).await;
     assert_eq!(report.new_approvals, 1);
     let delivered = slack.delivered();
     assert_eq!(delivered.len(), 1);

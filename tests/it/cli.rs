@@ -1,7 +1,7 @@
 //! The command-line contract: `check-config`, `status [--json]`, `once --dry-run`, usage errors,
 //! where the config comes from, and the state database's version guard.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -11,10 +11,10 @@
 //!   between Slack's answer and the database's mark, so at most one per kill, and each repeat
 //!   is the last request of a killed daemon.
 //!
-//! The counts are printed (`cargo test --test crash -- --nocapture`). `CRASH_SEED` replays a
+//! The counts are printed (`cargo test --test it crash:: -- --nocapture`). `CRASH_SEED` replays a
 //! schedule; `crash_soak` (ignored) runs the long version whose figures the README quotes.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-const README: &str = include_str!("../README.md");
+const README: &str = include_str!("../../README.md");
 
 /// Every `.rs` file under `src/aws/` (the only module that touches the SDK), concatenated.
 fn aws_sources() -> String {

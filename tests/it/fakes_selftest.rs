@@ -1,7 +1,7 @@
 //! The fakes themselves, driven by the real AWS SDK client and a plain HTTP client, so that the
 //! other tests can trust what they serve.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
