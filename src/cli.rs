@@ -1,6 +1,5 @@
 //! The command line: parsing (a contract users' scripts rely on) and each command.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -273,9 +272,8 @@ async fn dry_run(config: Config) -> Result<ExitCode, Failure> {
         .map_err(runtime_error)?;
     let lines = crate::dry_run::lines(&config, store.as_ref(), &observed.plan, now)
         .map_err(runtime_error)?;
-    let mut out = std::io::stdout().lock();
     for line in lines {
-        writeln!(out, "{line}").map_err(runtime_error)?;
+        crate::output::print_line(&line).map_err(runtime_error)?;
     }
     for e in &observed.failures {
         tracing::warn!(pipeline = %e.pipeline, code = %e.code, "cannot read pipeline: {}", e.message);
@@ -288,16 +286,17 @@ async fn dry_run(config: Config) -> Result<ExitCode, Failure> {
 }
 
 async fn check_config(path: &Path, config: Config) -> Result<ExitCode, Failure> {
+    crate::config::check_state_directory(&config.state_path).map_err(config_error)?;
     let webhooks = config
         .all_routes()
         .map(|r| r.resolve_webhook())
         .collect::<Result<Vec<_>, _>>()
         .map_err(config_error)?;
     let (_, targets) = connect(&config).await?;
-    print!(
-        "{}",
-        crate::summary::config_summary(path, &config, &targets, &webhooks)
-    );
+    crate::output::print(&crate::summary::config_summary(
+        path, &config, &targets, &webhooks,
+    ))
+    .map_err(runtime_error)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -309,9 +308,9 @@ fn status(config: Config, json: bool) -> Result<ExitCode, Failure> {
         let doc = serde_json::to_string(&status)
             .context("cannot write the status as JSON")
             .map_err(runtime_error)?;
-        println!("{doc}");
+        crate::output::print_line(&doc).map_err(runtime_error)?;
     } else {
-        print!("{}", crate::status::text(&status, now));
+        crate::output::print(&crate::status::text(&status, now)).map_err(runtime_error)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -325,7 +324,6 @@ async fn test_slack(config: Config) -> Result<ExitCode, Failure> {
         .map_err(runtime_error)?;
     let host = hostname();
     let mut failed = 0;
-    let mut out = std::io::stdout().lock();
     for (destination, route) in destinations.iter().zip(config.all_routes()) {
         let payload = destination
             .overrides
@@ -338,7 +336,7 @@ async fn test_slack(config: Config) -> Result<ExitCode, Failure> {
                 format!("{} ({}): FAILED: {e}", destination.name, route.key)
             }
         };
-        writeln!(out, "{line}").map_err(runtime_error)?;
+        crate::output::print_line(&line).map_err(runtime_error)?;
     }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
@@ -374,6 +372,8 @@ pub fn main() -> ExitCode {
     };
     match runtime.block_on(execute(cli)) {
         Ok(code) => code,
+        // The reader of stdout went away (`| head`): nothing more to say, as other tools do.
+        Err(failure) if crate::output::is_closed_stdout(failure.error()) => ExitCode::SUCCESS,
         Err(failure) => {
             tracing::error!("{:#}", failure.error());
             failure.exit_code()
