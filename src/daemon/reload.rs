@@ -7,6 +7,12 @@ use crate::watcher::Watcher;
 /// database stays open. Any problem keeps the current config. Returns whether it was applied.
 pub(super) async fn reload(watcher: &mut Watcher, path: &std::path::Path) -> bool {
     tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
+    // A FIFO put in the config's place would block this thread, signals and all.
+    if let Err(e) = crate::small_file::ensure_regular(path) {
+        tracing::error!(config = %path.display(), "config reload failed; keeping the current config: {e}");
+        metrics::global().reload(false);
+        return false;
+    }
     let crate::cli::Built {
         config,
         aws,
