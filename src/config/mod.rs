@@ -4,6 +4,7 @@
 
 mod raw;
 mod secret;
+mod state_dir;
 mod toml_error;
 
 use std::collections::HashSet;
@@ -19,6 +20,7 @@ use crate::remind::{Mention, ReminderPolicy};
 use crate::schedule::{self, WorkingHours};
 
 pub use secret::{SecretSource, SecretUrl};
+pub use state_dir::check_state_directory;
 
 /// A config problem, always naming the key it is about.
 #[derive(Debug, thiserror::Error)]
