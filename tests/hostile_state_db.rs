@@ -29,7 +29,8 @@ async fn a_deleted_state_database_is_put_back_and_a_restart_announces_nothing_ag
         .await
     );
 
-    for suffix in ["", "-wal", "-shm"] {
+    // `rm state.db*`: the lock file goes too.
+    for suffix in ["", "-wal", "-shm", ".lock"] {
         std::fs::remove_file(companion(&w, suffix))
             .unwrap_or_else(|e| panic!("remove state.db{suffix}: {e}"));
     }
@@ -54,6 +55,16 @@ async fn a_deleted_state_database_is_put_back_and_a_restart_announces_nothing_ag
             .wait_for_calls(GET_PIPELINE_STATE, "web-app", seen + 2, SOON)
             .await
     );
+    // The lock was taken again: a second daemon is still refused.
+    let second = w.env.spawn_run().wait(SOON).await;
+    assert_ne!(second.code, Some(0), "{}", second.describe());
+    assert!(
+        second
+            .stderr_plain()
+            .contains("in use by another approval-watch"),
+        "{}",
+        second.describe()
+    );
     let restored: Vec<(String, String)> = state_db::outbox(&w.env.state_path)
         .into_iter()
         .map(|r| (r.token, r.state))
@@ -62,7 +73,14 @@ async fn a_deleted_state_database_is_put_back_and_a_restart_announces_nothing_ag
 
     let out = daemon.terminate().await;
     out.assert_code(0);
-    let errors = out.stderr_lines_with(&["ERROR", "deleted or replaced while open"]);
+    assert_eq!(
+        out.stderr_lines_with(&["ERROR", "lock file was deleted or replaced"])
+            .len(),
+        1,
+        "{}",
+        out.describe()
+    );
+    let errors = out.stderr_lines_with(&["ERROR", "the state database was deleted or replaced"]);
     assert_eq!(errors.len(), 1, "{}", out.describe());
     assert!(
         errors[0].contains("state.db deleted") && errors[0].contains("state.db-wal deleted"),
