@@ -18,6 +18,7 @@ use crate::reconcile::{self, Plan};
 use crate::remind::Mention;
 use crate::render;
 use crate::store::{Changes, NewMessage, Store, StoreError};
+use crate::warn_once::WarnOnce;
 
 /// Reads started at once; each then waits for its (account, region) budget.
 const MAX_PENDING_READS: usize = 256;
@@ -117,7 +118,11 @@ async fn observe(
     })
 }
 
-/// `GetPipelineExecution` once per new approval. A failure only costs the alert its revision.
+/// Pipelines whose revision could not be read, warned about once while it lasts.
+static REVISION_UNREADABLE: WarnOnce<Target> = WarnOnce::new();
+
+/// `GetPipelineExecution` once per new approval. A failure only costs the alert its revision,
+/// and is warned about once per pipeline until a revision of it can be read again.
 async fn revisions(
     aws: &CodePipeline,
     waiting: &[(ApprovalKey, Option<String>)],
@@ -129,15 +134,28 @@ async fn revisions(
         .filter_map(|(key, execution)| Some((key, execution.as_deref()?)));
     futures_util::stream::iter(lookups)
         .map(|(key, execution)| async move {
-            match aws.revision(&key.target(), execution).await {
-                Ok(revision) => Some((key.clone(), revision)),
-                Err(e) => {
+            let target = key.target();
+            match aws.revision(&target, execution).await {
+                Ok(revision) => {
+                    if REVISION_UNREADABLE.clear(&target) {
+                        tracing::info!(pipeline = %target.pipeline, region = %target.region, "the revision being deployed can be read again");
+                    }
+                    Some((key.clone(), revision))
+                }
+                Err(e) if REVISION_UNREADABLE.first(target) => {
                     tracing::warn!(
                         pipeline = %e.pipeline,
+                        account = %e.account,
+                        region = %e.region,
+                        operation = e.operation,
                         code = %e.code,
-                        "cannot read the revision being deployed; alerting without it: {}",
+                        "cannot read the revision being deployed; this pipeline's alerts go without it until it can be read (needs codepipeline:GetPipelineExecution): {}",
                         e.message
                     );
+                    None
+                }
+                Err(e) => {
+                    tracing::debug!(pipeline = %e.pipeline, code = %e.code, "still cannot read the revision being deployed");
                     None
                 }
             }
@@ -284,6 +302,10 @@ impl Watcher {
             last_summary: None,
             clock,
         }
+    }
+
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
     }
 
     pub fn config(&self) -> &Config {

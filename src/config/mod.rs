@@ -11,6 +11,7 @@ mod raw;
 mod reminders;
 mod routes;
 mod secret;
+mod state_dir;
 #[cfg(test)]
 mod tests;
 mod toml_error;
@@ -26,6 +27,7 @@ pub use glob::Glob;
 pub use pipelines::{DiscoverConfig, PipelineConfig};
 pub use routes::{DEFAULT_ROUTE, MessageOverrides, Route, route_index};
 pub use secret::{SecretSource, SecretUrl};
+pub use state_dir::check_state_directory;
 
 /// A config problem, always naming the key it is about.
 #[derive(Debug, thiserror::Error)]
