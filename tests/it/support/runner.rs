@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::fake_slack::WEBHOOK_SECRET;
@@ -464,9 +465,19 @@ impl TestEnv {
         let mut child = self.command(&args).spawn().expect("spawn approval-watch");
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
+        let (stdout_grew, _) = watch::channel(());
+        let (stderr_grew, stderr_rx) = watch::channel(());
         let readers = vec![
-            pump(child.stdout.take().expect("stdout"), stdout.clone()),
-            pump(child.stderr.take().expect("stderr"), stderr.clone()),
+            pump(
+                child.stdout.take().expect("stdout"),
+                stdout.clone(),
+                stdout_grew,
+            ),
+            pump(
+                child.stderr.take().expect("stderr"),
+                stderr.clone(),
+                stderr_grew,
+            ),
         ];
         Daemon {
             pid: child.id().expect("pid"),
@@ -475,6 +486,7 @@ impl TestEnv {
             started: Instant::now(),
             stdout,
             stderr,
+            stderr_grew: stderr_rx,
             readers,
         }
     }
@@ -508,7 +520,9 @@ impl TestEnv {
     }
 }
 
-fn pump<R>(mut reader: R, into: Arc<Mutex<String>>) -> JoinHandle<()>
+/// Copies `reader` into `into`, telling `grew` after each chunk; `grew` is dropped at the end
+/// of the stream (the child closed it, normally by exiting).
+fn pump<R>(mut reader: R, into: Arc<Mutex<String>>, grew: watch::Sender<()>) -> JoinHandle<()>
 where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
 {
@@ -517,10 +531,12 @@ where
         loop {
             match reader.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
-                Ok(n) => into
-                    .lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n])),
+                Ok(n) => {
+                    into.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                    grew.send_replace(());
+                }
             }
         }
     })
@@ -534,6 +550,8 @@ pub struct Daemon {
     started: Instant,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
+    /// Changes whenever stderr grows; closed when the child closes stderr.
+    stderr_grew: watch::Receiver<()>,
     readers: Vec<JoinHandle<()>>,
 }
 
@@ -567,18 +585,26 @@ impl Daemon {
             .map(|status| status.code())
     }
 
-    /// Waits until stderr contains `needle` (colour codes removed). False on timeout or exit.
+    /// Waits until stderr contains `needle` (colour codes removed), woken by each new chunk of
+    /// stderr. False on timeout or when the child closes stderr (exits) without it.
     pub async fn wait_for_stderr(&mut self, needle: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if strip_ansi(&self.stderr()).contains(needle) {
-                return true;
+        let mut grew = self.stderr_grew.clone();
+        let stderr = self.stderr.clone();
+        let seen = move || strip_ansi(&stderr.lock().unwrap()).contains(needle);
+        let wait = async {
+            loop {
+                // Mark the current text as seen before looking, so no chunk slips between.
+                grew.borrow_and_update();
+                if seen() {
+                    return;
+                }
+                if grew.changed().await.is_err() {
+                    return;
+                }
             }
-            if Instant::now() >= deadline || self.try_exit_code().is_some() {
-                return strip_ansi(&self.stderr()).contains(needle);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        };
+        let _ = tokio::time::timeout(timeout, wait).await;
+        seen()
     }
 
     /// SIGTERM, then waits for exit (panics after `SHUTDOWN_TIMEOUT`).
