@@ -159,20 +159,9 @@ async fn run(config: Config, config_path: &Path) -> Result<ExitCode, Failure> {
         .await
         .map_err(startup_failure)?;
     if let Some(addr) = metrics_listen {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("metrics.listen: cannot listen on {addr}"))
-            .map_err(runtime_error)?;
-        let local = listener
-            .local_addr()
-            .context("metrics.listen: no local address")
+        let local = crate::metrics::start(addr, crate::metrics::global(), shutdown.clone())
             .map_err(runtime_error)?;
         tracing::info!("metrics on http://{local}/metrics and http://{local}/healthz");
-        tokio::spawn(crate::metrics::serve(
-            listener,
-            crate::metrics::global(),
-            shutdown.clone(),
-        ));
     }
     tracing::info!("approval-watch started");
     let options = crate::daemon::Options {

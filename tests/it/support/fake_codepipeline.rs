@@ -97,6 +97,8 @@ struct PipelineEntry {
     /// the standing one; used before any error or body.
     raw_queued: HashMap<String, VecDeque<(u16, String)>>,
     raw: HashMap<String, (u16, String)>,
+    /// Operations whose raw answers go out chunked, without a `Content-Length`.
+    streamed: std::collections::HashSet<String>,
     /// One-shot extra delays per operation (a slow or hanging answer for this pipeline only).
     delays: HashMap<String, VecDeque<Duration>>,
 }
@@ -119,6 +121,7 @@ impl PipelineEntry {
             queued: HashMap::new(),
             raw_queued: HashMap::new(),
             raw: HashMap::new(),
+            streamed: Default::default(),
             delays: HashMap::new(),
         }
     }
@@ -130,6 +133,8 @@ struct Inner {
     list_page_size: Option<usize>,
     /// `ListPipelines` answers this error while set.
     list_error: Option<InjectedError>,
+    /// `ListPipelines` answers this (status, body) as is while set; before `list_error`.
+    list_raw: Option<(u16, String)>,
     pipelines: HashMap<String, PipelineEntry>,
     calls: HashMap<(String, String), usize>,
     requests: Vec<AwsRequest>,
@@ -342,6 +347,7 @@ impl FakeCodePipeline {
             e.queued.clear();
             e.raw_queued.clear();
             e.raw.clear();
+            e.streamed.clear();
         });
     }
 
@@ -351,6 +357,15 @@ impl FakeCodePipeline {
         self.with_entry(pipeline, |e| {
             e.raw
                 .insert(operation.to_owned(), (status, body.to_owned()));
+        });
+    }
+
+    /// As `set_raw_response`, but the body goes out in chunks of 64 KiB with no
+    /// `Content-Length`, so the client learns its size only by reading it.
+    pub fn set_raw_streamed(&self, operation: &str, pipeline: &str, status: u16, body: &str) {
+        self.set_raw_response(operation, pipeline, status, body);
+        self.with_entry(pipeline, |e| {
+            e.streamed.insert(operation.to_owned());
         });
     }
 
@@ -383,6 +398,11 @@ impl FakeCodePipeline {
     /// `ListPipelines` answers `error` (or pages again with `None`).
     pub fn set_list_error(&self, error: Option<InjectedError>) {
         self.shared.inner.lock().unwrap().list_error = error;
+    }
+
+    /// `ListPipelines` answers `status` with `body` as is (or pages again with `None`).
+    pub fn set_list_raw(&self, raw: Option<(u16, String)>) {
+        self.shared.inner.lock().unwrap().list_raw = raw;
     }
 
     /// Every answer is delayed by `delay` (to see whether pipelines are read concurrently).
@@ -480,10 +500,14 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
         .map(str::to_owned);
     let access_key = access_key_of(&headers);
 
-    let (status, answer, delay, raw) = {
+    let (status, answer, delay, raw, streamed) = {
         let mut inner = shared.inner.lock().unwrap();
         let mut delay = inner.delay;
         let mut raw = None;
+        let mut streamed = false;
+        if operation == LIST_PIPELINES && headers.get(header::AUTHORIZATION).is_some() {
+            raw = inner.list_raw.clone();
+        }
         if let Some(entry) = pipeline
             .as_deref()
             .and_then(|p| inner.pipelines.get_mut(p))
@@ -501,6 +525,7 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
                 .get_mut(&operation)
                 .and_then(VecDeque::pop_front)
                 .or_else(|| entry.raw.get(&operation).cloned());
+            streamed = entry.streamed.contains(&operation);
         }
         let (status, answer) = match &raw {
             Some((status, _)) => (*status, Value::Null),
@@ -520,13 +545,14 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
             access_key,
             status,
         });
-        (status, answer, delay, raw)
+        (status, answer, delay, raw, streamed)
     };
     shared.changed.send_modify(|n| *n += 1);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
     match raw {
+        Some((status, body)) if streamed => streamed_response(status, body),
         Some((status, body)) => raw_response(status, body),
         None => aws_response(status, &answer),
     }
@@ -534,6 +560,22 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
 
 fn raw_response(status: u16, body: String) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/x-amz-json-1.1")],
+        body,
+    )
+        .into_response()
+}
+
+fn streamed_response(status: u16, body: String) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let chunks: Vec<Result<Bytes, std::convert::Infallible>> = body
+        .into_bytes()
+        .chunks(64 * 1024)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    let body = axum::body::Body::from_stream(futures_util::stream::iter(chunks));
     (
         status,
         [(header::CONTENT_TYPE, "application/x-amz-json-1.1")],
