@@ -69,11 +69,10 @@ pub async fn parts(config: Config, mode: Mode, clock: Clock) -> Result<Parts, St
 pub async fn watcher(config: Config, mode: Mode, clock: Clock) -> Result<Watcher, StartupError> {
     let state_path = config.state_path.clone();
     let parts = parts(config, mode, clock).await?;
-    let store = match mode {
-        Mode::Live => Store::open(&state_path)?,
-        Mode::DryRun => Store::open_copy(&state_path)?,
-    };
-    Ok(Watcher::new(parts, store, clock))
+    Ok(match mode {
+        Mode::Live => Watcher::new(parts, Store::open(&state_path)?, clock),
+        Mode::DryRun => Watcher::new(parts, Store::open_copy(&state_path)?, clock).quiet(),
+    })
 }
 
 /// A config file is a few kilobytes; anything near this is not one.

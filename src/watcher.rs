@@ -269,6 +269,9 @@ pub struct Watcher {
     /// When the last periodic summary was logged.
     last_summary: Option<Timestamp>,
     clock: Clock,
+    /// Whether decisions are logged as they are recorded (not in a dry run, which records
+    /// nothing: its output is the messages it prints).
+    narrate: bool,
 }
 
 /// How often a cycle summary (reads done and saved) is logged at info.
@@ -301,7 +304,14 @@ impl Watcher {
             over_budget: HashSet::new(),
             last_summary: None,
             clock,
+            narrate: true,
         }
+    }
+
+    /// Decides and captures without saying so in the logs (the dry run); warnings still show.
+    pub fn quiet(mut self) -> Self {
+        self.narrate = false;
+        self
     }
 
     pub fn store_mut(&mut self) -> &mut Store {
@@ -402,9 +412,10 @@ impl Watcher {
         self.check_budget_fits(&targets);
         report.undelivered = self.store.count_pending()?;
         report.waiting = still_open;
-        if self
-            .last_summary
-            .is_none_or(|last| now.duration_since(last) >= SUMMARY_EVERY)
+        if self.narrate
+            && self
+                .last_summary
+                .is_none_or(|last| now.duration_since(last) >= SUMMARY_EVERY)
         {
             self.last_summary = Some(now);
             tracing::info!(
@@ -450,7 +461,9 @@ impl Watcher {
         self.log_read_failures(&observed.failures, now);
         let changes = changes(&self.config, &observed.plan, now);
         self.store.record(&changes, now)?;
-        log_plan(&observed.plan);
+        if self.narrate {
+            log_plan(&observed.plan);
+        }
         let delivery = self
             .deliverer
             .deliver_due(&self.store, now, shutdown)

@@ -43,13 +43,18 @@ fn printed_keys(value: &Value, keys: &mut BTreeSet<String>) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_json_prints_exactly_the_documented_keys() {
-    let w = World::start(&["web-app", "api"]).await;
-    // One alert delivered (a waiting approval), one refused for good (a failed message).
+    let w = World::start(&["web-app", "api", "db"]).await;
+    // One alert delivered (a waiting approval), one refused for good (a failed message), one
+    // rate-limited (a queue).
     w.aws.set_state("web-app", Fixture::Waiting);
     w.env.once().await.assert_code(0);
     w.slack
         .set_default(SlackResponse::status(404, "no_service"));
     w.aws.set_state("api", Fixture::Waiting);
+    w.env.once().await.assert_code(1);
+    w.slack.set_default(SlackResponse::ok());
+    w.slack.push_response(SlackResponse::rate_limited(60));
+    w.aws.set_state("db", Fixture::Waiting);
     w.env.once().await.assert_code(1);
 
     let out = w.env.run(&["status", "--json"]).await;
@@ -57,7 +62,12 @@ async fn status_json_prints_exactly_the_documented_keys() {
     let json: Value = serde_json::from_str(&out.stdout).expect("status --json is one object");
     assert_eq!(
         json["waiting"].as_array().map(Vec::len),
-        Some(2),
+        Some(3),
+        "{json:#}"
+    );
+    assert_eq!(
+        json["queues"].as_array().map(Vec::len),
+        Some(1),
         "{json:#}"
     );
     assert_eq!(
