@@ -146,7 +146,6 @@ account = "staging"
             .unwrap_or_default()
             .contains("(prod, us-east-1)")
     );
-    let waiting = watcher.store().open_approvals().expect("status");
-    assert_eq!(waiting[0].approval.key.pipeline, "payments");
-    watcher.close().expect("close");
+    assert_eq!(support::app::waiting_pipelines(&watcher), ["payments"]);
+    support::app::close(watcher);
 }

@@ -96,14 +96,8 @@ async fn discovery_lists_every_page_filters_and_handles_a_vanished_pipeline_as_d
     assert_eq!(delivered.len(), 2, "{delivered:?}");
     let text = delivered[1]["text"].as_str().unwrap_or_default();
     assert!(text.starts_with("Pipeline deleted: a-web"), "{text}");
-    assert!(
-        s.watcher
-            .store()
-            .open_approvals()
-            .expect("status")
-            .is_empty()
-    );
-    s.watcher.close().expect("close");
+    assert!(support::app::waiting_pipelines(&s.watcher).is_empty());
+    support::app::close(s.watcher);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -124,7 +118,7 @@ async fn a_failed_listing_keeps_the_pipelines_found_before() {
         assert_eq!(report.pipelines, 1, "cycle {i}");
         assert_eq!(report.resolved, 0);
     }
-    s.watcher.close().expect("close");
+    support::app::close(s.watcher);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -186,8 +180,8 @@ async fn the_budget_paces_calls_and_throttling_is_retried_and_slows_it() {
     let report = cycle(&mut s.watcher, plus(t0(), 90)).await;
     assert_eq!(report.read_failures, 1);
     assert_eq!(report.resolved, 0);
-    assert_eq!(s.watcher.store().open_approvals().expect("status").len(), 1);
-    s.watcher.close().expect("close");
+    assert_eq!(support::app::waiting_pipelines(&s.watcher).len(), 1);
+    support::app::close(s.watcher);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -223,7 +217,7 @@ async fn idle_pipelines_are_read_less_often_than_active_ones() {
         "read at 240 s, then every cycle"
     );
     assert_eq!(s.slack.delivered().len(), 2);
-    s.watcher.close().expect("close");
+    support::app::close(s.watcher);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -292,5 +286,5 @@ async fn slow_idle_reads_do_not_hold_back_a_waiting_pipelines_message() {
     for p in ["quiet-1", "quiet-2", "quiet-3"] {
         assert_eq!(s.aws.calls(GET_PIPELINE_STATE, p), 2, "{p}");
     }
-    s.watcher.close().expect("close");
+    support::app::close(s.watcher);
 }

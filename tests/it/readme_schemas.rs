@@ -65,11 +65,7 @@ async fn status_json_prints_exactly_the_documented_keys() {
         Some(3),
         "{json:#}"
     );
-    assert_eq!(
-        json["queues"].as_array().map(Vec::len),
-        Some(1),
-        "{json:#}"
-    );
+    assert_eq!(json["queues"].as_array().map(Vec::len), Some(1), "{json:#}");
     assert_eq!(
         json["failed_messages"].as_array().map(Vec::len),
         Some(1),

@@ -191,5 +191,5 @@ name = "web-app"
         text.contains("next reminder 2025-12-01 10:00 UTC"),
         "{text}"
     );
-    watcher.close().expect("close");
+    support::app::close(watcher);
 }

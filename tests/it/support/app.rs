@@ -48,3 +48,19 @@ pub fn status(config: &Config, watcher: &Watcher, now: Timestamp) -> Status {
 pub fn status_text(status: &Status, now: Timestamp) -> String {
     approval_watch::status::text(status, now)
 }
+
+/// The pipelines the watcher's database says are waiting, in its order.
+pub fn waiting_pipelines(watcher: &Watcher) -> Vec<String> {
+    watcher
+        .store()
+        .open_approvals()
+        .expect("waiting approvals")
+        .into_iter()
+        .map(|open| open.approval.key.pipeline)
+        .collect()
+}
+
+/// Closes the watcher's database cleanly.
+pub fn close(watcher: Watcher) {
+    watcher.close().expect("close");
+}
