@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod deliver;
+pub mod docs;
 pub mod dry_run;
 pub mod logging;
 pub mod metrics;
