@@ -61,6 +61,14 @@ pub enum Command {
     /// Send a test message to every configured Slack destination and report each result:
     /// 0 all delivered, 1 any failed, 2 config error.
     TestSlack,
+    /// Print the completion script for SHELL (needs no config).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page in roff (needs no config; packaging installs it).
+    #[command(hide = true)]
+    Man,
 }
 
 /// Why a command failed, which decides the exit code.
@@ -96,14 +104,21 @@ fn runtime_error(e: impl Into<anyhow::Error>) -> Failure {
 }
 
 pub async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
-    let config = Config::load(&cli.config).map_err(config_error)?;
+    // Loaded only by the commands that use it: the generated docs must work without a config.
+    let load = || Config::load(&cli.config).map_err(config_error);
     match cli.command {
-        Command::Run => run(config, &cli.config).await,
-        Command::Once { dry_run: false } => once(config).await,
-        Command::Once { dry_run: true } => dry_run(config).await,
-        Command::CheckConfig => check_config(&cli.config, config).await,
-        Command::Status { json } => status(config, json),
-        Command::TestSlack => test_slack(config).await,
+        Command::Run => run(load()?, &cli.config).await,
+        Command::Once { dry_run: false } => once(load()?).await,
+        Command::Once { dry_run: true } => dry_run(load()?).await,
+        Command::CheckConfig => check_config(&cli.config, load()?).await,
+        Command::Status { json } => status(load()?, json),
+        Command::TestSlack => test_slack(load()?).await,
+        Command::Completions { shell } => {
+            crate::docs::print(&crate::docs::completions(shell)).map_err(runtime_error)
+        }
+        Command::Man => crate::docs::man_page()
+            .and_then(|page| crate::docs::print(&page))
+            .map_err(runtime_error),
     }
 }
 

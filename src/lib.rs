@@ -14,6 +14,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 mod deliver;
+mod docs;
 mod dry_run;
 pub mod logging;
 mod metrics;

@@ -7,6 +7,7 @@ mod support;
 mod accounts;
 mod bad_config;
 mod cli;
+mod cli_packaging;
 mod crash;
 mod daemon_loop;
 mod delivery;
