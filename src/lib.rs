@@ -23,6 +23,7 @@ mod reconcile;
 mod remind;
 mod render;
 mod slack;
+mod slack_api;
 pub mod startup;
 pub mod status;
 mod store;
