@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use approval_watch::clock::Clock;
@@ -499,4 +500,166 @@ async fn reminders_reply_in_the_thread_across_a_restart_and_loud_ones_show_in_th
             Some(format!("Bearer {BOT_TOKEN}").as_str())
         );
     }
+}
+
+/// The `"key"`s quoted between `start` and `end` in the README.
+fn readme_keys(start: &str, end: &str) -> BTreeSet<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let at = readme
+        .find(start)
+        .unwrap_or_else(|| panic!("README has no {start:?}"))
+        + start.len();
+    let len = readme[at..]
+        .find(end)
+        .unwrap_or_else(|| panic!("README has no {end:?}"));
+    readme[at..at + len]
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every object key in `value` at any depth, except inside Slack payloads.
+fn printed_keys(value: &Value, keys: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                keys.insert(k.clone());
+                if k != "payload" {
+                    printed_keys(v, keys);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| printed_keys(v, keys)),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn app_mode_prints_exactly_the_documented_json_keys() {
+    let w = AppWorld::start(&["web-app", "api"]).await;
+    w.aws.set_state("web-app", Fixture::Waiting);
+    let mut dry_keys = BTreeSet::new();
+    let dry = w.run(&["once", "--dry-run"]).await;
+    for line in dry.stdout.lines() {
+        printed_keys(&serde_json::from_str(line).unwrap(), &mut dry_keys);
+    }
+    w.once().await.assert_code(0);
+    w.api
+        .push("chat.postMessage", ApiAnswer::error("not_in_channel"));
+    w.aws.set_state("api", Fixture::Waiting);
+    w.once().await.assert_code(1);
+
+    let status = w.run(&["status", "--json"]).await;
+    let mut keys = BTreeSet::new();
+    printed_keys(&serde_json::from_str(&status.stdout).unwrap(), &mut keys);
+    let mut documented = readme_keys("`status --json` prints one object:", "with RFC 3339");
+    documented.extend(readme_keys(
+        "In app mode each waiting approval also has",
+        "once its alert",
+    ));
+    assert_eq!(
+        keys, documented,
+        "README's status --json schema in app mode"
+    );
+
+    w.aws.set_state("web-app", Fixture::Approved);
+    let dry = w.run(&["once", "--dry-run"]).await;
+    for line in dry.stdout.lines() {
+        printed_keys(&serde_json::from_str(line).unwrap(), &mut dry_keys);
+    }
+    let mut documented = readme_keys("as JSON lines on stdout (", "`: `source`");
+    documented.extend(readme_keys(
+        "in [app mode](#slack-app-mode) also",
+        "when known",
+    ));
+    assert_eq!(
+        dry_keys, documented,
+        "README's once --dry-run schema in app mode"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_token_is_logged_once_per_route_and_counted_by_error() {
+    let mut w = AppWorld::start(&["a-app", "b-app"]).await;
+    w.env.spec.extra_top = "[metrics]\nlisten = \"127.0.0.1:0\"\n".into();
+    w.env.write_config();
+    w.api
+        .push("chat.postMessage", ApiAnswer::error("token_revoked"));
+    w.api
+        .push("chat.postMessage", ApiAnswer::error("token_revoked"));
+    w.aws.set_waiting("a-app", "tok-a");
+    w.aws.set_waiting("b-app", "tok-b");
+    let mut daemon = w.env.spawn_run();
+    assert!(
+        daemon
+            .wait_for_stderr("metrics on http://", support::SOON)
+            .await,
+        "{}",
+        daemon.stderr()
+    );
+    let stderr = support::runner::strip_ansi(&daemon.stderr());
+    let at = stderr.find("metrics on http://").unwrap() + "metrics on ".len();
+    let url = stderr[at..].split_whitespace().next().unwrap().to_owned();
+    w.api
+        .wait_until(support::SOON, |r| {
+            r.iter()
+                .filter(|r| r.answer["error"] == "token_revoked")
+                .count()
+                == 2
+        })
+        .await;
+    let wanted = "approval_watch_slack_delivery_failures_total{kind=\"token_revoked\"} 2";
+    let deadline = std::time::Instant::now() + support::SOON;
+    loop {
+        let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        if text.contains(wanted) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{wanted} not in\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = checked(daemon.terminate().await);
+    let errors = out.stderr_lines_with(&["ERROR", "token_revoked"]);
+    assert_eq!(errors.len(), 1, "{}", out.describe());
+    assert!(errors[0].contains("reinstall the app") && errors[0].contains("slack.bot_token_env"));
+    assert_eq!(w.api.top_level().len(), 0);
+}
+
+#[test]
+fn the_demo_shows_one_message_its_thread_and_the_edit() {
+    // `cargo test` builds the examples next to the test binaries: target/<profile>/examples/.
+    let exe = std::env::current_exe().expect("test binary path");
+    let demo = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps")
+        .join("examples")
+        .join("demo");
+    assert!(
+        demo.is_file(),
+        "{} is missing: run the whole `cargo test`",
+        demo.display()
+    );
+    let out = std::process::Command::new(&demo)
+        .arg("--app")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run the demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.matches("┌─ Slack message").count(), 1, "{stdout}");
+    assert!(stdout.contains("✅ Approved: web-app"), "{stdout}");
+    assert!(stdout.contains("thread (3 replies)"), "{stdout}");
+    assert!(stdout.contains("also sent to the channel"), "{stdout}");
+    assert!(stdout.contains("chat.update → edits message"), "{stdout}");
 }

@@ -78,6 +78,8 @@ struct Inner {
     scripts: HashMap<String, VecDeque<ApiAnswer>>,
     messages: Vec<Posted>,
     next_ts: u64,
+    /// Every answer waits this long (so a kill can land mid-request).
+    delay: Option<Duration>,
 }
 
 #[derive(Clone)]
@@ -133,6 +135,11 @@ impl FakeSlackApi {
             "bot_token_env = \"SLACK_BOT_TOKEN\"\nchannel = \"{channel}\"\napi_url = \"{}\"\n",
             self.url()
         )
+    }
+
+    /// Every answer from now on waits `delay` (the request is logged on arrival).
+    pub fn set_delay(&self, delay: Duration) {
+        self.shared.inner.lock().unwrap().delay = Some(delay);
     }
 
     /// Answers the next call of `method` with `answer` (after those already queued).
@@ -255,7 +262,7 @@ async fn handle(
                 scripted = None;
                 Some(d)
             }
-            _ => None,
+            _ => inner.delay,
         };
         let authorized = headers.get("authorization").map(String::as_str)
             == Some(&format!("Bearer {BOT_TOKEN}"));
