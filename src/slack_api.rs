@@ -68,25 +68,11 @@ pub fn advice(error: &str, channel: &str, token_key: &str) -> Option<String> {
     }
 }
 
-/// The metric label for an error: Slack's word when it is one a person must act on, so the
-/// label set stays bounded.
-pub fn metric_kind(error: &ApiError) -> &str {
-    match error {
-        ApiError::RateLimited { .. } => "rate_limited",
-        ApiError::Temporary(_) => "temporary",
-        ApiError::Permanent { error } => {
-            let e = error.as_str();
-            if AUTH_ERRORS.contains(&e)
-                || CHANNEL_ERRORS.contains(&e)
-                || UPDATE_FALLBACK_ERRORS.contains(&e)
-                || e == "missing_scope"
-            {
-                e
-            } else {
-                "permanent"
-            }
-        }
-    }
+/// The `error` label for a permanent error: Slack's word when it is one a person must act on,
+/// so the label set stays bounded; `None` for the rest.
+pub fn metric_error(error: &str) -> Option<&str> {
+    (AUTH_ERRORS.contains(&error) || CHANNEL_ERRORS.contains(&error) || error == "missing_scope")
+        .then_some(error)
 }
 
 pub use crate::model::SlackMessage as Posted;
@@ -301,11 +287,10 @@ mod tests {
     }
 
     #[test]
-    fn metric_kinds_are_bounded() {
-        let e = |s: &str| ApiError::Permanent { error: s.into() };
-        assert_eq!(metric_kind(&e("invalid_auth")), "invalid_auth");
-        assert_eq!(metric_kind(&e("is_archived")), "is_archived");
-        assert_eq!(metric_kind(&e("whatever_slack_invents")), "permanent");
+    fn metric_labels_are_bounded() {
+        assert_eq!(metric_error("invalid_auth"), Some("invalid_auth"));
+        assert_eq!(metric_error("is_archived"), Some("is_archived"));
+        assert_eq!(metric_error("whatever_slack_invents"), None);
     }
 
     #[test]

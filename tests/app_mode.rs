@@ -611,7 +611,7 @@ async fn a_refused_token_is_logged_once_per_route_and_counted_by_error() {
                 == 2
         })
         .await;
-    let wanted = "approval_watch_slack_delivery_failures_total{kind=\"token_revoked\"} 2";
+    let wanted = "approval_watch_slack_delivery_failures_total{kind=\"permanent\",error=\"token_revoked\"} 2";
     let deadline = std::time::Instant::now() + support::SOON;
     loop {
         let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
@@ -662,4 +662,57 @@ fn the_demo_shows_one_message_its_thread_and_the_edit() {
     assert!(stdout.contains("thread (3 replies)"), "{stdout}");
     assert!(stdout.contains("also sent to the channel"), "{stdout}");
     assert!(stdout.contains("chat.update → edits message"), "{stdout}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reminder_waits_for_its_alert_and_then_replies_in_its_thread() {
+    support::static_credentials();
+    let aws = FakeCodePipeline::with_pipelines(&["web-app"]).await;
+    let api = FakeSlackApi::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(&config_path, loop_config(&aws, &api, dir.path())).expect("config");
+    let start = Timestamp::now();
+    aws.set_waiting_since("web-app", FIXTURE_TOKEN, start.as_second() as f64);
+    // Slack fails for about 35 minutes (the retry schedule: 5 s, 10 s, … 5 min): the first
+    // reminder falls due at 30 minutes while the alert still waits for its retry.
+    for _ in 0..12 {
+        api.push(
+            "chat.postMessage",
+            ApiAnswer::Http {
+                status: 503,
+                retry_after: None,
+            },
+        );
+    }
+    run_loop_for(
+        &config_path,
+        Clock::tokio_at(start),
+        Duration::from_secs(50 * 60),
+    )
+    .await;
+    let posted: Vec<_> = api
+        .calls("chat.postMessage")
+        .into_iter()
+        .filter(|r| r.ok())
+        .collect();
+    assert!(posted.len() >= 2, "{:#?}", summarize(&api.requests()));
+    assert!(
+        posted[0].body.get("thread_ts").is_none(),
+        "the alert goes first"
+    );
+    let ts = posted[0].answer["ts"].as_str().unwrap();
+    assert_eq!(
+        posted[1].body["thread_ts"],
+        ts,
+        "{:#?}",
+        summarize(&api.requests())
+    );
+    assert_eq!(api.top_level().len(), 1);
+    // The token is nowhere in the state database either.
+    let db = std::fs::read(dir.path().join("state.db")).expect("state db");
+    assert!(
+        !String::from_utf8_lossy(&db).contains("XSECRETXbotXtoken"),
+        "token in the database"
+    );
 }

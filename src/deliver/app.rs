@@ -186,7 +186,6 @@ impl Deliverer {
             Err(Stop::Error(ApiError::Permanent { error }))
                 if UPDATE_FALLBACK_ERRORS.contains(&error.as_str()) =>
             {
-                crate::metrics::slack_failure(&error);
                 // Gone: a message of its own; only too old to edit: a reply still fits.
                 let (thread, ts) = if error == "message_not_found" {
                     (None, None)
@@ -345,7 +344,14 @@ impl Deliverer {
         store: &Store,
     ) -> Result<Sent, StoreError> {
         let now = self.clock.now();
-        crate::metrics::slack_failure(slack_api::metric_kind(&error));
+        match &error {
+            ApiError::Permanent { error } => match slack_api::metric_error(error) {
+                Some(word) => crate::metrics::slack_error(word),
+                None => crate::metrics::slack_failure("permanent"),
+            },
+            ApiError::RateLimited { .. } => crate::metrics::slack_failure("rate_limited"),
+            ApiError::Temporary(_) => crate::metrics::slack_failure("temporary"),
+        }
         match error {
             ApiError::RateLimited { retry_after } => {
                 let wait = retry_after.unwrap_or(DEFAULT_RATE_LIMIT_WAIT);
