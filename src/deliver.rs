@@ -196,8 +196,8 @@ impl Deliverer {
     /// message again nor resets a webhook's pace.
     pub fn take_over(&mut self, old: Deliverer) {
         self.unmarked.extend(old.unmarked);
+        // `told` starts afresh: a reload is how a fix arrives, so a refusal after it is news.
         self.unmarked_posted.extend(old.unmarked_posted);
-        self.told.extend(old.told);
         for (name, limiter) in old.limiters {
             self.limiters.entry(name).or_insert(limiter);
         }

@@ -151,13 +151,15 @@ impl Deliverer {
             if !message.app.reply {
                 return Ok(false);
             }
-            // The alert went out another way (a webhook): a message of its own.
+            // Nothing to edit (the alert went out by webhook, or was queued by an older
+            // version): a reply in its thread when there is one, else a message of its own.
+            let ts = thread.map(|t| t.ts.clone());
             self.call(
                 route,
                 message,
                 Method::PostMessage,
-                reply(None),
-                None,
+                reply(thread),
+                ts,
                 shutdown,
             )
             .await?;
