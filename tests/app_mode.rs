@@ -716,3 +716,92 @@ async fn a_reminder_waits_for_its_alert_and_then_replies_in_its_thread() {
         "token in the database"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_answers_are_bounded_and_never_taken_as_posted() {
+    let w = AppWorld::start(&["web-app"]).await;
+    w.aws.set_state("web-app", Fixture::Waiting);
+    // A megabyte of answer, then a non-JSON one: temporary, retried.
+    w.api.push(
+        "chat.postMessage",
+        ApiAnswer::Raw {
+            status: 200,
+            body: format!("{{\"ok\": true, \"pad\": \"{}\"}}", "x".repeat(1 << 20)),
+        },
+    );
+    let out = w.once().await;
+    out.assert_code(1);
+    assert!(
+        out.stderr_plain().contains("larger than 256 KiB"),
+        "{}",
+        out.describe()
+    );
+    // Slack's answer never arrived in full: nothing is recorded as posted, it is retried.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    w.api.push(
+        "chat.postMessage",
+        ApiAnswer::Raw {
+            status: 200,
+            body: "<html>proxy error</html>".into(),
+        },
+    );
+    let out = w.once().await;
+    assert!(
+        out.stderr_plain().contains("not JSON"),
+        "{}",
+        out.describe()
+    );
+
+    // A long error word full of control characters and mentions: permanent, clipped.
+    let w = AppWorld::start(&["web-app"]).await;
+    w.aws.set_state("web-app", Fixture::Waiting);
+    let hostile = format!("<!channel>\u{1b}[31m\n{}", "y".repeat(5000));
+    w.api.push(
+        "chat.postMessage",
+        ApiAnswer::Raw {
+            status: 200,
+            body: serde_json::json!({"ok": false, "error": hostile}).to_string(),
+        },
+    );
+    let out = w.once().await;
+    out.assert_code(1);
+    assert!(!out.stderr.contains("\u{1b}[31m"), "{}", out.describe());
+    let status = w.run(&["status", "--json"]).await;
+    let doc: Value = serde_json::from_str(&status.stdout).unwrap();
+    let error = doc["failed_messages"][0]["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(error.chars().count() < 200, "{error}");
+    assert!(
+        !error.contains('\n') && !error.contains('\u{1b}'),
+        "{error:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_token_is_a_config_error_naming_the_key_not_the_value() {
+    let mut w = AppWorld::start(&["web-app"]).await;
+    w.env
+        .set_env("SLACK_BOT_TOKEN", "xoxp-user-token-XSECRETXbotXtoken");
+    for command in [&["check-config"][..], &["once"], &["test-slack"]] {
+        let out = w.run(command).await;
+        out.assert_code(2);
+        assert!(
+            out.stderr_plain()
+                .contains("slack.bot_token_env ($SLACK_BOT_TOKEN): is not a bot token"),
+            "{}",
+            out.describe()
+        );
+    }
+    assert!(w.api.requests().is_empty());
+    w.env.remove_env("SLACK_BOT_TOKEN");
+    let out = w.run(&["check-config"]).await;
+    out.assert_code(2);
+    assert!(
+        out.stderr_plain()
+            .contains("slack.bot_token_env: environment variable SLACK_BOT_TOKEN is not set"),
+        "{}",
+        out.describe()
+    );
+}

@@ -30,6 +30,8 @@ pub enum ApiAnswer {
         status: u16,
         retry_after: Option<u64>,
     },
+    /// HTTP `status` with exactly this body (hostile answers).
+    Raw { status: u16, body: String },
     /// Answer after a delay (the request is logged on arrival), then as usual.
     Delay(Duration),
 }
@@ -272,6 +274,7 @@ async fn handle(
                 retry_after,
             }) => (status, json!({"ok": false}), retry_after),
             Some(ApiAnswer::Error(e)) => (200, json!({"ok": false, "error": e}), None),
+            Some(ApiAnswer::Raw { status, body }) => (status, Value::String(body), None),
             _ if !authorized => (200, json!({"ok": false, "error": "invalid_auth"}), None),
             _ => (200, answer_for(&mut inner, &method, &body), None),
         };
@@ -290,10 +293,14 @@ async fn handle(
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
     }
+    let text = match &answer {
+        Value::String(raw) => raw.clone(),
+        other => other.to_string(),
+    };
     let mut resp = (
         StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
         [(header::CONTENT_TYPE, "application/json")],
-        answer.to_string(),
+        text,
     )
         .into_response();
     if let Some(s) = retry_after {
