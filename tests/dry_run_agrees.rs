@@ -104,10 +104,7 @@ async fn the_dry_run_sends_what_once_sends_in_every_outbox_state() {
         1
     );
     // Its retry is due: a dry run that only listed the outbox would print it.
-    sql(
-        &w,
-        "UPDATE outbox SET next_attempt_ms = 0 WHERE state = 'pending'",
-    );
+    sql(&w, "UPDATE outbox SET next_attempt_ms = 0 WHERE state = 'pending'");
     w.aws.set_state("db", Fixture::Approved);
     let (dry, once) = dry_run_then_once(&w).await;
     assert!(
