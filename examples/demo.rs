@@ -7,7 +7,7 @@
 
 #[path = "demo/app.rs"]
 mod app;
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::process::ExitCode;

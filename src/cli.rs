@@ -1,6 +1,5 @@
 //! The command line: parsing (a contract users' scripts rely on) and each command.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -161,20 +160,9 @@ async fn run(config: Config, config_path: &Path) -> Result<ExitCode, Failure> {
         .await
         .map_err(startup_failure)?;
     if let Some(addr) = metrics_listen {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("metrics.listen: cannot listen on {addr}"))
-            .map_err(runtime_error)?;
-        let local = listener
-            .local_addr()
-            .context("metrics.listen: no local address")
+        let local = crate::metrics::start(addr, crate::metrics::global(), shutdown.clone())
             .map_err(runtime_error)?;
         tracing::info!("metrics on http://{local}/metrics and http://{local}/healthz");
-        tokio::spawn(crate::metrics::serve(
-            listener,
-            crate::metrics::global(),
-            shutdown.clone(),
-        ));
     }
     tracing::info!("approval-watch started");
     let options = crate::daemon::Options {
@@ -227,15 +215,15 @@ async fn dry_run(config: Config) -> Result<ExitCode, Failure> {
         .map_err(startup_failure)?;
     let queued_before = watcher.last_message_id().map_err(runtime_error)?;
     let report = watcher.cycle(&shutdown).await.map_err(runtime_error)?;
-    let mut out = std::io::stdout().lock();
     for captured in watcher.take_captured() {
         let line = crate::dry_run::line(&captured, captured.message.id <= queued_before);
-        writeln!(out, "{line}").map_err(runtime_error)?;
+        crate::output::print_line(&line).map_err(runtime_error)?;
     }
     Ok(exit_code(&report))
 }
 
 async fn check_config(path: &Path, config: Config) -> Result<ExitCode, Failure> {
+    crate::config::check_state_directory(&config.state_path).map_err(config_error)?;
     let webhooks = config
         .all_routes()
         .map(Route::resolve_webhook)
@@ -246,10 +234,10 @@ async fn check_config(path: &Path, config: Config) -> Result<ExitCode, Failure> 
         app.resolve_token().map_err(config_error)?;
     }
     let (_, targets) = CodePipeline::connect(&config).await.map_err(config_error)?;
-    print!(
-        "{}",
-        crate::summary::config_summary(path, &config, &targets, &webhooks)
-    );
+    crate::output::print(&crate::summary::config_summary(
+        path, &config, &targets, &webhooks,
+    ))
+    .map_err(runtime_error)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -261,9 +249,9 @@ fn status(config: Config, json: bool) -> Result<ExitCode, Failure> {
         let doc = serde_json::to_string(&status)
             .context("cannot write the status as JSON")
             .map_err(runtime_error)?;
-        println!("{doc}");
+        crate::output::print_line(&doc).map_err(runtime_error)?;
     } else {
-        print!("{}", crate::status::text(&status, now));
+        crate::output::print(&crate::status::text(&status, now)).map_err(runtime_error)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -293,7 +281,6 @@ async fn test_slack(config: Config) -> Result<ExitCode, Failure> {
     };
     let host = hostname();
     let mut failed = 0;
-    let mut out = std::io::stdout().lock();
     for (route, webhook) in config.all_routes().zip(&webhooks) {
         let payload = crate::render::with_overrides(
             &crate::render::test_message(&route.name, &host),
@@ -332,7 +319,7 @@ async fn test_slack(config: Config) -> Result<ExitCode, Failure> {
                 format!("{} ({}): FAILED: {e}", route.name, route.key)
             }
         };
-        writeln!(out, "{line}").map_err(runtime_error)?;
+        crate::output::print_line(&line).map_err(runtime_error)?;
     }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
@@ -368,6 +355,8 @@ pub fn main() -> ExitCode {
     };
     match runtime.block_on(execute(cli)) {
         Ok(code) => code,
+        // The reader of stdout went away (`| head`): nothing more to say, as other tools do.
+        Err(failure) if crate::output::is_closed_stdout(failure.error()) => ExitCode::SUCCESS,
         Err(failure) => {
             tracing::error!("{:#}", failure.error());
             failure.exit_code()

@@ -4,7 +4,7 @@
 
 mod app;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -74,17 +74,27 @@ pub struct DeliveryReport {
     pub deferred: u32,
 }
 
-/// Backoff after a temporary failure: first retry within 5 s, doubling, at most 5 minutes,
-/// so a short blip costs seconds and a long outage costs Slack little.
+/// The longest any message waits for its next try, whatever Slack asks (`Retry-After`) or
+/// the backoff says: a 429 with `Retry-After: 999999999` must not silence a webhook for years.
+pub const RETRY_CAP: Duration = Duration::from_secs(300);
+
+/// Backoff after a temporary failure: first retry within 5 s, doubling, at most
+/// [`RETRY_CAP`], so a short blip costs seconds and a long outage costs Slack little.
 pub fn backoff(attempts_before: u32) -> Duration {
     const FIRST: Duration = Duration::from_secs(5);
-    const CAP: Duration = Duration::from_secs(300);
+    const CAP: Duration = RETRY_CAP;
     FIRST
         .checked_mul(
             1u32.checked_shl(attempts_before.min(16))
                 .unwrap_or(u32::MAX),
         )
         .map_or(CAP, |d| d.min(CAP))
+}
+
+/// The wait a 429 asks for, capped at [`RETRY_CAP`]; `true` when the ask was over the cap.
+fn rate_limit_wait(retry_after: Option<Duration>) -> (Duration, bool) {
+    let asked = retry_after.unwrap_or(DEFAULT_RATE_LIMIT_WAIT);
+    (asked.min(RETRY_CAP), asked > RETRY_CAP)
 }
 
 /// A 429 without `Retry-After` waits this long.
@@ -163,6 +173,8 @@ pub struct Deliverer {
     /// The key the bot token is configured under, for advice in errors.
     token_key: String,
     clock: Clock,
+    /// Destinations whose Slack asked for a wait over [`RETRY_CAP`], warned about once.
+    suspicious_waits: HashSet<String>,
 }
 
 impl Deliverer {
@@ -180,6 +192,7 @@ impl Deliverer {
                 .as_ref()
                 .map_or_else(String::new, |a| a.token_key.clone()),
             clock,
+            suspicious_waits: HashSet::new(),
         }
     }
 
@@ -198,6 +211,7 @@ impl Deliverer {
         self.unmarked.extend(old.unmarked);
         // `told` starts afresh: a reload is how a fix arrives, so a refusal after it is news.
         self.unmarked_posted.extend(old.unmarked_posted);
+        self.suspicious_waits.extend(old.suspicious_waits);
         for (name, limiter) in old.limiters {
             self.limiters.entry(name).or_insert(limiter);
         }
@@ -247,6 +261,16 @@ impl Deliverer {
         let mut report = DeliveryReport::default();
         self.mark_unmarked(store)?;
         self.threads.clear();
+        // A retry scheduled further ahead than the cap (by an older version, or before the
+        // clock was set back) would hold its route's queue for that long.
+        let capped = store.cap_next_attempts(later(now, RETRY_CAP))?;
+        if capped > 0 {
+            tracing::warn!(
+                messages = capped,
+                cap_s = RETRY_CAP.as_secs(),
+                "messages were scheduled further ahead than the retry cap; they are tried within it"
+            );
+        }
         let mut blocked = vec![false; self.routes.len()];
         for message in store.pending(MAX_PER_PASS)? {
             if shutdown.is_cancelled() {
@@ -357,7 +381,15 @@ impl Deliverer {
                 Err(SendError::RateLimited { retry_after }) => {
                     crate::metrics::slack_failure("rate_limited");
                     limiter.drain();
-                    let wait = retry_after.unwrap_or(DEFAULT_RATE_LIMIT_WAIT);
+                    let (wait, over_cap) = rate_limit_wait(retry_after);
+                    if over_cap && self.suspicious_waits.insert(route.name.clone()) {
+                        tracing::warn!(
+                            route = %route.name,
+                            retry_after_s = retry_after.map_or(0, |d| d.as_secs()),
+                            cap_s = RETRY_CAP.as_secs(),
+                            "suspicious Retry-After from Slack, longer than the retry cap; retrying after the cap instead (said once per route)"
+                        );
+                    }
                     tracing::warn!(
                         pipeline = %message.key.pipeline,
                         route = %route.name,
@@ -427,6 +459,9 @@ fn log_message(message: &OutboxMessage, route: &str, what: &str) {
 }
 
 #[cfg(test)]
+mod rate_limit_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -435,6 +470,23 @@ mod tests {
         let waits: Vec<u64> = (0..10).map(|a| backoff(a).as_secs()).collect();
         assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300, 300]);
         assert_eq!(backoff(u32::MAX), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn a_rate_limit_wait_is_capped_and_an_ask_over_the_cap_is_flagged() {
+        assert_eq!(rate_limit_wait(None), (DEFAULT_RATE_LIMIT_WAIT, false));
+        assert_eq!(
+            rate_limit_wait(Some(Duration::from_secs(30))),
+            (Duration::from_secs(30), false)
+        );
+        assert_eq!(rate_limit_wait(Some(RETRY_CAP)), (RETRY_CAP, false));
+        for asked in [86_400, 999_999_999, u64::MAX] {
+            assert_eq!(
+                rate_limit_wait(Some(Duration::from_secs(asked))),
+                (RETRY_CAP, true),
+                "{asked}"
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]

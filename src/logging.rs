@@ -10,6 +10,9 @@ use tracing_subscriber::fmt::format::{Format, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
+mod escape;
+use escape::EscapedFields;
+
 /// HTTP client internals log request URLs at debug and trace; one of those URLs is the
 /// Slack webhook, a secret. They are capped at `info` whatever `RUST_LOG` asks for.
 const SECRET_SAFE_CAPS: [&str; 4] = ["reqwest=info", "hyper=info", "hyper_util=info", "h2=info"];
@@ -67,10 +70,12 @@ pub fn init_with(format: LogFormat) {
             .try_init(),
         LogFormat::Journal => builder
             .with_ansi(false)
+            .fmt_fields(EscapedFields::default())
             .event_format(JournalFormat::default())
             .try_init(),
         LogFormat::Text | LogFormat::Auto => builder
             .with_ansi(std::io::stderr().is_terminal())
+            .fmt_fields(EscapedFields::default())
             .try_init(),
     };
 }

@@ -140,8 +140,10 @@ pub enum Outcome {
     Approved,
     Rejected,
     Expired,
-    /// A newer request replaced it (new token, abandoned execution, action gone).
+    /// A newer request replaced it (new token, abandoned execution, not run since an edit).
     Superseded,
+    /// A pipeline edit removed its stage or action.
+    Removed,
     /// The pipeline itself is gone.
     PipelineDeleted,
 }
@@ -153,6 +155,7 @@ impl Outcome {
             Self::Rejected => "rejected",
             Self::Expired => "expired",
             Self::Superseded => "superseded",
+            Self::Removed => "removed",
             Self::PipelineDeleted => "pipeline_deleted",
         }
     }
@@ -163,6 +166,7 @@ impl Outcome {
             "rejected" => Self::Rejected,
             "expired" => Self::Expired,
             "superseded" => Self::Superseded,
+            "removed" => Self::Removed,
             "pipeline_deleted" => Self::PipelineDeleted,
             _ => return None,
         })

@@ -168,7 +168,9 @@ fn new_waiting(
     if latest.status != ActionStatus::InProgress {
         return None;
     }
-    let waiting_since = latest.last_status_change.unwrap_or(now);
+    // A time in the future (a skewed clock, a hostile answer) would read "waited 0 s since
+    // <tomorrow>": it has waited at least since now, when it is first seen.
+    let waiting_since = latest.last_status_change.unwrap_or(now).min(now);
     let timeout = SignedDuration::from_mins(a.definition.timeout_minutes());
     Some(Approval {
         key: ApprovalKey {
@@ -208,8 +210,19 @@ fn judge(stored: &Approval, observed: Option<&ObservedApproval>, now: Timestamp)
             at: now,
         })
     };
-    // The action is gone from the pipeline, or has not run since it changed.
-    let Some(latest) = observed.and_then(|o| o.latest.as_ref()) else {
+    // The read succeeded and the pipeline's definition has no such stage or action any more:
+    // an edit removed it. (A definition that has it but a state without it is a malformed
+    // answer, rejected before this.)
+    let Some(observed) = observed else {
+        return Judgement::Resolved(Resolution {
+            outcome: Outcome::Removed,
+            by: None,
+            comment: None,
+            at: now,
+        });
+    };
+    // The action has not run since the pipeline changed.
+    let Some(latest) = observed.latest.as_ref() else {
         return superseded();
     };
     if latest.token.as_deref() != Some(stored.key.token.as_str()) {
@@ -503,7 +516,7 @@ mod tests {
     }
 
     #[test]
-    fn an_action_that_vanished_is_superseded() {
+    fn an_action_an_edit_removed_is_resolved_as_removed() {
         let open = open_from(&waiting("tok-1"), true);
         let plan = run(
             &open,
@@ -512,7 +525,55 @@ mod tests {
             &HashMap::new(),
             ts(T0 + 60),
         );
+        assert_eq!(plan.resolved[0].resolution.outcome, Outcome::Removed);
+        assert!(plan.resolved[0].notify);
+        assert_eq!(
+            Outcome::parse(Outcome::Removed.as_str()),
+            Some(Outcome::Removed)
+        );
+        assert_eq!(Outcome::Removed.as_str(), "removed");
+    }
+
+    #[test]
+    fn an_action_that_has_not_run_since_an_edit_is_superseded() {
+        let open = open_from(&waiting("tok-1"), true);
+        let mut never_ran = observed(ActionStatus::InProgress, None);
+        never_ran.latest = None;
+        let plan = run(
+            &open,
+            &[snapshot(vec![never_ran])],
+            &HashSet::new(),
+            &HashMap::new(),
+            ts(T0 + 60),
+        );
         assert_eq!(plan.resolved[0].resolution.outcome, Outcome::Superseded);
+    }
+
+    #[test]
+    fn a_waiting_since_in_the_future_is_clamped_to_when_it_was_first_seen() {
+        let now = ts(T0);
+        let mut future = observed(ActionStatus::InProgress, Some("tok-1"));
+        if let Some(latest) = future.latest.as_mut() {
+            latest.last_status_change = Some(ts(T0 + 3 * 24 * 3600));
+        }
+        let plan = run(
+            &[],
+            &[snapshot(vec![future])],
+            &HashSet::new(),
+            &HashMap::new(),
+            now,
+        );
+        assert_eq!(plan.new[0].waiting_since, now);
+        assert_eq!(plan.new[0].expires_at, ts(T0 + WEEK));
+        // A past time is kept as AWS gave it.
+        let plan = run(
+            &[],
+            &waiting("tok-1"),
+            &HashSet::new(),
+            &HashMap::new(),
+            ts(T0 + 60),
+        );
+        assert_eq!(plan.new[0].waiting_since, ts(T0));
     }
 
     #[test]

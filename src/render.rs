@@ -168,6 +168,7 @@ pub fn resolved_alert(approval: &Approval, resolution: &Resolution) -> Value {
         Outcome::Expired => "Expired",
         Outcome::Superseded => "Superseded",
         Outcome::PipelineDeleted => "Pipeline deleted",
+        Outcome::Removed => "Removed",
     };
     let facts = [
         format!("{} *{}*", outcome_emoji(resolution.outcome), headline),
@@ -500,6 +501,7 @@ fn headline(approval: &Approval, outcome: Outcome, reviewer: Option<&str>) -> St
             }
         }
         Outcome::Superseded => "Superseded by a newer run".to_owned(),
+        Outcome::Removed => "Removed from the pipeline".to_owned(),
         Outcome::PipelineDeleted => "Pipeline deleted".to_owned(),
     }
 }
@@ -510,6 +512,7 @@ fn outcome_emoji(outcome: Outcome) -> &'static str {
         Outcome::Rejected => "❌",
         Outcome::Expired => "⌛",
         Outcome::Superseded => "↪️",
+        Outcome::Removed => "✂️",
         Outcome::PipelineDeleted => "🗑️",
     }
 }
@@ -1048,6 +1051,19 @@ mod tests {
         assert_payload_ok(&superseded);
         assert!(payload_text(&superseded).starts_with("Superseded by a newer run: web-app / "));
         assert!(all_mrkdwn(&superseded).contains("↪️ *Superseded by a newer run*"));
+
+        let removed = resolution(
+            &approval,
+            &Resolution {
+                outcome: Outcome::Removed,
+                by: None,
+                comment: None,
+                at: ts(1_764_753_204),
+            },
+        );
+        assert_payload_ok(&removed);
+        assert!(payload_text(&removed).starts_with("Removed from the pipeline: web-app / "));
+        assert!(all_mrkdwn(&removed).contains("✂️ *Removed from the pipeline*"));
     }
 
     fn payload_text(payload: &Value) -> &str {
@@ -1376,7 +1392,8 @@ mod tests {
                 Outcome::Expired,
                 Outcome::Superseded,
                 Outcome::PipelineDeleted,
-            ][rng.below(5)];
+                Outcome::Removed,
+            ][rng.below(6)];
             let resolved = Resolution {
                 outcome,
                 by,

@@ -11,6 +11,7 @@ use crate::config::{Config, ConfigError};
 use crate::deliver::{Deliverer, Transport};
 use crate::slack::SlackClient;
 use crate::slack_api::SlackApi;
+use crate::small_file::{self, SmallFileError};
 use crate::store::{Store, StoreError};
 use crate::watcher::{Parts, Watcher};
 
@@ -25,12 +26,14 @@ pub enum StartupError {
     HttpClient(reqwest::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("config file: {0}")]
+    ConfigFile(SmallFileError),
 }
 
 impl StartupError {
     /// A problem the operator fixes in the config (exit 2), as opposed to one at run time.
     pub fn is_config(&self) -> bool {
-        matches!(self, Self::Config(_) | Self::Aws(_))
+        matches!(self, Self::Config(_) | Self::Aws(_) | Self::ConfigFile(_))
     }
 }
 
@@ -74,15 +77,20 @@ pub async fn parts(config: Config, mode: Mode, clock: Clock) -> Result<Parts, St
 pub async fn watcher(config: Config, mode: Mode, clock: Clock) -> Result<Watcher, StartupError> {
     let state_path = config.state_path.clone();
     let parts = parts(config, mode, clock).await?;
-    let store = match mode {
-        Mode::Live => Store::open(&state_path)?,
-        Mode::DryRun => Store::open_copy(&state_path)?,
-    };
-    Ok(Watcher::new(parts, store, clock))
+    Ok(match mode {
+        Mode::Live => Watcher::new(parts, Store::open(&state_path)?, clock),
+        Mode::DryRun => Watcher::new(parts, Store::open_copy(&state_path)?, clock).quiet(),
+    })
 }
 
+/// A config file is a few kilobytes; anything near this is not one.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
 /// SIGHUP: the config at `path` read again and its parts built, for the running watcher.
+/// The file must be a regular file, read without waiting on a writer: a FIFO put in its place
+/// must not freeze the daemon (signals and all).
 pub async fn reload(path: &Path, clock: Clock) -> Result<Parts, StartupError> {
-    let config = Config::load(path)?;
+    let file = small_file::read(path, MAX_CONFIG_BYTES).map_err(StartupError::ConfigFile)?;
+    let config = Config::parse(&file.text, path)?;
     parts(config, Mode::Live, clock).await
 }

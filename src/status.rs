@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::model::{DEFAULT_ACCOUNT, OpenApproval};
 use crate::remind::ReminderState;
 use crate::render::humanize;
-use crate::store::{FailedRow, Store, StoreError};
+use crate::store::{FailedRow, PendingRow, Store, StoreError};
 
 /// One waiting approval as `status` shows it (the JSON keys are documented in the README).
 #[derive(Debug, Serialize)]
@@ -76,6 +76,40 @@ pub struct Status {
     /// Oldest first.
     pub waiting: Vec<Waiting>,
     pub failed_messages: Vec<FailedRow>,
+    /// Each destination with messages queued, in the order their heads were queued.
+    pub queues: Vec<Queue>,
+}
+
+/// A destination's outbox queue: its head holds back the messages behind it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Queue {
+    /// The route its messages take now (`default` for `[slack]`).
+    pub destination: String,
+    pub pending: u32,
+    /// When the head of the queue is next tried (a past time: at the next pass).
+    pub next_attempt_at: Timestamp,
+    /// Tries of the head so far, and why the last one failed.
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// Groups pending messages (in outbox order) by the destination they are routed to now.
+pub fn queues(config: &Config, pending: &[PendingRow]) -> Vec<Queue> {
+    let mut queues: Vec<Queue> = Vec::new();
+    for row in pending {
+        let destination = &config.route_for(&row.pipeline).name;
+        match queues.iter_mut().find(|q| q.destination == *destination) {
+            Some(queue) => queue.pending += 1,
+            None => queues.push(Queue {
+                destination: destination.clone(),
+                pending: 1,
+                next_attempt_at: row.next_attempt_at,
+                attempts: row.attempts,
+                last_error: row.last_error.clone(),
+            }),
+        }
+    }
+    queues
 }
 
 /// Messages Slack refused that `status` lists.
@@ -86,9 +120,13 @@ pub fn collect(
     store: Option<&Store>,
     now: Timestamp,
 ) -> Result<Status, StoreError> {
-    let (mut open, failed) = match store {
-        Some(store) => (store.open_approvals()?, store.failed(FAILED_SHOWN)?),
-        None => (Vec::new(), Vec::new()),
+    let (mut open, failed, pending) = match store {
+        Some(store) => (
+            store.open_approvals()?,
+            store.failed(FAILED_SHOWN)?,
+            store.pending_rows()?,
+        ),
+        None => (Vec::new(), Vec::new(), Vec::new()),
     };
     open.sort_by_key(|o| (o.approval.waiting_since, o.id));
     Ok(Status {
@@ -99,6 +137,7 @@ pub fn collect(
             .map(|o| Waiting::new(config, o, now))
             .collect(),
         failed_messages: failed,
+        queues: queues(config, &pending),
     })
 }
 
@@ -160,6 +199,29 @@ pub fn text(status: &Status, now: Timestamp) -> String {
                 row.alerts_sent,
                 row.reminders_sent,
                 notes.join(", ")
+            );
+        }
+    }
+    if !status.queues.is_empty() {
+        let _ = writeln!(out, "messages queued for Slack:");
+        for q in &status.queues {
+            let next = if q.next_attempt_at <= now {
+                "next try now".to_owned()
+            } else {
+                format!(
+                    "next try in {} ({})",
+                    humanize(q.next_attempt_at.duration_since(now)),
+                    q.next_attempt_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+                )
+            };
+            let last = match (&q.last_error, q.attempts) {
+                (Some(error), n) if n > 0 => format!(", {n} tries so far, last: {error}"),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "  {}: {} queued, {next}{last}",
+                q.destination, q.pending
             );
         }
     }

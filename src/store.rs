@@ -16,6 +16,11 @@ use crate::model::{
 };
 use crate::remind::ReminderDue;
 
+mod in_place;
+mod queues;
+
+pub use queues::PendingRow;
+
 /// The cause is part of each message (logs print only the top error), so none is also
 /// a `source()`: chained reports would repeat it.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +47,10 @@ pub enum StoreError {
         "state database {path} is in use by another approval-watch (lock {lock} is held); stop it first"
     )]
     Locked { path: PathBuf, lock: PathBuf },
+    #[error(
+        "state database {path} was deleted or replaced while open and could not be put back: {cause}"
+    )]
+    Restore { path: PathBuf, cause: String },
     #[error("state database {path}: cannot open lock file {lock}: {cause}")]
     Lock {
         path: PathBuf,
@@ -217,37 +226,27 @@ pub struct Store {
     path: PathBuf,
     /// Held for the life of a writing store, so two daemons never share one database.
     _lock: Option<File>,
+    /// The files a writing store opened, to notice them deleted or replaced under it.
+    opened: Option<in_place::Opened>,
 }
 
 impl Store {
     /// Opens (creating if needed) and migrates the database, holding its lock file.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let lock = take_lock(path)?;
-        let sql = |cause| StoreError::Sqlite {
-            path: path.to_owned(),
-            cause,
-        };
-        let mut conn = Connection::open(path).map_err(sql)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(sql)?;
-        check_version(&conn, path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
-        // FULL: a delivered mark that survives power loss is worth the fsync at this rate.
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(sql)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(sql)?;
+        let mut conn = connect(path)?;
         migrations()
             .to_latest(&mut conn)
             .map_err(|cause| StoreError::Migration {
                 path: path.to_owned(),
                 cause,
             })?;
+        let opened = in_place::Opened::now(path, &lock);
         Ok(Self {
             conn,
             path: path.to_owned(),
             _lock: Some(lock),
+            opened: Some(opened),
         })
     }
 
@@ -259,6 +258,7 @@ impl Store {
                 conn,
                 path: path.to_owned(),
                 _lock: None,
+                opened: None,
             })),
             _ => Ok(None),
         }
@@ -291,6 +291,7 @@ impl Store {
             conn,
             path: path.to_owned(),
             _lock: None,
+            opened: None,
         })
     }
 
@@ -654,6 +655,26 @@ fn connect_read_only(path: &Path) -> Result<Option<(Connection, i64)>, StoreErro
         .map_err(sql)?;
     let version = check_version(&conn, path)?;
     Ok(Some((conn, version)))
+}
+
+/// A writing connection to `path`, set up (after a version check) as the daemon writes.
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let sql = |cause| StoreError::Sqlite {
+        path: path.to_owned(),
+        cause,
+    };
+    let conn = Connection::open(path).map_err(sql)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sql)?;
+    check_version(&conn, path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sql)?;
+    // FULL: a delivered mark that survives power loss is worth the fsync at this rate.
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sql)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(sql)?;
+    Ok(conn)
 }
 
 fn take_lock(path: &Path) -> Result<File, StoreError> {

@@ -18,6 +18,7 @@ use crate::reconcile::{self, Plan};
 use crate::remind::Mention;
 use crate::render;
 use crate::store::{AppParts, Changes, NewMessage, Store, StoreError};
+use crate::warn_once::WarnOnce;
 
 /// Reads started at once; each then waits for its (account, region) budget.
 const MAX_PENDING_READS: usize = 256;
@@ -117,7 +118,11 @@ async fn observe(
     })
 }
 
-/// `GetPipelineExecution` once per new approval. A failure only costs the alert its revision.
+/// Pipelines whose revision could not be read, warned about once while it lasts.
+static REVISION_UNREADABLE: WarnOnce<Target> = WarnOnce::new();
+
+/// `GetPipelineExecution` once per new approval. A failure only costs the alert its revision,
+/// and is warned about once per pipeline until a revision of it can be read again.
 async fn revisions(
     aws: &CodePipeline,
     waiting: &[(ApprovalKey, Option<String>)],
@@ -129,15 +134,28 @@ async fn revisions(
         .filter_map(|(key, execution)| Some((key, execution.as_deref()?)));
     futures_util::stream::iter(lookups)
         .map(|(key, execution)| async move {
-            match aws.revision(&key.target(), execution).await {
-                Ok(revision) => Some((key.clone(), revision)),
-                Err(e) => {
+            let target = key.target();
+            match aws.revision(&target, execution).await {
+                Ok(revision) => {
+                    if REVISION_UNREADABLE.clear(&target) {
+                        tracing::info!(pipeline = %target.pipeline, region = %target.region, "the revision being deployed can be read again");
+                    }
+                    Some((key.clone(), revision))
+                }
+                Err(e) if REVISION_UNREADABLE.first(target) => {
                     tracing::warn!(
                         pipeline = %e.pipeline,
+                        account = %e.account,
+                        region = %e.region,
+                        operation = e.operation,
                         code = %e.code,
-                        "cannot read the revision being deployed; alerting without it: {}",
+                        "cannot read the revision being deployed; this pipeline's alerts go without it until it can be read (needs codepipeline:GetPipelineExecution): {}",
                         e.message
                     );
+                    None
+                }
+                Err(e) => {
+                    tracing::debug!(pipeline = %e.pipeline, code = %e.code, "still cannot read the revision being deployed");
                     None
                 }
             }
@@ -272,6 +290,9 @@ pub struct Watcher {
     /// When the last periodic summary was logged.
     last_summary: Option<Timestamp>,
     clock: Clock,
+    /// Whether decisions are logged as they are recorded (not in a dry run, which records
+    /// nothing: its output is the messages it prints).
+    narrate: bool,
 }
 
 /// How often a cycle summary (reads done and saved) is logged at info.
@@ -304,7 +325,18 @@ impl Watcher {
             over_budget: HashSet::new(),
             last_summary: None,
             clock,
+            narrate: true,
         }
+    }
+
+    /// Decides and captures without saying so in the logs (the dry run); warnings still show.
+    pub fn quiet(mut self) -> Self {
+        self.narrate = false;
+        self
+    }
+
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
     }
 
     pub fn config(&self) -> &Config {
@@ -401,9 +433,10 @@ impl Watcher {
         self.check_budget_fits(&targets);
         report.undelivered = self.store.count_pending()?;
         report.waiting = still_open;
-        if self
-            .last_summary
-            .is_none_or(|last| now.duration_since(last) >= SUMMARY_EVERY)
+        if self.narrate
+            && self
+                .last_summary
+                .is_none_or(|last| now.duration_since(last) >= SUMMARY_EVERY)
         {
             self.last_summary = Some(now);
             tracing::info!(
@@ -449,7 +482,9 @@ impl Watcher {
         self.log_read_failures(&observed.failures, now);
         let changes = changes(&self.config, &observed.plan, now);
         self.store.record(&changes, now)?;
-        log_plan(&observed.plan);
+        if self.narrate {
+            log_plan(&observed.plan);
+        }
         let delivery = self
             .deliverer
             .deliver_due(&self.store, now, shutdown)

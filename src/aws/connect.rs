@@ -80,7 +80,9 @@ pub fn client(aws: &AwsConfig, shared: &SdkConfig, region: &str) -> aws_sdk_code
         .region(Region::new(region.to_owned()))
         // Answers are a few kilobytes and the attempt timeout bounds a stalled one; the
         // throughput watch costs a timer per call (a few percent of a cycle's CPU).
-        .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+        // Size and nesting bounds on every answer, before the SDK parses it.
+        .interceptor(super::guard::AnswerGuard);
     if let Some(endpoint) = &aws.endpoint_url {
         conf = conf.endpoint_url(endpoint);
     }

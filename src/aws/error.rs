@@ -74,6 +74,16 @@ impl AwsError {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
+        // A hostile answer (too large, nested too deep) is malformed, and never retried: the
+        // same answer would come back.
+        if let Some(rejected) = super::guard::rejection(&err) {
+            let status = err.raw_response().map(|r| r.status().as_u16());
+            let message = match status {
+                Some(status) => format!("{rejected} (HTTP {status})"),
+                None => rejected.to_string(),
+            };
+            return Self::malformed(operation, target, message);
+        }
         let mut status = None;
         let (code, message) = match &err {
             SdkError::ServiceError(service) => {

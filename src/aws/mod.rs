@@ -4,6 +4,7 @@
 
 mod connect;
 mod error;
+mod guard;
 mod parse;
 
 use std::collections::HashMap;
@@ -20,6 +21,7 @@ use crate::config::Config;
 pub use crate::model::Target;
 use crate::model::{PipelineSnapshot, Revision};
 pub use error::AwsError;
+pub use guard::{MAX_ANSWER_BYTES, MAX_NESTING};
 use parse::Definitions;
 
 #[derive(Debug, thiserror::Error)]

@@ -12,6 +12,7 @@ mod raw;
 mod reminders;
 mod routes;
 mod secret;
+mod state_dir;
 #[cfg(test)]
 mod tests;
 mod toml_error;
@@ -28,6 +29,7 @@ pub use glob::Glob;
 pub use pipelines::{DiscoverConfig, PipelineConfig};
 pub use routes::{DEFAULT_ROUTE, Destination, MessageOverrides, Route, route_index};
 pub use secret::{SecretSource, SecretUrl};
+pub use state_dir::check_state_directory;
 
 /// A config problem, always naming the key it is about.
 #[derive(Debug, thiserror::Error)]

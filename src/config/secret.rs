@@ -161,21 +161,29 @@ impl SecretSource {
     }
 }
 
+/// A secret file holds one URL or token; anything bigger is not the file the key meant.
+const MAX_SECRET_FILE: u64 = 64 * 1024;
+
 fn read_file(
     key: &str,
     path: &std::path::Path,
     what: &str,
 ) -> Result<(String, String), ConfigError> {
-    let value = std::fs::read_to_string(path).map_err(|e| {
+    let file = crate::small_file::read(path, MAX_SECRET_FILE).map_err(|e| {
         invalid(
             key,
-            format!(
-                "cannot read {}: {e}; expected a file holding {what}",
-                path.display()
-            ),
+            format!("{e}; expected a regular file of at most 64 KiB holding {what}"),
         )
     })?;
-    Ok((format!("{key} ({})", path.display()), value))
+    if file.open_to_others() {
+        tracing::warn!(
+            key,
+            path = %path.display(),
+            mode = format!("{:04o}", file.mode),
+            "the secret file is open to group or others; restrict it (chmod 600) or use a systemd credential"
+        );
+    }
+    Ok((format!("{key} ({})", path.display()), file.text))
 }
 
 /// A webhook URL. Its `Debug` is redacted and it has no `Display`, so it cannot leak

@@ -91,6 +91,9 @@ pub async fn run(
                 notifier.ready(&last.status());
                 ready = true;
             }
+            // Deleted or replaced under us: put back, or stop rather than record into a
+            // file nobody will find (a restart would then announce everything again).
+            watcher.store_mut().keep_in_place()?;
             let started = Instant::now();
             let result = pinging(
                 watcher.cycle(&shutdown),
@@ -167,7 +170,16 @@ pub async fn run(
             _ = shutdown.cancelled() => {}
             Some(()) = reloads.next() => {
                 notifier.reloading();
-                if reload(&mut watcher, &config_path, clock).await {
+                // Nothing is swapped until the new parts are complete, so a reload cut short
+                // by SIGTERM leaves the running config as it was.
+                let applied = tokio::select! {
+                    applied = reload(&mut watcher, &config_path, clock) => applied,
+                    _ = shutdown.cancelled() => {
+                        tracing::info!("config reload abandoned: shutting down");
+                        false
+                    }
+                };
+                if applied {
                     poll_interval = watcher.config().poll_interval;
                     metrics.set_poll_interval(poll_interval);
                     // Poll at once: new pipelines are read now, not a whole interval later.

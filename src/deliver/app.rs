@@ -356,7 +356,8 @@ impl Deliverer {
         }
         match error {
             ApiError::RateLimited { retry_after } => {
-                let wait = retry_after.unwrap_or(DEFAULT_RATE_LIMIT_WAIT);
+                // Capped like the webhooks' waits: a huge Retry-After must not hold the queue.
+                let (wait, _) = super::rate_limit_wait(retry_after);
                 tracing::warn!(
                     pipeline = %message.key.pipeline,
                     route,

@@ -7,13 +7,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
 mod server;
-pub use server::serve;
+mod slots;
+pub use server::start;
 
 /// Cycle duration buckets, in seconds: a healthy cycle takes well under a second per few
 /// pipelines; the top buckets catch timeouts (30 s per AWS call) and long delivery passes.
@@ -140,17 +142,21 @@ struct Inner {
     reads_saved: Counter,
     cycle_duration: Histogram,
     pipelines_unreadable: u64,
-    last_success: Option<(Timestamp, Instant)>,
+    last_success: Option<Timestamp>,
     reloads_ok: Counter,
     reloads_failed: Counter,
-    poll_interval: Duration,
 }
 
 /// The registry. One per process ([`global`]); tests make their own.
 #[derive(Debug)]
 pub struct Metrics {
     started: Instant,
+    /// Held only to bump or read numbers, never across I/O.
     inner: Mutex<Inner>,
+    /// What `/healthz` reads, without a lock: the poll interval in milliseconds, and the time
+    /// of the last successful cycle in nanoseconds after `started`, plus one (0: none yet).
+    poll_interval_ms: AtomicU64,
+    last_success_ns: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -183,10 +189,7 @@ impl CycleOutcome {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut inner = Inner {
-            poll_interval: Duration::from_secs(30),
-            ..Inner::default()
-        };
+        let mut inner = Inner::default();
         for kind in MESSAGE_KINDS {
             inner.sent.insert(kind.to_owned(), Counter::default());
         }
@@ -198,6 +201,8 @@ impl Metrics {
         Self {
             started: Instant::now(),
             inner: Mutex::new(inner),
+            poll_interval_ms: AtomicU64::new(30_000),
+            last_success_ns: AtomicU64::new(0),
         }
     }
 
@@ -207,7 +212,8 @@ impl Metrics {
     }
 
     pub fn set_poll_interval(&self, interval: Duration) {
-        self.lock().poll_interval = interval;
+        let ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        self.poll_interval_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Pre-registers operations so their counters read 0 before the first call.
@@ -234,7 +240,11 @@ impl Metrics {
             inner.cycles_failed.add(1);
         }
         if outcome.succeeded() {
-            inner.last_success = Some((Timestamp::now(), Instant::now()));
+            let now = Instant::now();
+            inner.last_success = Some(Timestamp::now());
+            let ns = u64::try_from(now.duration_since(self.started).as_nanos()).unwrap_or(u64::MAX);
+            self.last_success_ns
+                .store(ns.saturating_add(1), Ordering::Relaxed);
         }
     }
 
@@ -248,13 +258,17 @@ impl Metrics {
     }
 
     /// `Ok(reason)` when healthy, `Err(reason)` when no cycle succeeded for 3 poll intervals
-    /// (counted from the start until the first success).
+    /// (counted from the start until the first success). Lock-free: it answers whatever the
+    /// loop is doing.
     pub fn health(&self) -> Result<String, String> {
-        let inner = self.lock();
-        let limit = inner.poll_interval * UNHEALTHY_AFTER_INTERVALS;
-        let (since, what) = match inner.last_success {
-            Some((_, at)) => (at, "last successful cycle"),
-            None => (self.started, "started, no successful cycle yet"),
+        let interval = Duration::from_millis(self.poll_interval_ms.load(Ordering::Relaxed));
+        let limit = interval.saturating_mul(UNHEALTHY_AFTER_INTERVALS);
+        let (since, what) = match self.last_success_ns.load(Ordering::Relaxed) {
+            0 => (self.started, "started, no successful cycle yet"),
+            ns => (
+                self.started + Duration::from_nanos(ns - 1),
+                "last successful cycle",
+            ),
         };
         let ago = since.elapsed();
         let text = format!(
@@ -474,7 +488,7 @@ impl Metrics {
         );
         let last = inner
             .last_success
-            .map(|(t, _)| t.as_millisecond() as f64 / 1000.0)
+            .map(|t| t.as_millisecond() as f64 / 1000.0)
             .unwrap_or(0.0);
         let _ = writeln!(
             out,

@@ -1,33 +1,98 @@
-//! The `[metrics] listen` endpoint: a minimal HTTP/1.1 server for `GET /metrics` and
-//! `GET /healthz`, one request per connection, bounded in connections, size and time.
+//! The `[metrics] listen` endpoint: `GET /metrics` and `GET /healthz` over HTTP/1.1 (hyper),
+//! one request per connection, on a thread of its own.
+//!
+//! Its own thread because the daemon's loop runs on one thread and talks to SQLite
+//! synchronously: while the database is locked by someone else, that thread waits in SQLite's
+//! busy timeout, and an endpoint on the same thread could not answer at all, least of all say
+//! "unhealthy". Here nothing waits on the loop: `/healthz` reads two atomics, `/metrics` a
+//! mutex the loop only holds to bump a number.
+//!
+//! Hostile clients are bounded: a request head must arrive within [`HEADER_TIMEOUT`] and fit
+//! in [`MAX_REQUEST_HEAD`]; past [`MAX_CONNECTIONS`] the oldest connection still waiting for its
+//! request is dropped to make room (see [`Slots`]).
 
-use std::sync::Arc;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::Metrics;
+use super::slots::{Slot, Slots};
 
-/// Connections served at once; more wait in the accept queue.
-const MAX_CONNECTIONS: usize = 16;
-/// A client gets this long to send its request and read the answer.
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
-/// Request heads longer than this are refused.
+/// Connections open at once; enough for any number of scrapers and probes.
+const MAX_CONNECTIONS: usize = 64;
+/// A client gets this long to send its request head (hyper's own default is 30 s).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection's whole life, request and answer: bounds a client that never reads.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Request heads longer than this are refused (431).
 const MAX_REQUEST_HEAD: usize = 8192;
 
-/// Serves `/metrics` and `/healthz` from `metrics` until `shutdown`.
-pub async fn serve(listener: TcpListener, metrics: &'static Metrics, shutdown: CancellationToken) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            _ = shutdown.cancelled() => return,
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("metrics.listen: cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("metrics.listen: cannot start the endpoint's thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Listens on `addr` and serves `/metrics` and `/healthz` from `metrics` on a thread of its own
+/// until `shutdown`. Returns the address bound (`addr` with the port chosen, for port 0).
+pub fn start(
+    addr: SocketAddr,
+    metrics: &'static Metrics,
+    shutdown: CancellationToken,
+) -> Result<SocketAddr, ServeError> {
+    let listen = |source| ServeError::Listen { addr, source };
+    let listener = std::net::TcpListener::bind(addr).map_err(listen)?;
+    listener.set_nonblocking(true).map_err(listen)?;
+    let local = listener.local_addr().map_err(listen)?;
+    if !addr.ip().to_canonical().is_loopback() {
+        let reach = if addr.ip().is_unspecified() {
+            "every network interface of this host"
+        } else {
+            "that address"
         };
+        tracing::warn!(
+            "metrics.listen = {addr} is not a loopback address: anyone who can reach {reach} \
+             can read /metrics and /healthz (no authentication); listen on 127.0.0.1 or firewall the port"
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ServeError::Thread)?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(listener) => serve(listener, metrics, shutdown).await,
+                    Err(e) => tracing::error!("metrics endpoint: cannot listen: {e}"),
+                }
+            })
+        })
+        .map_err(ServeError::Thread)?;
+    Ok(local)
+}
+
+async fn serve(listener: TcpListener, metrics: &'static Metrics, shutdown: CancellationToken) {
+    let slots = Slots::new(MAX_CONNECTIONS);
+    loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -40,98 +105,93 @@ pub async fn serve(listener: TcpListener, metrics: &'static Metrics, shutdown: C
             },
             _ = shutdown.cancelled() => return,
         };
-        tokio::spawn(async move {
-            let _permit = permit;
-            if let Err(e) = tokio::time::timeout(CONNECTION_TIMEOUT, answer(stream, metrics)).await
-            {
-                tracing::debug!("metrics endpoint: client too slow: {e}");
+        match slots.admit() {
+            Some(slot) => {
+                tokio::spawn(connection(stream, slot, metrics));
             }
-        });
+            None => {
+                tokio::spawn(refuse(stream));
+            }
+        }
     }
 }
 
 /// One request, one answer, then the connection is closed.
-async fn answer(mut stream: TcpStream, metrics: &Metrics) {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-        if head.len() > MAX_REQUEST_HEAD {
-            let _ = respond(&mut stream, false, 431, "text/plain", "request too large\n").await;
-            return;
-        }
-    }
-    let request_line = head.split(|b| *b == b'\n').next().unwrap_or_default();
-    let request_line = String::from_utf8_lossy(request_line);
-    let mut parts = request_line.split_whitespace();
-    let method = parts.next().unwrap_or_default();
-    let target = parts.next().unwrap_or_default();
-    let path = target.split(['?', '#']).next().unwrap_or_default();
-    let head_only = method == "HEAD";
-    if method != "GET" && !head_only {
-        let _ = respond(&mut stream, false, 405, "text/plain", "only GET and HEAD\n").await;
-        return;
-    }
-    let _ = match path {
-        "/metrics" => {
-            respond(
-                &mut stream,
-                head_only,
-                200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                &metrics.render(),
-            )
-            .await
-        }
-        "/healthz" => match metrics.health() {
-            Ok(text) => {
-                let body = format!("ok: {text}\n");
-                respond(&mut stream, head_only, 200, "text/plain", &body).await
-            }
-            Err(text) => {
-                let body = format!("unhealthy: {text}\n");
-                respond(&mut stream, head_only, 503, "text/plain", &body).await
-            }
+async fn connection(stream: TcpStream, slot: Slot, metrics: &'static Metrics) {
+    let busy = slot.busy.clone();
+    let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+        busy.store(true, Ordering::Release);
+        let response = answer(&request, metrics);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_header_size(MAX_REQUEST_HEAD)
+        .keep_alive(false);
+    let served = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        result = tokio::time::timeout(CONNECTION_TIMEOUT, served) => match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!("metrics endpoint: connection dropped: {e}"),
+            Err(_) => tracing::debug!("metrics endpoint: connection dropped: too slow"),
         },
-        "/" => {
-            respond(
-                &mut stream,
-                head_only,
-                200,
-                "text/plain",
-                "approval-watch: /metrics (Prometheus), /healthz\n",
-            )
-            .await
+        _ = slot.shed.cancelled() => {
+            tracing::debug!("metrics endpoint: idle connection dropped to make room");
         }
-        _ => respond(&mut stream, head_only, 404, "text/plain", "not found\n").await,
-    };
+    }
 }
 
-async fn respond(
-    stream: &mut TcpStream,
-    head_only: bool,
-    status: u16,
-    content_type: &str,
-    body: &str,
-) -> std::io::Result<()> {
-    let reason = match status {
-        200 => "OK",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        431 => "Request Header Fields Too Large",
-        503 => "Service Unavailable",
-        _ => "",
-    };
-    let mut response = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    if !head_only {
-        response.push_str(body);
+/// Every connection is busy answering: say so at once rather than keep the client waiting.
+async fn refuse(mut stream: TcpStream) {
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+        Content-Length: 5\r\nRetry-After: 1\r\nConnection: close\r\n\r\nbusy\n";
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(BUSY).await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
+fn answer<B>(request: &Request<B>, metrics: &Metrics) -> Response<Full<Bytes>> {
+    let method = request.method();
+    if method != Method::GET && method != Method::HEAD {
+        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
     }
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+    match request.uri().path() {
+        "/metrics" => {
+            let mut response = text(StatusCode::OK, metrics.render());
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        "/healthz" => match metrics.health() {
+            Ok(reason) => text(StatusCode::OK, format!("ok: {reason}\n")),
+            Err(reason) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("unhealthy: {reason}\n"),
+            ),
+        },
+        "/" => text(
+            StatusCode::OK,
+            "approval-watch: /metrics (Prometheus), /healthz\n",
+        ),
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }

@@ -1,0 +1,142 @@
+//! Field formatting for the `text` and `journal` formats that keeps every event on one line
+//! and keeps terminal control out: control characters in any message or field value (stage
+//! names, AWS error messages, Slack's answers…) are written escaped, `\n` or `\u{1b}`. Done
+//! here, once, so no call site has to remember it. (`json` needs nothing: JSON strings escape
+//! control characters.)
+
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
+
+use tracing::field::{Field, Visit};
+use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
+use tracing_subscriber::fmt::format::{DefaultFields, DefaultVisitor, Writer};
+
+/// [`DefaultFields`], escaped.
+#[derive(Debug)]
+pub struct EscapedFields(DefaultFields);
+
+impl Default for EscapedFields {
+    fn default() -> Self {
+        Self(DefaultFields::new())
+    }
+}
+
+impl<'a> MakeVisitor<Writer<'a>> for EscapedFields {
+    type Visitor = Escaping<DefaultVisitor<'a>>;
+
+    fn make_visitor(&self, target: Writer<'a>) -> Self::Visitor {
+        Escaping(self.0.make_visitor(target))
+    }
+}
+
+/// Hands each value to the inner visitor with its control characters escaped.
+pub struct Escaping<V>(V);
+
+impl<V: Visit> Visit for Escaping<V> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.record_str(field, &escape(value));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        let mut text = value.to_string();
+        let mut source = value.source();
+        while let Some(e) = source {
+            let _ = write!(text, ": {e}");
+            source = e.source();
+        }
+        self.0
+            .record_debug(field, &format_args!("{}", escape(&text)));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        // Messages and `%`/`?` fields arrive here: formatted once, escaped, passed on as is.
+        let text = format!("{value:?}");
+        self.0
+            .record_debug(field, &format_args!("{}", escape(&text)));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.record_i64(field, value);
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.record_u64(field, value);
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        self.0.record_i128(field, value);
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        self.0.record_u128(field, value);
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.record_f64(field, value);
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.record_bool(field, value);
+    }
+}
+
+impl<V: VisitOutput<fmt::Result>> VisitOutput<fmt::Result> for Escaping<V> {
+    fn finish(self) -> fmt::Result {
+        self.0.finish()
+    }
+}
+
+impl<V: VisitFmt> VisitFmt for Escaping<V> {
+    fn writer(&mut self) -> &mut dyn fmt::Write {
+        self.0.writer()
+    }
+}
+
+/// Characters that must not reach a log raw: C0 and C1 controls and DEL (line breaks,
+/// terminal escapes), the Unicode line and paragraph separators, and the bidirectional
+/// overrides that make a terminal show text in another order than it was written.
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// `s` with each unsafe character written as `\n`, `\r`, `\t` or `\u{…}`.
+pub fn escape(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(is_unsafe) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if is_unsafe(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controls_are_escaped_and_the_rest_kept() {
+        assert_eq!(
+            escape("a\nb\r\tc\u{1b}[31m\u{7f}\u{9b}"),
+            "a\\nb\\r\\tc\\u{1b}[31m\\u{7f}\\u{9b}"
+        );
+        assert_eq!(
+            escape("x\u{2028}y\u{202e}z\u{2066}"),
+            "x\\u{2028}y\\u{202e}z\\u{2066}"
+        );
+        assert!(matches!(escape("plain é 🎉 \\n"), Cow::Borrowed(_)));
+    }
+}

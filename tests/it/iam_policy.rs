@@ -1,0 +1,127 @@
+//! The README's least-privilege IAM policy lists exactly the CodePipeline operations the code
+//! calls: an operation added to `src/aws/` without the policy would fail with
+//! AccessDenied on every bastion that copied the README, and a stale action grants too much.
+
+use std::collections::BTreeSet;
+
+const README: &str = include_str!("../../README.md");
+
+/// Every `.rs` file under `src/aws/` (the only module that touches the SDK), concatenated.
+fn aws_sources() -> String {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("read src/aws") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    if root.join("aws.rs").exists() {
+        files.push(root.join("aws.rs"));
+    }
+    if root.join("aws").is_dir() {
+        walk(&root.join("aws"), &mut files);
+    }
+    assert!(!files.is_empty(), "no src/aws.rs or src/aws/");
+    files.sort();
+    files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).expect("read source"))
+        .collect::<Vec<_>>()
+        .join("\n;\n")
+}
+
+/// SDK operations called in `src`: in each statement that ends in `.send()`, the first
+/// method called with no arguments (`client.get_pipeline_state().name(..).send()`), as its
+/// API name (`GetPipelineState`).
+fn operations_called(src: &str) -> BTreeSet<String> {
+    let code: String = src
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut ops = BTreeSet::new();
+    let mut from = 0;
+    while let Some(at) = code[from..].find(".send()") {
+        let send = from + at;
+        let start = code[..send].rfind([';', '{', '}']).map_or(0, |i| i + 1);
+        let statement = &code[start..send];
+        let op = statement
+            .match_indices("()")
+            .filter_map(|(i, _)| {
+                let before = &statement[..i];
+                let name_start = before
+                    .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .map_or(0, |j| j + 1);
+                let name = &before[name_start..];
+                (before[..name_start].trim_end().ends_with('.') && !name.is_empty()).then_some(name)
+            })
+            .next()
+            .unwrap_or_else(|| panic!("no operation before .send() in: {statement}"));
+        ops.insert(pascal(op));
+        from = send + 1;
+    }
+    ops
+}
+
+fn pascal(snake: &str) -> String {
+    snake
+        .split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// `"codepipeline:Action"` strings anywhere in the README.
+fn policy_actions(readme: &str) -> BTreeSet<String> {
+    readme
+        .match_indices("\"codepipeline:")
+        .map(|(i, m)| {
+            let rest = &readme[i + m.len()..];
+            rest[..rest.find('"').expect("closing quote")].to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn readme_policy_lists_exactly_the_operations_the_code_calls() {
+    let called = operations_called(&aws_sources());
+    assert!(
+        called.contains("GetPipelineState"),
+        "the scan found no GetPipelineState call; is it still working? {called:?}"
+    );
+    let listed = policy_actions(README);
+    assert_eq!(
+        listed, called,
+        "README IAM policy actions (left) differ from the CodePipeline operations src/aws/ calls (right)"
+    );
+}
+
+#[test]
+fn the_scan_finds_chained_calls() {
+    let src = r#"
+        let state = self
+            .client(target)
+            .get_pipeline_state() // the state
+            .name(&target.pipeline)
+            .send()
+            .await?;
+        let x = client.list_pipelines().send().await;
+    "#;
+    let ops: Vec<String> = operations_called(src).into_iter().collect();
+    assert_eq!(ops, ["GetPipelineState", "ListPipelines"]);
+    assert_eq!(
+        policy_actions(r#"["codepipeline:GetPipeline", "codepipeline:GetPipelineState"]"#)
+            .into_iter()
+            .collect::<Vec<_>>(),
+        ["GetPipeline", "GetPipelineState"]
+    );
+}
