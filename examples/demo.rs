@@ -3,7 +3,10 @@
 //! and every Slack message printed in the terminal as a reader would see it.
 //!
 //!     cargo run --example demo
+//!     cargo run --example demo -- --app    # Slack app mode: one message, its thread, the edit
 
+#[path = "demo/app.rs"]
+mod app;
 #[path = "../tests/it/support/mod.rs"]
 mod support;
 
@@ -26,6 +29,23 @@ fn main() -> ExitCode {
         }
     }
     approval_watch::logging::init();
+    if std::env::args().any(|a| a == "--app") {
+        // A paused clock: the reminders of an hour and more come at once.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build();
+        return match runtime
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(app::demo()))
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("demo failed: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

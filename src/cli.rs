@@ -13,6 +13,7 @@ use crate::clock::Clock;
 use crate::config::{Config, DEFAULT_CONFIG_PATH, Route};
 use crate::logging::LogFormat;
 use crate::slack::SlackClient;
+use crate::slack_api::SlackApi;
 use crate::startup::{self, Mode, StartupError};
 use crate::store::Store;
 use crate::watcher::CycleReport;
@@ -243,6 +244,10 @@ async fn check_config(path: &Path, config: Config) -> Result<ExitCode, Failure> 
         .map(Route::resolve_webhook)
         .collect::<Result<Vec<_>, _>>()
         .map_err(config_error)?;
+    if let Some(app) = &config.app {
+        // Read and checked for form only: check-config calls nothing.
+        app.resolve_token().map_err(config_error)?;
+    }
     let (_, targets) = CodePipeline::connect(&config).await.map_err(config_error)?;
     crate::output::print(&crate::summary::config_summary(
         path, &config, &targets, &webhooks,
@@ -277,6 +282,18 @@ async fn test_slack(config: Config) -> Result<ExitCode, Failure> {
     let slack = SlackClient::new()
         .context("cannot build the HTTP client")
         .map_err(runtime_error)?;
+    let app = match &config.app {
+        Some(app) => {
+            let token = app.resolve_token().map_err(config_error)?;
+            let api = SlackApi::new(app.api_url.clone(), token)
+                .context("cannot build the HTTP client")
+                .map_err(runtime_error)?;
+            // Once: a refused token fails every channel the same way.
+            let auth = api.auth_test().await.map(drop);
+            Some((api, auth, app.token_key.as_str()))
+        }
+        None => None,
+    };
     let host = hostname();
     let mut failed = 0;
     for (route, webhook) in config.all_routes().zip(&webhooks) {
@@ -284,7 +301,33 @@ async fn test_slack(config: Config) -> Result<ExitCode, Failure> {
             &crate::render::test_message(&route.name, &host),
             &route.overrides,
         );
-        let line = match slack.post(webhook, &payload).await {
+        let result = match (webhook, route.channel(), &app) {
+            (Some(webhook), _, _) => slack
+                .post(webhook, &payload)
+                .await
+                .map_err(|e| e.to_string()),
+            (None, Some(channel), Some((api, auth, token_key))) => {
+                let sent = match auth {
+                    Ok(()) => {
+                        let mut body = payload.clone();
+                        body["channel"] = channel.into();
+                        api.post_message(&body).await.map(drop)
+                    }
+                    Err(e) => Err(e.clone()),
+                };
+                sent.map_err(|e| {
+                    match e
+                        .slack_error()
+                        .and_then(|w| crate::slack_api::advice(w, channel, token_key))
+                    {
+                        Some(advice) => format!("{e} — {advice}"),
+                        None => e.to_string(),
+                    }
+                })
+            }
+            _ => Err("no webhook and no bot token".to_owned()),
+        };
+        let line = match result {
             Ok(()) => format!("{} ({}): ok", route.name, route.key),
             Err(e) => {
                 failed += 1;

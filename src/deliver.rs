@@ -1,5 +1,8 @@
 //! Outbox → Slack: sends due messages in order, one route at a time, and records
-//! each answer (delivered / retry later / failed for good).
+//! each answer (delivered / retry later / failed for good). Webhook routes here; routes
+//! posting with the bot token (app mode) in [`app`].
+
+mod app;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -10,16 +13,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, Route, SecretUrl, route_index};
+use crate::model::{MessageKind, SlackMessage};
 use crate::render;
 use crate::slack::{SendError, SlackClient};
+use crate::slack_api::SlackApi;
 use crate::store::{OutboxMessage, Store, StoreError};
 
 /// How messages leave: to Slack, or (for `once --dry-run`) into a list, as Slack taking each.
 pub enum Transport {
-    /// Each route's webhook, in the deliverer's route order.
+    /// Each route's webhook (`None` for a route the bot token posts for), in the
+    /// deliverer's route order, and the Web API when `[slack]` names a bot token.
     Slack {
         client: SlackClient,
-        webhooks: Vec<SecretUrl>,
+        webhooks: Vec<Option<SecretUrl>>,
+        api: Option<SlackApi>,
     },
     Capture(Vec<Captured>),
 }
@@ -27,12 +34,20 @@ pub enum Transport {
 impl Transport {
     /// The HTTP client and every route's webhook, read from their sources. Errors name the
     /// key, never the secret.
-    pub fn slack(client: SlackClient, config: &Config) -> Result<Self, ConfigError> {
+    pub fn slack(
+        client: SlackClient,
+        api: Option<SlackApi>,
+        config: &Config,
+    ) -> Result<Self, ConfigError> {
         let webhooks = config
             .all_routes()
             .map(Route::resolve_webhook)
             .collect::<Result<_, _>>()?;
-        Ok(Self::Slack { client, webhooks })
+        Ok(Self::Slack {
+            client,
+            webhooks,
+            api,
+        })
     }
 }
 
@@ -43,6 +58,10 @@ pub struct Captured {
     pub message: OutboxMessage,
     /// The body that would be posted, route overrides included.
     pub payload: serde_json::Value,
+    /// App mode: the Web API method (`chat.postMessage`, `chat.update`).
+    pub method: Option<&'static str>,
+    /// App mode: the `ts` of the message replied to or updated, when known.
+    pub ts: Option<String>,
 }
 
 /// What one delivery pass did.
@@ -89,6 +108,7 @@ const MAX_INLINE_WAITS: u32 = 3;
 #[derive(Debug)]
 struct RateLimiter {
     tokens: f64,
+    burst: f64,
     last: Instant,
 }
 
@@ -97,8 +117,13 @@ const PER_SECOND: f64 = 1.0;
 
 impl RateLimiter {
     fn new() -> Self {
+        Self::with_burst(BURST)
+    }
+
+    fn with_burst(burst: f64) -> Self {
         Self {
-            tokens: BURST,
+            tokens: burst,
+            burst,
             last: Instant::now(),
         }
     }
@@ -106,8 +131,8 @@ impl RateLimiter {
     /// Waits for a send slot; false when shut down while waiting.
     async fn acquire(&mut self, shutdown: &CancellationToken) -> bool {
         let now = Instant::now();
-        self.tokens =
-            (self.tokens + now.duration_since(self.last).as_secs_f64() * PER_SECOND).min(BURST);
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * PER_SECOND)
+            .min(self.burst);
         self.last = now;
         if self.tokens < 1.0 {
             let wait = Duration::from_secs_f64((1.0 - self.tokens) / PER_SECOND);
@@ -139,6 +164,14 @@ pub struct Deliverer {
     /// never posted again by this process: a store that cannot write must not turn into a
     /// message repeated on every pass.
     unmarked: HashMap<i64, Timestamp>,
+    /// Of those, the alerts posted with the bot token: where they went.
+    unmarked_posted: HashMap<i64, SlackMessage>,
+    /// Alerts posted this pass (approval id → message), for replies queued behind them.
+    threads: HashMap<i64, SlackMessage>,
+    /// Permanent Web API errors already logged at ERROR, per (route, error).
+    told: std::collections::HashSet<(String, String)>,
+    /// The key the bot token is configured under, for advice in errors.
+    token_key: String,
     clock: Clock,
     /// Destinations whose Slack asked for a wait over [`RETRY_CAP`], warned about once.
     suspicious_waits: HashSet<String>,
@@ -151,6 +184,13 @@ impl Deliverer {
             routes: config.all_routes().cloned().collect(),
             limiters: HashMap::new(),
             unmarked: HashMap::new(),
+            unmarked_posted: HashMap::new(),
+            threads: HashMap::new(),
+            told: Default::default(),
+            token_key: config
+                .app
+                .as_ref()
+                .map_or_else(String::new, |a| a.token_key.clone()),
             clock,
             suspicious_waits: HashSet::new(),
         }
@@ -169,6 +209,8 @@ impl Deliverer {
     /// message again nor resets a webhook's pace.
     pub fn take_over(&mut self, old: Deliverer) {
         self.unmarked.extend(old.unmarked);
+        // `told` starts afresh: a reload is how a fix arrives, so a refusal after it is news.
+        self.unmarked_posted.extend(old.unmarked_posted);
         self.suspicious_waits.extend(old.suspicious_waits);
         for (name, limiter) in old.limiters {
             self.limiters.entry(name).or_insert(limiter);
@@ -182,8 +224,12 @@ impl Deliverer {
             self.unmarked.iter().map(|(k, v)| (*k, *v)).collect();
         pending.sort();
         for (id, at) in pending {
-            store.mark_delivered(id, at)?;
+            match self.unmarked_posted.get(&id) {
+                Some(posted) => store.mark_posted(id, at, posted)?,
+                None => store.mark_delivered(id, at)?,
+            }
             self.unmarked.remove(&id);
+            self.unmarked_posted.remove(&id);
             tracing::info!(
                 message = id,
                 "delivery to Slack recorded (recording it had failed)"
@@ -214,6 +260,7 @@ impl Deliverer {
     ) -> Result<DeliveryReport, StoreError> {
         let mut report = DeliveryReport::default();
         self.mark_unmarked(store)?;
+        self.threads.clear();
         // A retry scheduled further ahead than the cap (by an older version, or before the
         // clock was set back) would hold its route's queue for that long.
         let capped = store.cap_next_attempts(later(now, RETRY_CAP))?;
@@ -239,6 +286,7 @@ impl Deliverer {
             }
             match self.send(index, &message, store, shutdown).await? {
                 Sent::Delivered => report.delivered += 1,
+                Sent::Dropped => {}
                 Sent::Failed => report.failed += 1,
                 Sent::Deferred => {
                     report.deferred += 1;
@@ -261,6 +309,18 @@ impl Deliverer {
         let Some(route) = self.routes.get(index) else {
             return Ok(Sent::Interrupted);
         };
+        if let Some(channel) = route.channel() {
+            let (route, channel) = (route.name.clone(), channel.to_owned());
+            return self
+                .send_app(&route, &channel, message, store, shutdown)
+                .await;
+        }
+        if message.kind == MessageKind::Resolution && !message.app.reply {
+            // Queued to edit an app-mode alert; this route posts by webhook now, and a
+            // webhook cannot edit.
+            store.mark_dropped(message.id, "nothing to post: the route no longer edits")?;
+            return Ok(Sent::Dropped);
+        }
         let payload = render::with_overrides(&message.payload, &route.overrides);
         let (client, webhook) = match &mut self.transport {
             Transport::Capture(captured) => {
@@ -268,13 +328,17 @@ impl Deliverer {
                     route: route.name.clone(),
                     message: message.clone(),
                     payload,
+                    method: None,
+                    ts: None,
                 });
                 store.mark_delivered(message.id, self.clock.now())?;
                 return Ok(Sent::Delivered);
             }
-            Transport::Slack { client, webhooks } => match webhooks.get(index) {
-                Some(webhook) => (&*client, webhook),
-                None => return Ok(Sent::Interrupted),
+            Transport::Slack {
+                client, webhooks, ..
+            } => match webhooks.get(index) {
+                Some(Some(webhook)) => (&*client, webhook),
+                _ => return Ok(Sent::Interrupted),
             },
         };
         let limiter = self
@@ -366,6 +430,8 @@ impl Deliverer {
 /// How one message went.
 enum Sent {
     Delivered,
+    /// Nothing to send after all.
+    Dropped,
     Failed,
     Deferred,
     Interrupted,

@@ -20,6 +20,12 @@ struct Line<'a> {
     account: &'a str,
     /// The body that would be posted, route overrides included.
     payload: &'a serde_json::Value,
+    /// App mode: `chat.postMessage` or `chat.update`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<&'a str>,
+    /// App mode: the `ts` of the message replied to or updated, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ts: Option<&'a str>,
 }
 
 /// The JSON line for a captured message; `queued` when the outbox held it before the cycle.
@@ -35,6 +41,8 @@ pub fn line(captured: &Captured, queued: bool) -> String {
         region: &key.region,
         account: &key.account,
         payload: &captured.payload,
+        method: captured.method,
+        ts: captured.ts.as_deref(),
     };
     // Plain strings and a JSON value always serialize.
     serde_json::to_string(&line).unwrap_or_default()

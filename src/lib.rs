@@ -25,6 +25,7 @@ mod reconcile;
 mod remind;
 mod render;
 mod slack;
+mod slack_api;
 mod small_file;
 pub mod startup;
 pub mod status;

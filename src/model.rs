@@ -205,6 +205,15 @@ pub struct OpenApproval {
     pub messages_pending: u32,
     /// Messages about it that Slack refused for good.
     pub messages_failed: u32,
+    /// Where its alert was posted in app mode (threads and updates need it).
+    pub slack: Option<SlackMessage>,
+}
+
+/// A message the bot token posted: what `chat.update` and thread replies need.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SlackMessage {
+    pub channel: String,
+    pub ts: String,
 }
 
 /// How an approval was resolved; what resolution messages are rendered from.

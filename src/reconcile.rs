@@ -344,6 +344,7 @@ mod tests {
                 expiry_warned: false,
                 messages_pending: 0,
                 messages_failed: 0,
+                slack: None,
             })
             .collect()
     }

@@ -147,6 +147,72 @@ pub fn resolution(approval: &Approval, resolution: &Resolution) -> Value {
     message(&fallback, blocks)
 }
 
+/// The alert as it reads once its approval is resolved (app mode edits it in place): the
+/// header says the outcome, then who decided, their comment and how long it waited.
+pub fn resolved_alert(approval: &Approval, resolution: &Resolution) -> Value {
+    let key = &approval.key;
+    let pipeline_url = pipeline_url(&key.region, &key.pipeline);
+    let reviewer = resolution
+        .by
+        .as_deref()
+        .map(reviewer_name)
+        .filter(|r| !r.trim().is_empty());
+    let headline = headline(approval, resolution.outcome, reviewer.as_deref());
+    let waited = resolution
+        .at
+        .duration_since(approval.waiting_since)
+        .max(SignedDuration::ZERO);
+    let word = match resolution.outcome {
+        Outcome::Approved => "Approved",
+        Outcome::Rejected => "Rejected",
+        Outcome::Expired => "Expired",
+        Outcome::Superseded => "Superseded",
+        Outcome::PipelineDeleted => "Pipeline deleted",
+        Outcome::Removed => "Removed",
+    };
+    let facts = [
+        format!("{} *{}*", outcome_emoji(resolution.outcome), headline),
+        format!("*Waited:* {}", humanize(waited)),
+        format!("*Pipeline:* {}", link(&pipeline_url, &key.pipeline)),
+        format!("*Stage:* {}", name(&key.stage)),
+        format!("*Action:* {}", name(&key.action)),
+        region_line(key),
+    ]
+    .join("\n");
+    let mut blocks = vec![
+        header(&format!(
+            "{} {word}: {}",
+            outcome_emoji(resolution.outcome),
+            key.pipeline
+        )),
+        section(&facts),
+    ];
+    let comment = non_blank(resolution.comment.as_deref());
+    if let Some(comment) = comment {
+        let title = match &reviewer {
+            Some(r) => format!("*Comment from {}:*", name(r)),
+            None => "*Comment:*".to_owned(),
+        };
+        blocks.push(section(&format!("{title}\n{}", quote(comment))));
+    }
+    if let Some(data) = non_blank(approval.custom_data.as_deref()) {
+        blocks.push(section(&format!("*Note:*\n{}", quote(data))));
+    }
+    blocks.push(context(&format!(
+        "{}  ·  {}",
+        link(&pipeline_url, "Open pipeline"),
+        slack_date(resolution.at),
+    )));
+    let mut fallback = format!("{headline} after {}: {}", humanize(waited), subject(key));
+    if let Some(comment) = comment {
+        fallback.push_str(&format!(
+            " — \"{}\"",
+            mrkdwn_field(comment, FALLBACK_COMMENT_MAX_CHARS)
+        ));
+    }
+    message(&fallback, blocks)
+}
+
 /// A reminder that an approval is still waiting; the last one before expiry says so loudly.
 pub fn reminder(approval: &Approval, due: &ReminderDue, now: Timestamp) -> Value {
     let key = &approval.key;

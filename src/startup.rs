@@ -10,6 +10,7 @@ use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::deliver::{Deliverer, Transport};
 use crate::slack::SlackClient;
+use crate::slack_api::SlackApi;
 use crate::small_file::{self, SmallFileError};
 use crate::store::{Store, StoreError};
 use crate::watcher::{Parts, Watcher};
@@ -50,7 +51,14 @@ pub async fn parts(config: Config, mode: Mode, clock: Clock) -> Result<Parts, St
     let transport = match mode {
         Mode::Live => {
             let client = SlackClient::new().map_err(StartupError::HttpClient)?;
-            Transport::slack(client, &config)?
+            let api = match &config.app {
+                Some(app) => Some(
+                    SlackApi::new(app.api_url.clone(), app.resolve_token()?)
+                        .map_err(StartupError::HttpClient)?,
+                ),
+                None => None,
+            };
+            Transport::slack(client, api, &config)?
         }
         Mode::DryRun => Transport::Capture(Vec::new()),
     };

@@ -35,6 +35,9 @@ pub struct Waiting {
     pub route: String,
     /// When the next reminder is expected, working hours included.
     pub next_reminder: Option<Timestamp>,
+    /// App mode: where its alert was posted, once it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slack: Option<crate::model::SlackMessage>,
 }
 
 impl Waiting {
@@ -58,6 +61,7 @@ impl Waiting {
             expiry_warned: open.expiry_warned,
             messages_pending: open.messages_pending,
             messages_failed: open.messages_failed,
+            slack: open.slack,
             route: route.name.clone(),
             next_reminder,
         }

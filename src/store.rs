@@ -11,7 +11,9 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, Row, params};
 use rusqlite_migration::{M, Migrations};
 
-use crate::model::{Approval, ApprovalKey, MessageKind, OpenApproval, Resolution, Revision};
+use crate::model::{
+    Approval, ApprovalKey, MessageKind, OpenApproval, Resolution, Revision, SlackMessage,
+};
 use crate::remind::ReminderDue;
 
 mod in_place;
@@ -123,17 +125,33 @@ ALTER TABLE outbox DROP COLUMN destination;
 CREATE INDEX outbox_pending ON outbox (id) WHERE state = 'pending';
 ";
 
+/// Reserved for the digest/heartbeat migration, merged separately; empty until then.
+const SCHEMA_V5: &str = "";
+
+/// Slack app mode: where an approval's alert was posted (for thread replies and the update
+/// on resolution), and per message whether a reply also shows in the channel, whether a
+/// resolution is told in the thread, and how the resolved alert should read.
+const SCHEMA_V6: &str = "
+ALTER TABLE approvals ADD COLUMN slack_channel TEXT;
+ALTER TABLE approvals ADD COLUMN slack_ts TEXT;
+ALTER TABLE outbox ADD COLUMN broadcast INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN reply INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE outbox ADD COLUMN update_payload TEXT;
+";
+
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(SCHEMA_V1),
         M::up(SCHEMA_V2),
         M::up(SCHEMA_V3),
         M::up(SCHEMA_V4),
+        M::up(SCHEMA_V5),
+        M::up(SCHEMA_V6),
     ])
 }
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// A message waiting in the outbox.
 #[derive(Debug, Clone, PartialEq)]
@@ -145,6 +163,10 @@ pub struct OutboxMessage {
     pub next_attempt_at: Timestamp,
     /// Which approval it is about, for logs.
     pub key: ApprovalKey,
+    pub approval_id: i64,
+    pub app: AppParts,
+    /// Where the approval's alert was posted (app mode), when it was.
+    pub thread: Option<SlackMessage>,
 }
 
 /// A message to queue, rendered by the caller.
@@ -152,6 +174,28 @@ pub struct OutboxMessage {
 pub struct NewMessage {
     pub kind: MessageKind,
     pub payload: serde_json::Value,
+    pub app: AppParts,
+}
+
+/// What app mode needs beyond the payload (webhooks ignore it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppParts {
+    /// A thread reply that also shows in the channel (escalations, the expiry warning).
+    pub broadcast: bool,
+    /// A resolution told in the thread; false: only the alert is updated.
+    pub reply: bool,
+    /// For a resolution: the alert as it should read now (`chat.update`).
+    pub update: Option<serde_json::Value>,
+}
+
+impl Default for AppParts {
+    fn default() -> Self {
+        Self {
+            broadcast: false,
+            reply: true,
+            update: None,
+        }
+    }
 }
 
 /// Everything one cycle records, applied in one transaction.
@@ -415,7 +459,8 @@ impl Store {
             .conn
             .prepare_cached(
                 "SELECT o.id, o.kind, o.payload, o.attempts, o.next_attempt_ms, a.account,
-                        a.region, a.pipeline, a.stage, a.action, a.token
+                        a.region, a.pipeline, a.stage, a.action, a.token, o.approval_id,
+                        o.broadcast, o.reply, o.update_payload, a.slack_channel, a.slack_ts
                  FROM outbox o JOIN approvals a ON a.id = o.approval_id
                  WHERE o.state = 'pending' ORDER BY o.id LIMIT ?1",
             )
@@ -470,6 +515,47 @@ impl Store {
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n.max(0) as u64)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// An alert posted with the bot token: delivered, and where it is (for its thread and
+    /// its update), in one transaction.
+    pub fn mark_posted(
+        &self,
+        id: i64,
+        now: Timestamp,
+        posted: &SlackMessage,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sql = |cause| StoreError::Sqlite {
+            path: path.clone(),
+            cause,
+        };
+        let tx = self.conn.unchecked_transaction().map_err(sql)?;
+        tx.execute(
+            "UPDATE approvals SET slack_channel = ?2, slack_ts = ?3
+             WHERE id = (SELECT approval_id FROM outbox WHERE id = ?1)",
+            params![id, posted.channel, posted.ts],
+        )
+        .map_err(sql)?;
+        tx.execute(
+            "UPDATE outbox SET state = 'delivered', delivered_ms = ?2,
+                 attempts = attempts + 1, last_error = NULL WHERE id = ?1",
+            params![id, now.as_millisecond()],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)
+    }
+
+    /// Nothing to send after all (an update-only resolution whose alert has no message to
+    /// update): never tried again.
+    pub fn mark_dropped(&self, id: i64, why: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE outbox SET state = 'dropped', last_error = ?2 WHERE id = ?1",
+                params![id, why],
+            )
+            .map(drop)
             .map_err(|e| self.sql(e))
     }
 
@@ -644,13 +730,17 @@ fn insert_message(
     now_ms: i64,
 ) -> rusqlite::Result<()> {
     tx.execute(
-        "INSERT INTO outbox (approval_id, kind, payload, created_ms, next_attempt_ms)
-         VALUES (?1, ?2, ?3, ?4, ?4)",
+        "INSERT INTO outbox (approval_id, kind, payload, created_ms, next_attempt_ms,
+             broadcast, reply, update_payload)
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7)",
         params![
             approval_id,
             message.kind.as_str(),
             message.payload.to_string(),
-            now_ms
+            now_ms,
+            message.app.broadcast,
+            message.app.reply,
+            message.app.update.as_ref().map(|u| u.to_string()),
         ],
     )
     .map(drop)
@@ -716,6 +806,7 @@ fn open_from_row(row: &Row<'_>) -> Result<OpenApproval, String> {
         alert_delivered: column(row, "alert_delivered")?,
         messages_pending: column(row, "messages_pending")?,
         messages_failed: column(row, "messages_failed")?,
+        slack: slack_from_row(row)?,
     })
 }
 
@@ -729,6 +820,13 @@ fn message_from_row(row: &Row<'_>) -> Result<OutboxMessage, String> {
         Ok(_) => return Err("payload: not a JSON object".to_owned()),
         Err(e) => return Err(format!("payload: not JSON ({e})")),
     };
+    let update = match column::<Option<String>>(row, "update_payload")? {
+        None => None,
+        Some(text) => match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(value) if value.is_object() => Some(value),
+            _ => return Err("update_payload: not a JSON object".to_owned()),
+        },
+    };
     Ok(OutboxMessage {
         id: column(row, "id")?,
         kind,
@@ -736,7 +834,23 @@ fn message_from_row(row: &Row<'_>) -> Result<OutboxMessage, String> {
         attempts: column(row, "attempts")?,
         next_attempt_at: time_column(row, "next_attempt_ms")?,
         key: key_from_row(row)?,
+        approval_id: column(row, "approval_id")?,
+        app: AppParts {
+            broadcast: column(row, "broadcast")?,
+            reply: column(row, "reply")?,
+            update,
+        },
+        thread: slack_from_row(row)?,
     })
+}
+
+/// Where the alert was posted, when both halves are stored.
+fn slack_from_row(row: &Row<'_>) -> Result<Option<SlackMessage>, String> {
+    let channel: Option<String> = column(row, "slack_channel")?;
+    let ts: Option<String> = column(row, "slack_ts")?;
+    Ok(channel
+        .zip(ts)
+        .map(|(channel, ts)| SlackMessage { channel, ts }))
 }
 
 /// Reads a resolution back.
@@ -887,6 +1001,7 @@ mod tests {
 
     fn message(kind: MessageKind) -> NewMessage {
         NewMessage {
+            app: AppParts::default(),
             kind,
             payload: serde_json::json!({"text": kind.as_str()}),
         }

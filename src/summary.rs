@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::aws::Target;
-use crate::config::{Config, Credentials, Route, SecretSource, SecretUrl};
+use crate::config::{Config, Credentials, Destination, Route, SecretSource, SecretUrl};
 use crate::remind::ReminderPolicy;
 
 fn human(d: Duration) -> String {
@@ -50,13 +50,7 @@ fn reminders(p: &ReminderPolicy) -> String {
     parts.join("; ")
 }
 
-fn route(out: &mut String, route: &Route, webhook: &SecretUrl) {
-    let source = match &route.webhook {
-        SecretSource::Inline(_) => {
-            "inline webhook_url (prefer webhook_url_file or a systemd credential)".to_owned()
-        }
-        other => other.to_string(),
-    };
+fn route(out: &mut String, route: &Route, webhook: Option<&SecretUrl>) {
     let matches = if route.pipelines.is_empty() {
         "every pipeline no route matches".to_owned()
     } else {
@@ -68,13 +62,24 @@ fn route(out: &mut String, route: &Route, webhook: &SecretUrl) {
             .join(", ")
     };
     let _ = writeln!(out, "  {} ({}): {matches}", route.name, route.key);
-    // The host is not secret; the path of a webhook URL is.
-    let host = webhook.expose().host_str().unwrap_or("?");
-    let _ = writeln!(
-        out,
-        "    webhook: from {source} ({}), host {host}",
-        route.webhook_key
-    );
+    match (&route.destination, webhook) {
+        (Destination::Webhook { source, key }, Some(webhook)) => {
+            let source = match source {
+                SecretSource::Inline(_) => {
+                    "inline webhook_url (prefer webhook_url_file or a systemd credential)"
+                        .to_owned()
+                }
+                other => other.to_string(),
+            };
+            // The host is not secret; the path of a webhook URL is.
+            let host = webhook.expose().host_str().unwrap_or("?");
+            let _ = writeln!(out, "    webhook: from {source} ({key}), host {host}");
+        }
+        (Destination::Channel(channel), _) => {
+            let _ = writeln!(out, "    channel: {channel} (bot token)");
+        }
+        (Destination::Webhook { .. }, None) => {}
+    }
     for (key, value) in route.overrides.fields() {
         if let Some(value) = value {
             let _ = writeln!(out, "    {key}: {value}");
@@ -95,7 +100,7 @@ pub fn config_summary(
     path: &Path,
     config: &Config,
     targets: &[Target],
-    webhooks: &[SecretUrl],
+    webhooks: &[Option<SecretUrl>],
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "config {}: ok", path.display());
@@ -161,9 +166,17 @@ pub fn config_summary(
     if let Some(listen) = &config.metrics {
         let _ = writeln!(out, "metrics: http://{listen}/metrics");
     }
+    if let Some(app) = &config.app {
+        // Read and checked for form; Slack is not asked (test-slack does that).
+        let _ = writeln!(
+            out,
+            "slack app: bot token from {} ({}), Web API {}",
+            app.token, app.token_key, app.api_url
+        );
+    }
     let _ = writeln!(out, "routes:");
     for (r, webhook) in config.all_routes().zip(webhooks) {
-        route(&mut out, r, webhook);
+        route(&mut out, r, webhook.as_ref());
     }
     let _ = writeln!(out, "pipelines ({}):", targets.len());
     for (target, p) in targets.iter().zip(&config.pipelines) {

@@ -17,7 +17,7 @@ use crate::poll::{Discovered, Schedule};
 use crate::reconcile::{self, Plan};
 use crate::remind::Mention;
 use crate::render;
-use crate::store::{Changes, NewMessage, Store, StoreError};
+use crate::store::{AppParts, Changes, NewMessage, Store, StoreError};
 use crate::warn_once::WarnOnce;
 
 /// Reads started at once; each then waits for its (account, region) budget.
@@ -188,12 +188,13 @@ async fn list_scopes(
 
 /// Renders the messages a plan causes, each for its pipeline's route.
 fn changes(config: &Config, plan: &Plan, now: Timestamp) -> Changes {
-    let message = |pipeline: &str, kind, payload, extra: Option<&Mention>| {
+    let message = |pipeline: &str, kind, payload, extra: Option<&Mention>, app| {
         let route = config.route_for(pipeline);
         let mentions: Vec<&Mention> = route.mention.iter().chain(extra).collect();
         NewMessage {
             kind,
             payload: render::with_mentions(payload, &mentions),
+            app,
         }
     };
     Changes {
@@ -204,7 +205,13 @@ fn changes(config: &Config, plan: &Plan, now: Timestamp) -> Changes {
                 let payload = render::alert(a, now);
                 (
                     a.clone(),
-                    message(&a.key.pipeline, MessageKind::Alert, payload, None),
+                    message(
+                        &a.key.pipeline,
+                        MessageKind::Alert,
+                        payload,
+                        None,
+                        AppParts::default(),
+                    ),
                 )
             })
             .collect(),
@@ -213,10 +220,19 @@ fn changes(config: &Config, plan: &Plan, now: Timestamp) -> Changes {
             .iter()
             .map(|r| {
                 let pipeline = &r.approval.key.pipeline;
-                let told = r.notify && config.route_for(pipeline).notify_resolved;
-                let msg = told.then(|| {
+                let route = config.route_for(pipeline);
+                let told = r.notify && route.notify_resolved;
+                // In app mode the alert is edited to show the outcome even when the thread
+                // is not told (an edit notifies nobody); an alert never seen stays unsaid.
+                let edited = r.notify && route.channel().is_some();
+                let msg = (told || edited).then(|| {
                     let payload = render::resolution(&r.approval, &r.resolution);
-                    message(pipeline, MessageKind::Resolution, payload, None)
+                    let app = AppParts {
+                        broadcast: false,
+                        reply: told,
+                        update: Some(render::resolved_alert(&r.approval, &r.resolution)),
+                    };
+                    message(pipeline, MessageKind::Resolution, payload, None, app)
                 });
                 (r.id, r.resolution.clone(), msg)
             })
@@ -229,10 +245,15 @@ fn changes(config: &Config, plan: &Plan, now: Timestamp) -> Changes {
                 let policy = &config.route_for(pipeline).reminders;
                 let escalation = policy.escalate_mention.as_ref().filter(|_| r.due.escalate);
                 let payload = render::reminder(&r.approval, &r.due, now);
+                // Loud reminders show in the channel too, not only in the thread.
+                let app = AppParts {
+                    broadcast: r.due.escalate || r.due.expiry_warning,
+                    ..AppParts::default()
+                };
                 (
                     r.id,
                     r.due,
-                    message(pipeline, MessageKind::Reminder, payload, escalation),
+                    message(pipeline, MessageKind::Reminder, payload, escalation, app),
                 )
             })
             .collect(),

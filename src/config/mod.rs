@@ -5,6 +5,7 @@
 //! commands which never talk to Slack (`status`) do not need to read them.
 
 mod accounts;
+mod app;
 mod glob;
 mod pipelines;
 mod raw;
@@ -23,9 +24,10 @@ use std::time::Duration;
 
 pub use crate::budget::Limits;
 pub use accounts::{AccountConfig, AwsConfig, Credentials};
+pub use app::{AppConfig, BotToken, DEFAULT_API_URL, TokenSource};
 pub use glob::Glob;
 pub use pipelines::{DiscoverConfig, PipelineConfig};
-pub use routes::{DEFAULT_ROUTE, MessageOverrides, Route, route_index};
+pub use routes::{DEFAULT_ROUTE, Destination, MessageOverrides, Route, route_index};
 pub use secret::{SecretSource, SecretUrl};
 pub use state_dir::check_state_directory;
 
@@ -67,6 +69,8 @@ pub struct Config {
     pub aws: AwsConfig,
     /// `[slack]`: where pipelines no route matches go.
     pub slack: Route,
+    /// `[slack]`'s bot token and Web API (app mode), when it names one.
+    pub app: Option<AppConfig>,
     /// `[[route]]`s in order; the first whose globs match a pipeline wins.
     pub routes: Vec<Route>,
     pub pipelines: Vec<PipelineConfig>,
@@ -155,11 +159,11 @@ fn validate(
     accounts::validate_aws(&aws)?;
 
     let global_reminders = raw.reminders;
-    let slack = routes::validate_slack(raw.slack, &global_reminders)?;
+    let (slack, app) = routes::validate_slack(raw.slack, &global_reminders)?;
     let mut routes = Vec::with_capacity(raw.routes.len());
     let mut names = HashSet::from([DEFAULT_ROUTE.to_owned()]);
     for (i, r) in raw.routes.into_iter().enumerate() {
-        let route = routes::validate_route(i, r, &global_reminders)?;
+        let route = routes::validate_route(i, r, &global_reminders, app.as_ref())?;
         if !names.insert(route.name.clone()) {
             return Err(invalid(
                 format!("route[{i}].name"),
@@ -221,6 +225,7 @@ fn validate(
         state_path,
         aws,
         slack,
+        app,
         routes,
         pipelines,
         accounts,

@@ -3,6 +3,7 @@
 //! globs match the pipeline, else `[slack]`. It is applied when a message is sent, so after a
 //! config change queued messages go where the config now says.
 
+use super::app::{self, AppConfig, RawApp};
 use super::reminders::reminder_policy;
 use super::{ConfigError, Glob, SecretSource, SecretUrl, invalid, raw, secret};
 use crate::remind::{Mention, ReminderPolicy};
@@ -19,9 +20,7 @@ pub struct Route {
     pub key: String,
     /// Globs over pipeline names; empty for `[slack]`, which takes the rest.
     pub pipelines: Vec<Glob>,
-    pub webhook: SecretSource,
-    /// The key the secret was given under, for error messages (`slack.webhook_url_env`).
-    pub webhook_key: String,
+    pub destination: Destination,
     pub overrides: MessageOverrides,
     /// Added to every message of this route.
     pub mention: Option<Mention>,
@@ -30,10 +29,35 @@ pub struct Route {
     pub reminders: ReminderPolicy,
 }
 
+/// Where a route's messages are posted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Destination {
+    /// An incoming webhook.
+    Webhook {
+        source: SecretSource,
+        /// The key the secret was given under, for error messages (`slack.webhook_url_env`).
+        key: String,
+    },
+    /// A channel ID that `[slack]`'s bot token posts to (app mode).
+    Channel(String),
+}
+
 impl Route {
-    /// Reads the secret from its source and checks it. Errors name the key, never the value.
-    pub fn resolve_webhook(&self) -> Result<SecretUrl, ConfigError> {
-        self.webhook.resolve(&self.webhook_key)
+    /// Reads the webhook secret from its source and checks it (`None` for an app-mode
+    /// route). Errors name the key, never the value.
+    pub fn resolve_webhook(&self) -> Result<Option<SecretUrl>, ConfigError> {
+        match &self.destination {
+            Destination::Webhook { source, key } => source.resolve(key).map(Some),
+            Destination::Channel(_) => Ok(None),
+        }
+    }
+
+    /// The channel the bot token posts to, for an app-mode route.
+    pub fn channel(&self) -> Option<&str> {
+        match &self.destination {
+            Destination::Channel(c) => Some(c),
+            Destination::Webhook { .. } => None,
+        }
     }
 
     fn matches(&self, pipeline: &str) -> bool {
@@ -78,16 +102,58 @@ struct RouteSettings {
     notify_resolved: Option<bool>,
 }
 
+/// `[slack]`: the default route, and the bot token when it names one (app mode).
 pub(super) fn validate_slack(
     raw: Option<raw::Slack>,
     reminders: &raw::Reminders,
-) -> Result<Route, ConfigError> {
+) -> Result<(Route, Option<AppConfig>), ConfigError> {
     let Some(raw) = raw else {
         return Err(invalid(
             "slack",
-            "missing; expected a [slack] table with webhook_url_file, webhook_url_env, webhook_url_credential or webhook_url",
+            "missing; expected a [slack] table with webhook_url_file, webhook_url_env, webhook_url_credential or webhook_url (or bot_token_credential, bot_token_file, bot_token_env or bot_token with channel)",
         ));
     };
+    let raw_app = RawApp {
+        token: secret::RawSecret {
+            file: raw.bot_token_file,
+            env: raw.bot_token_env,
+            credential: raw.bot_token_credential,
+            inline: raw.bot_token,
+        },
+        api_url: raw.api_url,
+    };
+    let webhook_given = raw.webhook_url_file.is_some()
+        || raw.webhook_url_env.is_some()
+        || raw.webhook_url_credential.is_some()
+        || raw.webhook_url.is_some();
+    if webhook_given && raw_app.is_given() {
+        return Err(invalid(
+            "slack",
+            "has both a webhook URL and a bot token; expected exactly one (a [[route]] may name its own webhook)",
+        ));
+    }
+    let app = app::validate(raw_app)?;
+    let policy = reminder_policy("reminders", reminders)?;
+    if app.is_some() {
+        let Some(channel) = raw.channel else {
+            return Err(invalid(
+                "slack.channel",
+                "is missing; with a bot token, expected the ID of the channel to post in, such as \"C0123456789\"",
+            ));
+        };
+        app::check_channel("slack.channel", &channel)?;
+        app_only_settings("slack", &raw.username, &raw.icon_emoji)?;
+        let route = app_route(
+            "slack",
+            DEFAULT_ROUTE.to_owned(),
+            Vec::new(),
+            channel,
+            raw.mention,
+            raw.notify_resolved,
+            policy,
+        )?;
+        return Ok((route, app));
+    }
     let settings = RouteSettings {
         secret: secret::RawSecret {
             file: raw.webhook_url_file,
@@ -101,20 +167,21 @@ pub(super) fn validate_slack(
         mention: raw.mention,
         notify_resolved: raw.notify_resolved,
     };
-    let policy = reminder_policy("reminders", reminders)?;
-    build_route(
+    let route = build_route(
         "slack",
         DEFAULT_ROUTE.to_owned(),
         Vec::new(),
         settings,
         policy,
-    )
+    )?;
+    Ok((route, None))
 }
 
 pub(super) fn validate_route(
     i: usize,
     raw: raw::Route,
     global: &raw::Reminders,
+    app: Option<&AppConfig>,
 ) -> Result<Route, ConfigError> {
     let table = format!("route[{i}]");
     let name = match raw.name {
@@ -143,6 +210,31 @@ pub(super) fn validate_route(
         Some(over) => reminder_policy(&format!("{table}.reminders"), &global.overridden_by(over))?,
         None => reminder_policy("reminders", global)?,
     };
+    let webhook_given = raw.webhook_url_file.is_some()
+        || raw.webhook_url_env.is_some()
+        || raw.webhook_url_credential.is_some()
+        || raw.webhook_url.is_some();
+    if !webhook_given && let Some(channel) = raw.channel {
+        // No webhook: the channel is where `[slack]`'s bot token posts.
+        let key = format!("{table}.channel");
+        if app.is_none() {
+            return Err(invalid(
+                key,
+                "without a webhook source needs a bot token in [slack] (bot_token_credential, bot_token_file, bot_token_env or bot_token); or give this route a webhook_url_file",
+            ));
+        }
+        app::check_channel(&key, &channel)?;
+        app_only_settings(&table, &raw.username, &raw.icon_emoji)?;
+        return app_route(
+            &table,
+            name,
+            globs,
+            channel,
+            raw.mention,
+            raw.notify_resolved,
+            policy,
+        );
+    }
     let settings = RouteSettings {
         secret: secret::RawSecret {
             file: raw.webhook_url_file,
@@ -187,8 +279,10 @@ fn build_route(
         name,
         key: table.to_owned(),
         pipelines,
-        webhook,
-        webhook_key,
+        destination: Destination::Webhook {
+            source: webhook,
+            key: webhook_key,
+        },
         overrides: MessageOverrides {
             username,
             icon_emoji,
@@ -198,6 +292,49 @@ fn build_route(
         notify_resolved: d.notify_resolved.unwrap_or(true),
         reminders,
     })
+}
+
+/// A route the bot token posts to `channel`.
+fn app_route(
+    table: &str,
+    name: String,
+    pipelines: Vec<Glob>,
+    channel: String,
+    mention: Option<String>,
+    notify_resolved: Option<bool>,
+    reminders: ReminderPolicy,
+) -> Result<Route, ConfigError> {
+    let mention = mention
+        .map(|m| Mention::parse(&m).map_err(|p| invalid(format!("{table}.mention"), p)))
+        .transpose()?;
+    Ok(Route {
+        name,
+        key: table.to_owned(),
+        pipelines,
+        destination: Destination::Channel(channel),
+        overrides: MessageOverrides::default(),
+        mention,
+        notify_resolved: notify_resolved.unwrap_or(true),
+        reminders,
+    })
+}
+
+/// `username` and `icon_emoji` are legacy-webhook overrides; a bot posts as itself (changing
+/// that would need the chat:write.customize scope).
+fn app_only_settings(
+    table: &str,
+    username: &Option<String>,
+    icon_emoji: &Option<String>,
+) -> Result<(), ConfigError> {
+    for (k, v) in [("username", username), ("icon_emoji", icon_emoji)] {
+        if v.is_some() {
+            return Err(invalid(
+                format!("{table}.{k}"),
+                "applies to webhooks only; a bot token posts as the app (set its name and icon in the app's settings)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn non_empty(key: &str, value: Option<String>) -> Result<Option<String>, ConfigError> {

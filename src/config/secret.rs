@@ -1,4 +1,5 @@
-//! The webhook URL: where it comes from, and a wrapper that cannot leak it.
+//! Secrets kept outside the config file (the webhook URL, the bot token): where they come
+//! from, and a wrapper for the webhook URL that cannot leak it.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -40,38 +41,9 @@ pub(super) struct RawSecret {
 /// Returns the source and the full key it was given under.
 pub(super) fn source(table: &str, raw: RawSecret) -> Result<(SecretSource, String), ConfigError> {
     let key = |k: &str| format!("{table}.{k}");
-    let mut sources = Vec::new();
-    if let Some(path) = raw.file {
-        if path.as_os_str().is_empty() {
-            return Err(invalid(
-                key("webhook_url_file"),
-                "is empty; expected a file path",
-            ));
-        }
-        sources.push((key("webhook_url_file"), SecretSource::File(path)));
-    }
-    if let Some(var) = raw.env {
-        if var.is_empty() || var.contains(['=', '\0']) {
-            return Err(invalid(
-                key("webhook_url_env"),
-                "expected the name of an environment variable",
-            ));
-        }
-        sources.push((key("webhook_url_env"), SecretSource::Env(var)));
-    }
-    if let Some(name) = raw.credential {
-        if name.is_empty() || name.contains(['/', '\0']) || name == "." || name == ".." {
-            return Err(invalid(
-                key("webhook_url_credential"),
-                "expected a credential name as in LoadCredential=NAME:…, such as \"slack-webhook\"",
-            ));
-        }
-        sources.push((
-            key("webhook_url_credential"),
-            SecretSource::Credential(name),
-        ));
-    }
-    if let Some(url) = raw.inline {
+    let inline = raw.inline.clone();
+    let mut sources = located("webhook_url", table, raw)?;
+    if let Some(url) = inline {
         let k = key("webhook_url");
         let url = SecretUrl::parse(&k, &url)?;
         sources.push((k, SecretSource::Inline(url)));
@@ -89,25 +61,91 @@ pub(super) fn source(table: &str, raw: RawSecret) -> Result<(SecretSource, Strin
     Ok((source, key))
 }
 
+/// Exactly one of `<prefix>_file`, `<prefix>_env`, `<prefix>_credential` (the caller handles
+/// an inline value), checked for form.
+pub(super) fn located_source(
+    table: &str,
+    prefix: &str,
+    raw: RawSecret,
+) -> Result<(SecretSource, String), ConfigError> {
+    let mut sources = located(prefix, table, raw)?;
+    if sources.len() != 1 {
+        return Err(invalid(
+            table,
+            format!(
+                "expected exactly one of {prefix}_credential, {prefix}_file, {prefix}_env, {prefix}; found {}",
+                sources.len()
+            ),
+        ));
+    }
+    let (key, source) = sources.remove(0);
+    Ok((source, key))
+}
+
+/// The file, environment and credential sources given, each with its full key.
+fn located(
+    prefix: &str,
+    table: &str,
+    raw: RawSecret,
+) -> Result<Vec<(String, SecretSource)>, ConfigError> {
+    let key = |k: &str| format!("{table}.{prefix}_{k}");
+    let mut sources = Vec::new();
+    if let Some(path) = raw.file {
+        if path.as_os_str().is_empty() {
+            return Err(invalid(key("file"), "is empty; expected a file path"));
+        }
+        sources.push((key("file"), SecretSource::File(path)));
+    }
+    if let Some(var) = raw.env {
+        if var.is_empty() || var.contains(['=', '\0']) {
+            return Err(invalid(
+                key("env"),
+                "expected the name of an environment variable",
+            ));
+        }
+        sources.push((key("env"), SecretSource::Env(var)));
+    }
+    if let Some(name) = raw.credential {
+        if name.is_empty() || name.contains(['/', '\0']) || name == "." || name == ".." {
+            return Err(invalid(
+                key("credential"),
+                "expected a credential name as in LoadCredential=NAME:…, such as \"slack-webhook\"",
+            ));
+        }
+        sources.push((key("credential"), SecretSource::Credential(name)));
+    }
+    Ok(sources)
+}
+
 impl SecretSource {
     /// Reads the secret and checks it. Errors name `key`, never the value.
     pub fn resolve(&self, key: &str) -> Result<SecretUrl, ConfigError> {
         match self {
             Self::Inline(url) => Ok(url.clone()),
+            located => {
+                let (at, text) = located.read_text(key, "the Slack webhook URL")?;
+                SecretUrl::parse(&at, &text)
+            }
+        }
+    }
+
+    /// Reads a secret kept outside the config file: the key qualified with where it was
+    /// read (`slack.bot_token_env ($VAR)`), and the text. `what` names the secret in errors.
+    pub(super) fn read_text(&self, key: &str, what: &str) -> Result<(String, String), ConfigError> {
+        match self {
+            Self::Inline(_) => Err(invalid(key, "is written in the config file, not read")),
             Self::Env(var) => match std::env::var(var) {
-                Ok(value) => SecretUrl::parse(&format!("{key} (${var})"), &value),
+                Ok(value) => Ok((format!("{key} (${var})"), value)),
                 Err(std::env::VarError::NotPresent) => Err(invalid(
                     key,
-                    format!(
-                        "environment variable {var} is not set; expected it to hold the Slack webhook URL"
-                    ),
+                    format!("environment variable {var} is not set; expected it to hold {what}"),
                 )),
                 Err(std::env::VarError::NotUnicode(_)) => Err(invalid(
                     key,
                     format!("environment variable {var} is not valid UTF-8"),
                 )),
             },
-            Self::File(path) => read_file(key, path),
+            Self::File(path) => read_file(key, path, what),
             Self::Credential(name) => {
                 let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") else {
                     return Err(invalid(
@@ -117,20 +155,24 @@ impl SecretSource {
                         ),
                     ));
                 };
-                read_file(key, &PathBuf::from(dir).join(name))
+                read_file(key, &PathBuf::from(dir).join(name), what)
             }
         }
     }
 }
 
-/// A secret file holds one URL; anything bigger is not the file the key meant.
+/// A secret file holds one URL or token; anything bigger is not the file the key meant.
 const MAX_SECRET_FILE: u64 = 64 * 1024;
 
-fn read_file(key: &str, path: &std::path::Path) -> Result<SecretUrl, ConfigError> {
+fn read_file(
+    key: &str,
+    path: &std::path::Path,
+    what: &str,
+) -> Result<(String, String), ConfigError> {
     let file = crate::small_file::read(path, MAX_SECRET_FILE).map_err(|e| {
         invalid(
             key,
-            format!("{e}; expected a regular file of at most 64 KiB holding the Slack webhook URL"),
+            format!("{e}; expected a regular file of at most 64 KiB holding {what}"),
         )
     })?;
     if file.open_to_others() {
@@ -141,7 +183,7 @@ fn read_file(key: &str, path: &std::path::Path) -> Result<SecretUrl, ConfigError
             "the secret file is open to group or others; restrict it (chmod 600) or use a systemd credential"
         );
     }
-    SecretUrl::parse(&format!("{key} ({})", path.display()), &file.text)
+    Ok((format!("{key} ({})", path.display()), file.text))
 }
 
 /// A webhook URL. Its `Debug` is redacted and it has no `Display`, so it cannot leak
@@ -188,7 +230,7 @@ impl fmt::Debug for SecretUrl {
     }
 }
 
-fn is_loopback(url: &url::Url) -> bool {
+pub(super) fn is_loopback(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),

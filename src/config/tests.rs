@@ -31,7 +31,9 @@ fn minimal_config_gets_defaults() {
     assert_eq!(config.state_path, PathBuf::from("./approval-watch.db"));
     assert_eq!(config.slack.reminders, ReminderPolicy::default());
     assert_eq!(config.pipelines.len(), 1);
-    assert_eq!(config.slack.webhook_key, "slack.webhook_url");
+    assert!(
+        matches!(&config.slack.destination, Destination::Webhook { key, .. } if key == "slack.webhook_url")
+    );
     assert!(config.slack.notify_resolved);
     assert!(config.routes.is_empty());
     assert_eq!(config.route_for("web-app").name, DEFAULT_ROUTE);
@@ -67,8 +69,13 @@ region = "us-east-1"
     assert_eq!(config.region_of(&config.pipelines[0]), Some("eu-west-1"));
     assert_eq!(config.region_of(&config.pipelines[1]), Some("us-east-1"));
     assert_eq!(
-        config.slack.webhook,
-        SecretSource::File("/run/credentials/approval-watch.service/slack-webhook".into())
+        config.slack.destination,
+        Destination::Webhook {
+            source: SecretSource::File(
+                "/run/credentials/approval-watch.service/slack-webhook".into()
+            ),
+            key: "slack.webhook_url_file".into(),
+        }
     );
 }
 
@@ -273,7 +280,9 @@ fn routes_reminders_and_working_hours_as_a_team_writes_them() {
         payments.mention.as_ref().unwrap().as_str(),
         "<!subteam^S0PAYMENTS>"
     );
-    assert_eq!(payments.webhook_key, "route[0].webhook_url_env");
+    assert!(
+        matches!(&payments.destination, Destination::Webhook { key, .. } if key == "route[0].webhook_url_env")
+    );
     // Overridden key by key: `every` from the route, the rest from [reminders].
     assert_eq!(payments.reminders.every, Duration::from_secs(30 * 60));
     assert_eq!(payments.reminders.after, Duration::from_secs(30 * 60));
@@ -394,8 +403,11 @@ fn a_credential_is_read_from_the_credentials_directory() {
 fn the_shipped_example_is_valid() {
     let config = parse(include_str!("../../config.example.toml")).unwrap();
     assert_eq!(
-        config.slack.webhook,
-        SecretSource::Credential("slack-webhook".into())
+        config.slack.destination,
+        Destination::Webhook {
+            source: SecretSource::Credential("slack-webhook".into()),
+            key: "slack.webhook_url_credential".into(),
+        }
     );
     assert_eq!(config.pipelines.len(), 2);
     assert_eq!(
@@ -557,4 +569,113 @@ fn fleet_keys_name_themselves_when_wrong() {
         let e = error(&text);
         assert!(e.contains(key), "error should name {key}: {e}");
     }
+}
+
+const APP: &str = r##"
+[slack]
+bot_token = "xoxb-1234-5678-abcdef"
+channel = "C0123456789"
+[[route]]
+pipelines = ["payments-*"]
+channel = "C0PAYMENTS1"
+[[route]]
+name = "legacy"
+pipelines = ["old-*"]
+webhook_url = "https://hooks.slack.com/services/T0/B0/XSECRETX"
+channel = "#legacy"
+[[pipeline]]
+name = "payments-api"
+"##;
+
+#[test]
+fn app_mode_routes_post_with_the_bot_token_or_keep_their_webhook() {
+    let config = parse(APP).unwrap();
+    let app = config.app.as_ref().expect("app mode");
+    assert_eq!(app.token_key, "slack.bot_token");
+    assert_eq!(app.api_url.as_str(), "https://slack.com/api/");
+    assert_eq!(
+        app.resolve_token().unwrap().expose(),
+        "xoxb-1234-5678-abcdef"
+    );
+    assert_eq!(config.slack.channel(), Some("C0123456789"));
+    assert_eq!(config.routes[0].channel(), Some("C0PAYMENTS1"));
+    // A route with a webhook keeps `channel` as the legacy-webhook override.
+    assert_eq!(config.routes[1].channel(), None);
+    assert_eq!(
+        config.routes[1].overrides.channel.as_deref(),
+        Some("#legacy")
+    );
+    assert!(
+        !format!("{config:?}").contains("xoxb-1234"),
+        "token in Debug"
+    );
+}
+
+#[test]
+fn app_mode_config_errors_name_the_key_and_never_the_token() {
+    let both = APP.replace(
+        "channel = \"C0123456789\"",
+        "channel = \"C0123456789\"\nwebhook_url = \"https://hooks.slack.com/services/T0/B0/X\"",
+    );
+    assert!(
+        error(&both).starts_with("slack: has both"),
+        "{}",
+        error(&both)
+    );
+    let no_channel = APP.replace("channel = \"C0123456789\"\n", "");
+    assert!(error(&no_channel).starts_with("slack.channel: is missing"));
+    let bad = APP.replace("xoxb-1234-5678-abcdef", "xoxp-1234-5678-abcdef");
+    let e = error(&bad);
+    assert!(e.starts_with("slack.bot_token: is not a bot token"), "{e}");
+    assert!(!e.contains("1234"), "{e}");
+    let name = APP.replace("C0PAYMENTS1", "#payments");
+    assert!(error(&name).starts_with("route[0].channel: \"#payments\" is not a channel ID"));
+    let plain = APP.replace(
+        "[[route]]\npipelines = [\"payments-*\"]",
+        "api_url = \"http://slack.example.com/api\"\n[[route]]\npipelines = [\"payments-*\"]",
+    );
+    assert!(
+        error(&plain).starts_with("slack.api_url:"),
+        "{}",
+        error(&plain)
+    );
+    let two = APP.replace(
+        "bot_token = ",
+        "bot_token_env = \"SLACK_BOT_TOKEN\"\nbot_token = ",
+    );
+    assert!(
+        error(&two).starts_with("slack: expected exactly one"),
+        "{}",
+        error(&two)
+    );
+}
+
+#[test]
+fn a_route_channel_without_a_webhook_needs_a_bot_token() {
+    let e = error(&format!(
+        "{MINIMAL}[[route]]\npipelines = [\"payments-*\"]\nchannel = \"C0PAYMENTS1\"\n"
+    ));
+    assert!(
+        e.starts_with("route[0].channel: without a webhook source needs a bot token"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_bot_token_from_a_file_is_read_and_checked_without_showing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "xoxb-from-file-1\n").unwrap();
+    let text = APP.replace(
+        "bot_token = \"xoxb-1234-5678-abcdef\"",
+        &format!("bot_token_file = {:?}", file.display().to_string()),
+    );
+    let config = parse(&text).unwrap();
+    let app = config.app.as_ref().unwrap();
+    assert_eq!(app.token_key, "slack.bot_token_file");
+    assert_eq!(app.resolve_token().unwrap().expose(), "xoxb-from-file-1");
+    std::fs::write(&file, "not-a-token-secretvalue").unwrap();
+    let e = app.resolve_token().unwrap_err().to_string();
+    assert!(e.starts_with("slack.bot_token_file ("), "{e}");
+    assert!(!e.contains("secretvalue"), "{e}");
 }

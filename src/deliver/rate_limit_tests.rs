@@ -85,6 +85,7 @@ async fn a_day_long_retry_after_is_capped_at_every_retry_and_warned_about_once()
     let message = NewMessage {
         kind: MessageKind::Alert,
         payload: serde_json::json!({"text": "hello"}),
+        app: Default::default(),
     };
     let changes = Changes {
         new: vec![(approval(), message)],
@@ -99,7 +100,8 @@ async fn a_day_long_retry_after_is_capped_at_every_retry_and_warned_about_once()
     .unwrap();
     let transport = Transport::Slack {
         client: SlackClient::new().unwrap(),
-        webhooks: vec![webhook],
+        webhooks: vec![Some(webhook)],
+        api: None,
     };
     let mut deliverer = Deliverer::new(transport, &config, Clock::System);
     let shutdown = CancellationToken::new();

@@ -58,6 +58,17 @@ pub fn slack_failure(kind: &str) {
         .add(1);
 }
 
+/// The Web API refused a message for good with `error`, one a person must act on
+/// (`invalid_auth`, `not_in_channel`, …): a `permanent` failure labelled with it.
+pub fn slack_error(error: &str) {
+    global()
+        .lock()
+        .slack_errors
+        .entry(error.to_owned())
+        .or_default()
+        .add(1);
+}
+
 /// One AWS API call was made (`GetPipelineState`, …), successful or not.
 pub fn aws_call(operation: &str) {
     global()
@@ -122,6 +133,8 @@ struct Inner {
     waiting: Waiting,
     sent: BTreeMap<String, Counter>,
     slack_failures: BTreeMap<String, Counter>,
+    /// App mode: permanent failures by Slack's error (`invalid_auth`, `not_in_channel`, …).
+    slack_errors: BTreeMap<String, Counter>,
     aws_calls: BTreeMap<String, Counter>,
     aws_errors: BTreeMap<(String, String), Counter>,
     cycles_ok: Counter,
@@ -345,13 +358,21 @@ impl Metrics {
             &mut out,
             "slack_delivery_failures_total",
             "counter",
-            "Slack deliveries that failed, by kind: rate_limited (429), temporary (5xx, timeout, connection; retried), permanent (other 4xx; not retried).",
+            "Slack deliveries that failed, by kind: rate_limited (429), temporary (5xx, timeout, connection; retried), permanent (other 4xx; not retried); in app mode permanent ones a person must fix also carry Slack's error.",
         );
         for (kind, c) in &inner.slack_failures {
             let _ = writeln!(
                 out,
                 "approval_watch_slack_delivery_failures_total{{kind=\"{}\"}} {}",
                 label(kind),
+                c.0
+            );
+        }
+        for (error, c) in &inner.slack_errors {
+            let _ = writeln!(
+                out,
+                "approval_watch_slack_delivery_failures_total{{kind=\"permanent\",error=\"{}\"}} {}",
+                label(error),
                 c.0
             );
         }

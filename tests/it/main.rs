@@ -5,6 +5,8 @@
 mod support;
 
 mod accounts;
+mod app_crash;
+mod app_mode;
 mod bad_config;
 mod cli;
 mod cli_packaging;

@@ -6,6 +6,7 @@
 pub mod app;
 pub mod fake_codepipeline;
 pub mod fake_slack;
+pub mod fake_slack_api;
 pub mod fake_sts;
 pub mod fixtures;
 pub mod flaky_port;

@@ -1,0 +1,446 @@
+//! App mode: a route's messages posted with the bot token. The alert is one top-level
+//! message whose channel and `ts` are stored; reminders reply in its thread; the resolution
+//! edits the alert and replies in the thread. Paced per channel, `chat.update` included.
+
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Captured, DEFAULT_RATE_LIMIT_WAIT, Deliverer, MAX_INLINE_WAIT, MAX_INLINE_WAITS, RateLimiter,
+    Sent, Transport, backoff, later, log_message,
+};
+use crate::model::{MessageKind, SlackMessage};
+use crate::slack_api::{self, ApiError, UPDATE_FALLBACK_ERRORS};
+use crate::store::{OutboxMessage, Store, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    PostMessage,
+    Update,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::PostMessage => "chat.postMessage",
+            Self::Update => "chat.update",
+        }
+    }
+}
+
+/// Why a call did not go through.
+enum Stop {
+    Interrupted,
+    Error(ApiError),
+}
+
+/// A `chat.postMessage` body: the rendered message in `channel`, as a reply in `thread`
+/// when given (also shown in the channel when `broadcast`).
+fn post_body(
+    payload: &Value,
+    channel: &str,
+    thread: Option<&SlackMessage>,
+    broadcast: bool,
+) -> Value {
+    let mut body = json!({
+        "channel": thread.map_or(channel, |t| t.channel.as_str()),
+        "unfurl_links": false,
+        "unfurl_media": false,
+    });
+    for key in ["text", "blocks"] {
+        if let Some(v) = payload.get(key) {
+            body[key] = v.clone();
+        }
+    }
+    if let Some(t) = thread {
+        body["thread_ts"] = json!(t.ts);
+        if broadcast {
+            body["reply_broadcast"] = json!(true);
+        }
+    }
+    body
+}
+
+/// A `chat.update` body: the alert at `target` replaced by `update`.
+fn update_body(update: &Value, target: &SlackMessage) -> Value {
+    let mut body = json!({ "channel": target.channel, "ts": target.ts });
+    for key in ["text", "blocks"] {
+        if let Some(v) = update.get(key) {
+            body[key] = v.clone();
+        }
+    }
+    body
+}
+
+impl Deliverer {
+    /// One message to an app-mode route.
+    pub(super) async fn send_app(
+        &mut self,
+        route: &str,
+        channel: &str,
+        message: &OutboxMessage,
+        store: &Store,
+        shutdown: &CancellationToken,
+    ) -> Result<Sent, StoreError> {
+        // An alert posted earlier in this pass is not in `message.thread` yet.
+        let thread = message
+            .thread
+            .clone()
+            .or_else(|| self.threads.get(&message.approval_id).cloned());
+        let result = match message.kind {
+            MessageKind::Alert => {
+                let body = post_body(&message.payload, channel, None, false);
+                match self
+                    .call(route, message, Method::PostMessage, body, None, shutdown)
+                    .await
+                {
+                    Ok(posted) => return self.alert_posted(route, message, posted, store),
+                    Err(stop) => Err(stop),
+                }
+            }
+            MessageKind::Reminder => {
+                // Without a stored alert (posted by webhook, or refused) it stands alone.
+                let body = post_body(
+                    &message.payload,
+                    channel,
+                    thread.as_ref(),
+                    message.app.broadcast,
+                );
+                let ts = thread.as_ref().map(|t| t.ts.clone());
+                self.call(route, message, Method::PostMessage, body, ts, shutdown)
+                    .await
+                    .map(drop)
+            }
+            MessageKind::Resolution => {
+                match self
+                    .resolve(route, channel, message, thread.as_ref(), shutdown)
+                    .await
+                {
+                    Ok(true) => Ok(()),
+                    Ok(false) => {
+                        store.mark_dropped(message.id, "no posted alert to update")?;
+                        return Ok(Sent::Dropped);
+                    }
+                    Err(stop) => Err(stop),
+                }
+            }
+        };
+        match result {
+            Ok(()) => {
+                self.delivered(message, route, store)?;
+                Ok(Sent::Delivered)
+            }
+            Err(Stop::Interrupted) => Ok(Sent::Interrupted),
+            Err(Stop::Error(e)) => self.app_failed(route, channel, message, e, store),
+        }
+    }
+
+    /// The resolution: the alert edited to show the outcome, then the reply in its thread
+    /// (unless the route does not tell resolutions). When the alert cannot be edited, the
+    /// resolution is posted instead. `Ok(false)`: nothing to send.
+    async fn resolve(
+        &mut self,
+        route: &str,
+        channel: &str,
+        message: &OutboxMessage,
+        thread: Option<&SlackMessage>,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, Stop> {
+        let reply = |thread| post_body(&message.payload, channel, thread, false);
+        let (Some(target), Some(update)) = (thread, message.app.update.as_ref()) else {
+            if !message.app.reply {
+                return Ok(false);
+            }
+            // Nothing to edit (the alert went out by webhook, or was queued by an older
+            // version): a reply in its thread when there is one, else a message of its own.
+            let ts = thread.map(|t| t.ts.clone());
+            self.call(
+                route,
+                message,
+                Method::PostMessage,
+                reply(thread),
+                ts,
+                shutdown,
+            )
+            .await?;
+            return Ok(true);
+        };
+        let ts = Some(target.ts.clone());
+        let body = update_body(update, target);
+        match self
+            .call(route, message, Method::Update, body, ts.clone(), shutdown)
+            .await
+        {
+            Ok(_) => {
+                if message.app.reply {
+                    self.call(
+                        route,
+                        message,
+                        Method::PostMessage,
+                        reply(thread),
+                        ts,
+                        shutdown,
+                    )
+                    .await?;
+                }
+                Ok(true)
+            }
+            Err(Stop::Error(ApiError::Permanent { error }))
+                if UPDATE_FALLBACK_ERRORS.contains(&error.as_str()) =>
+            {
+                // Gone: a message of its own; only too old to edit: a reply still fits.
+                let (thread, ts) = if error == "message_not_found" {
+                    (None, None)
+                } else {
+                    (thread, ts)
+                };
+                tracing::warn!(
+                    pipeline = %message.key.pipeline,
+                    route,
+                    "chat.update answered {error}; the resolution is posted as a new message"
+                );
+                self.call(
+                    route,
+                    message,
+                    Method::PostMessage,
+                    reply(thread),
+                    ts,
+                    shutdown,
+                )
+                .await?;
+                Ok(true)
+            }
+            Err(stop) => Err(stop),
+        }
+    }
+
+    /// One Web API call, paced per channel, waiting out short rate limits. In the dry run,
+    /// captured instead. `target_ts`: the message replied to or updated, for the dry run.
+    async fn call(
+        &mut self,
+        route: &str,
+        message: &OutboxMessage,
+        method: Method,
+        body: Value,
+        target_ts: Option<String>,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<SlackMessage>, Stop> {
+        let Self {
+            transport,
+            limiters,
+            ..
+        } = self;
+        let api = match transport {
+            Transport::Capture(captured) => {
+                captured.push(Captured {
+                    route: route.to_owned(),
+                    message: message.clone(),
+                    payload: body,
+                    method: Some(method.as_str()),
+                    ts: target_ts,
+                });
+                return Ok(None);
+            }
+            Transport::Slack { api: Some(api), .. } => &*api,
+            Transport::Slack { api: None, .. } => {
+                return Err(Stop::Error(ApiError::Permanent {
+                    error: "no bot token configured".into(),
+                }));
+            }
+        };
+        let channel = body
+            .get("channel")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        // Slack's guidance: one message a second per channel, no burst promised.
+        let limiter = limiters
+            .entry(format!("channel {channel}"))
+            .or_insert_with(|| RateLimiter::with_burst(1.0));
+        let mut inline_waits = 0;
+        loop {
+            if !limiter.acquire(shutdown).await {
+                return Err(Stop::Interrupted);
+            }
+            let result = match method {
+                Method::PostMessage => api.post_message(&body).await.map(Some),
+                Method::Update => api.update(&body).await.map(|()| None),
+            };
+            match result {
+                Err(ApiError::RateLimited { retry_after }) => {
+                    limiter.drain();
+                    let wait = retry_after.unwrap_or(DEFAULT_RATE_LIMIT_WAIT);
+                    if wait <= MAX_INLINE_WAIT && inline_waits < MAX_INLINE_WAITS {
+                        crate::metrics::slack_failure("rate_limited");
+                        tracing::warn!(
+                            route,
+                            method = method.as_str(),
+                            retry_after_s = wait.as_secs(),
+                            "Slack rate limit; waiting before the next call"
+                        );
+                        inline_waits += 1;
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => continue,
+                            _ = shutdown.cancelled() => {}
+                        }
+                    }
+                    return Err(Stop::Error(ApiError::RateLimited {
+                        retry_after: Some(wait),
+                    }));
+                }
+                Err(e) => return Err(Stop::Error(e)),
+                Ok(posted) => return Ok(posted),
+            }
+        }
+    }
+
+    /// The alert is out: delivered, and where it went, in one transaction.
+    fn alert_posted(
+        &mut self,
+        route: &str,
+        message: &OutboxMessage,
+        posted: Option<SlackMessage>,
+        store: &Store,
+    ) -> Result<Sent, StoreError> {
+        let Some(posted) = posted else {
+            // The dry run: nothing was posted, so there is nothing to point at.
+            self.delivered(message, route, store)?;
+            return Ok(Sent::Delivered);
+        };
+        crate::metrics::message_sent(message.kind.as_str());
+        let now = self.clock.now();
+        self.threads.insert(message.approval_id, posted.clone());
+        if let Err(e) = store.mark_posted(message.id, now, &posted) {
+            self.unmarked.insert(message.id, now);
+            self.unmarked_posted.insert(message.id, posted);
+            return Err(e);
+        }
+        log_message(message, route, "posted to Slack");
+        Ok(Sent::Delivered)
+    }
+
+    fn delivered(
+        &mut self,
+        message: &OutboxMessage,
+        route: &str,
+        store: &Store,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        if matches!(self.transport, Transport::Slack { .. }) {
+            crate::metrics::message_sent(message.kind.as_str());
+        }
+        if let Err(e) = store.mark_delivered(message.id, now) {
+            self.unmarked.insert(message.id, now);
+            return Err(e);
+        }
+        log_message(message, route, "posted to Slack");
+        Ok(())
+    }
+
+    /// A call failed: retry later, or (a person must act) fail the message, saying what to fix.
+    fn app_failed(
+        &mut self,
+        route: &str,
+        channel: &str,
+        message: &OutboxMessage,
+        error: ApiError,
+        store: &Store,
+    ) -> Result<Sent, StoreError> {
+        let now = self.clock.now();
+        match &error {
+            ApiError::Permanent { error } => match slack_api::metric_error(error) {
+                Some(word) => crate::metrics::slack_error(word),
+                None => crate::metrics::slack_failure("permanent"),
+            },
+            ApiError::RateLimited { .. } => crate::metrics::slack_failure("rate_limited"),
+            ApiError::Temporary(_) => crate::metrics::slack_failure("temporary"),
+        }
+        match error {
+            ApiError::RateLimited { retry_after } => {
+                // Capped like the webhooks' waits: a huge Retry-After must not hold the queue.
+                let (wait, _) = super::rate_limit_wait(retry_after);
+                tracing::warn!(
+                    pipeline = %message.key.pipeline,
+                    route,
+                    retry_after_s = wait.as_secs(),
+                    "Slack rate limit; the message waits"
+                );
+                store.mark_retry(message.id, later(now, wait), "rate limited")?;
+                Ok(Sent::Deferred)
+            }
+            ApiError::Temporary(why) => {
+                let wait = backoff(message.attempts);
+                store.mark_retry(message.id, later(now, wait), &why)?;
+                tracing::warn!(
+                    pipeline = %message.key.pipeline,
+                    kind = message.kind.as_str(),
+                    route,
+                    attempt = message.attempts + 1,
+                    retry_in_s = wait.as_secs(),
+                    "Slack delivery failed: {why}"
+                );
+                Ok(Sent::Deferred)
+            }
+            ApiError::Permanent { error } => {
+                let text = match slack_api::advice(&error, channel, &self.token_key) {
+                    Some(advice) => format!("Slack: {error} — {advice}"),
+                    None => format!("Slack: {error}"),
+                };
+                store.mark_failed(message.id, &text)?;
+                // Once per route and error at ERROR: the fix is the same for every message.
+                if self.told.insert((route.to_owned(), error.clone())) {
+                    tracing::error!(
+                        pipeline = %message.key.pipeline,
+                        kind = message.kind.as_str(),
+                        route,
+                        "Slack refused the message; it will not be retried. {text}"
+                    );
+                } else {
+                    tracing::warn!(
+                        pipeline = %message.key.pipeline,
+                        kind = message.kind.as_str(),
+                        route,
+                        "Slack refused the message: {error}"
+                    );
+                }
+                Ok(Sent::Failed)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn thread() -> SlackMessage {
+        SlackMessage {
+            channel: "C0PAYMENTS1".into(),
+            ts: "1700000000.000100".into(),
+        }
+    }
+
+    #[test]
+    fn a_reply_names_its_thread_and_broadcasts_only_when_asked() {
+        let payload = json!({"text": "t", "blocks": [], "unfurl_links": false});
+        let top = post_body(&payload, "C1", None, true);
+        assert_eq!(top["channel"], "C1");
+        assert!(top.get("thread_ts").is_none());
+        assert!(top.get("reply_broadcast").is_none(), "{top}");
+        let reply = post_body(&payload, "C1", Some(&thread()), false);
+        assert_eq!(reply["channel"], "C0PAYMENTS1");
+        assert_eq!(reply["thread_ts"], "1700000000.000100");
+        assert!(reply.get("reply_broadcast").is_none());
+        let loud = post_body(&payload, "C1", Some(&thread()), true);
+        assert_eq!(loud["reply_broadcast"], true);
+        assert_eq!(loud["unfurl_links"], false);
+    }
+
+    #[test]
+    fn an_update_targets_the_alert() {
+        let body = update_body(&json!({"text": "done", "blocks": [1]}), &thread());
+        assert_eq!(
+            body,
+            json!({"channel": "C0PAYMENTS1", "ts": "1700000000.000100", "text": "done", "blocks": [1]})
+        );
+    }
+}

@@ -1,0 +1,362 @@
+//! An in-process fake of Slack's Web API on 127.0.0.1:0: `auth.test`, `chat.postMessage`
+//! (a fresh `ts` per message), `chat.update`, with the messages it holds (so a test can read
+//! the channel and its threads as a person would), scripted error answers per method, and a
+//! log of every request with its headers.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The bot token the fake accepts. It must never show up in any output of the binary.
+pub const BOT_TOKEN: &str = "xoxb-111-222-XSECRETXbotXtokenX9876";
+
+/// A scripted answer for the next call of one method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiAnswer {
+    /// HTTP 200 `{"ok": false, "error": …}`.
+    Error(String),
+    /// HTTP `status` with an optional `Retry-After`, body `{"ok": false}`.
+    Http {
+        status: u16,
+        retry_after: Option<u64>,
+    },
+    /// HTTP `status` with exactly this body (hostile answers).
+    Raw { status: u16, body: String },
+    /// Answer after a delay (the request is logged on arrival), then as usual.
+    Delay(Duration),
+}
+
+impl ApiAnswer {
+    pub fn error(e: &str) -> Self {
+        Self::Error(e.to_owned())
+    }
+}
+
+/// One request the fake received.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    pub at: Instant,
+    /// `chat.postMessage`, `chat.update`, `auth.test`, …
+    pub method: String,
+    pub headers: HashMap<String, String>,
+    pub body: Value,
+    /// What the fake answered.
+    pub answer: Value,
+    pub status: u16,
+}
+
+impl ApiRequest {
+    pub fn ok(&self) -> bool {
+        self.status == 200 && self.answer["ok"] == true
+    }
+}
+
+/// A message as the channel holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Posted {
+    pub channel: String,
+    pub ts: String,
+    pub thread_ts: Option<String>,
+    pub reply_broadcast: bool,
+    pub text: String,
+    pub blocks: Value,
+    /// How many times `chat.update` changed it.
+    pub edits: u32,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    requests: Vec<ApiRequest>,
+    scripts: HashMap<String, VecDeque<ApiAnswer>>,
+    messages: Vec<Posted>,
+    next_ts: u64,
+    /// Every answer waits this long (so a kill can land mid-request).
+    delay: Option<Duration>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    inner: Arc<Mutex<Inner>>,
+    changed: Arc<watch::Sender<usize>>,
+}
+
+/// The fake Web API. Dropping it stops the server.
+pub struct FakeSlackApi {
+    shared: Shared,
+    addr: std::net::SocketAddr,
+    server: JoinHandle<()>,
+}
+
+impl Drop for FakeSlackApi {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl FakeSlackApi {
+    pub async fn start() -> Self {
+        let shared = Shared {
+            inner: Arc::new(Mutex::new(Inner::default())),
+            changed: Arc::new(watch::channel(0).0),
+        };
+        let app = Router::new()
+            .route("/api/{method}", post(handle))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake Slack Web API");
+        let addr = listener.local_addr().expect("local addr");
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeSlackApi {
+            shared,
+            addr,
+            server,
+        }
+    }
+
+    /// The base URL, for `[slack] api_url`.
+    pub fn url(&self) -> String {
+        format!("http://{}/api", self.addr)
+    }
+
+    /// `[slack]` lines for app mode posting to `channel`, the token in `$SLACK_BOT_TOKEN`.
+    pub fn slack_table_lines(&self, channel: &str) -> String {
+        format!(
+            "bot_token_env = \"SLACK_BOT_TOKEN\"\nchannel = \"{channel}\"\napi_url = \"{}\"\n",
+            self.url()
+        )
+    }
+
+    /// Every answer from now on waits `delay` (the request is logged on arrival).
+    pub fn set_delay(&self, delay: Duration) {
+        self.shared.inner.lock().unwrap().delay = Some(delay);
+    }
+
+    /// Answers the next call of `method` with `answer` (after those already queued).
+    pub fn push(&self, method: &str, answer: ApiAnswer) {
+        self.shared
+            .inner
+            .lock()
+            .unwrap()
+            .scripts
+            .entry(method.to_owned())
+            .or_default()
+            .push_back(answer);
+    }
+
+    pub fn requests(&self) -> Vec<ApiRequest> {
+        self.shared.inner.lock().unwrap().requests.clone()
+    }
+
+    /// Requests of one method, in order.
+    pub fn calls(&self, method: &str) -> Vec<ApiRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == method)
+            .collect()
+    }
+
+    /// Every message held, in posting order.
+    pub fn messages(&self) -> Vec<Posted> {
+        self.shared.inner.lock().unwrap().messages.clone()
+    }
+
+    /// The top-level messages (the channel as it reads, without threads).
+    pub fn top_level(&self) -> Vec<Posted> {
+        self.messages()
+            .into_iter()
+            .filter(|m| m.thread_ts.is_none())
+            .collect()
+    }
+
+    /// The replies in the thread of `ts`.
+    pub fn thread(&self, ts: &str) -> Vec<Posted> {
+        self.messages()
+            .into_iter()
+            .filter(|m| m.thread_ts.as_deref() == Some(ts))
+            .collect()
+    }
+
+    /// Deletes a message (as a person could), so updating it fails with `message_not_found`.
+    pub fn delete(&self, ts: &str) {
+        self.shared
+            .inner
+            .lock()
+            .unwrap()
+            .messages
+            .retain(|m| m.ts != ts);
+    }
+
+    /// Waits until `cond(requests so far)` holds; panics with the log on timeout.
+    pub async fn wait_until(&self, timeout: Duration, mut cond: impl FnMut(&[ApiRequest]) -> bool) {
+        let mut rx = self.shared.changed.subscribe();
+        let wait = async {
+            loop {
+                if cond(&self.shared.inner.lock().unwrap().requests) {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        if tokio::time::timeout(timeout, wait).await.is_err() {
+            panic!(
+                "waited {timeout:?} on the fake Web API; it saw {:#?}",
+                summarize(&self.requests())
+            );
+        }
+    }
+
+    /// Waits until `count` messages were posted.
+    pub async fn wait_for_messages(&self, count: usize, timeout: Duration) {
+        self.wait_until(timeout, |r| {
+            r.iter()
+                .filter(|r| r.method == "chat.postMessage" && r.ok())
+                .count()
+                >= count
+        })
+        .await
+    }
+}
+
+/// One line per request, for panic messages.
+pub fn summarize(requests: &[ApiRequest]) -> Vec<String> {
+    requests
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} thread_ts={} ts={} → {} {}",
+                r.method, r.body["channel"], r.body["thread_ts"], r.body["ts"], r.status, r.answer
+            )
+        })
+        .collect()
+}
+
+async fn handle(
+    State(shared): State<Shared>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let headers: HashMap<String, String> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let (status, answer, retry_after, delay) = {
+        let mut inner = shared.inner.lock().unwrap();
+        let mut scripted = inner.scripts.get_mut(&method).and_then(VecDeque::pop_front);
+        let delay = match scripted {
+            Some(ApiAnswer::Delay(d)) => {
+                scripted = None;
+                Some(d)
+            }
+            _ => inner.delay,
+        };
+        let authorized = headers.get("authorization").map(String::as_str)
+            == Some(&format!("Bearer {BOT_TOKEN}"));
+        let (status, answer, retry_after) = match scripted {
+            Some(ApiAnswer::Http {
+                status,
+                retry_after,
+            }) => (status, json!({"ok": false}), retry_after),
+            Some(ApiAnswer::Error(e)) => (200, json!({"ok": false, "error": e}), None),
+            Some(ApiAnswer::Raw { status, body }) => (status, Value::String(body), None),
+            _ if !authorized => (200, json!({"ok": false, "error": "invalid_auth"}), None),
+            _ => (200, answer_for(&mut inner, &method, &body), None),
+        };
+        inner.requests.push(ApiRequest {
+            at: Instant::now(),
+            method: method.clone(),
+            headers,
+            body,
+            answer: answer.clone(),
+            status,
+        });
+        (status, answer, retry_after, delay)
+    };
+    let count = shared.inner.lock().unwrap().requests.len();
+    shared.changed.send_replace(count);
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    let text = match &answer {
+        Value::String(raw) => raw.clone(),
+        other => other.to_string(),
+    };
+    let mut resp = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        [(header::CONTENT_TYPE, "application/json")],
+        text,
+    )
+        .into_response();
+    if let Some(s) = retry_after {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, s.to_string().parse().unwrap());
+    }
+    resp
+}
+
+/// What Slack does with a well-formed, authorized call.
+fn answer_for(inner: &mut Inner, method: &str, body: &Value) -> Value {
+    let text = body["text"].as_str().unwrap_or_default().to_owned();
+    let channel = body["channel"].as_str().unwrap_or_default().to_owned();
+    match method {
+        "auth.test" => {
+            json!({"ok": true, "team": "Test Team", "user": "approval-watch", "user_id": "U0BOT"})
+        }
+        "chat.postMessage" => {
+            if channel.is_empty() {
+                return json!({"ok": false, "error": "channel_not_found"});
+            }
+            let thread_ts = body["thread_ts"].as_str().map(str::to_owned);
+            if let Some(parent) = &thread_ts
+                && !inner.messages.iter().any(|m| &m.ts == parent)
+            {
+                return json!({"ok": false, "error": "thread_not_found"});
+            }
+            inner.next_ts += 1;
+            let ts = format!("1700000000.{:06}", inner.next_ts);
+            inner.messages.push(Posted {
+                channel: channel.clone(),
+                ts: ts.clone(),
+                thread_ts,
+                reply_broadcast: body["reply_broadcast"] == true,
+                text,
+                blocks: body["blocks"].clone(),
+                edits: 0,
+            });
+            json!({"ok": true, "channel": channel, "ts": ts, "message": {"text": body["text"]}})
+        }
+        "chat.update" => {
+            let ts = body["ts"].as_str().unwrap_or_default();
+            match inner
+                .messages
+                .iter_mut()
+                .find(|m| m.ts == ts && m.channel == channel)
+            {
+                Some(m) => {
+                    m.text = text;
+                    m.blocks = body["blocks"].clone();
+                    m.edits += 1;
+                    json!({"ok": true, "channel": channel, "ts": ts})
+                }
+                None => json!({"ok": false, "error": "message_not_found"}),
+            }
+        }
+        _ => json!({"ok": false, "error": "unknown_method"}),
+    }
+}
