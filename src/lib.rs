@@ -15,6 +15,7 @@ pub mod config;
 pub mod daemon;
 mod deliver;
 mod dry_run;
+mod heartbeat;
 pub mod logging;
 mod metrics;
 pub mod model;

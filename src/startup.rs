@@ -9,6 +9,7 @@ use crate::aws::{CodePipeline, SetupError};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::deliver::{Deliverer, Transport};
+use crate::heartbeat::{Heartbeat, HeartbeatError};
 use crate::slack::SlackClient;
 use crate::store::{Store, StoreError};
 use crate::watcher::{Parts, Watcher};
@@ -24,12 +25,17 @@ pub enum StartupError {
     HttpClient(reqwest::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Heartbeat(#[from] HeartbeatError),
 }
 
 impl StartupError {
     /// A problem the operator fixes in the config (exit 2), as opposed to one at run time.
     pub fn is_config(&self) -> bool {
-        matches!(self, Self::Config(_) | Self::Aws(_))
+        matches!(
+            self,
+            Self::Config(_) | Self::Aws(_) | Self::Heartbeat(HeartbeatError::Config(_))
+        )
     }
 }
 
@@ -51,6 +57,11 @@ pub async fn parts(config: Config, mode: Mode, clock: Clock) -> Result<Parts, St
         }
         Mode::DryRun => Transport::Capture(Vec::new()),
     };
+    // Only the daemon pings; the dry run must not tell a monitor anything.
+    let heartbeat = match (&config.heartbeat, mode) {
+        (Some(h), Mode::Live) => Some(Heartbeat::new(h)?),
+        _ => None,
+    };
     let (aws, targets) = CodePipeline::connect(&config).await?;
     let deliverer = Deliverer::new(transport, &config, clock);
     Ok(Parts {
@@ -58,6 +69,7 @@ pub async fn parts(config: Config, mode: Mode, clock: Clock) -> Result<Parts, St
         aws,
         targets,
         deliverer,
+        heartbeat,
     })
 }
 

@@ -5,7 +5,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::aws::Target;
-use crate::config::{Config, Credentials, Route, SecretSource, SecretUrl};
+use crate::config::{
+    Config, Credentials, HeartbeatConfig, HeartbeatUrls, Route, SecretSource, SecretUrl,
+};
 use crate::remind::ReminderPolicy;
 
 fn human(d: Duration) -> String {
@@ -188,6 +190,33 @@ pub fn config_summary(
             target.pipeline,
             target.region,
             config.route_for(&target.pipeline).name
+        );
+    }
+    out
+}
+
+/// The `[heartbeat]` lines: sources, hosts and rhythm; never a URL's path.
+pub fn heartbeat(config: &HeartbeatConfig, urls: &HeartbeatUrls) -> String {
+    let mut out = String::new();
+    let host = |url: &SecretUrl| url.expose().host_str().unwrap_or("?").to_owned();
+    let source = |s: &SecretSource| match s {
+        SecretSource::Inline(_) => "the config file".to_owned(),
+        other => other.to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "heartbeat: every {} after a healthy cycle, from {} ({}), host {}",
+        human(config.every),
+        source(&config.url),
+        config.url_key,
+        host(&urls.url)
+    );
+    if let (Some((fail, key)), Some(url)) = (&config.fail_url, &urls.fail_url) {
+        let _ = writeln!(
+            out,
+            "  when unhealthy: from {} ({key}), host {}",
+            source(fail),
+            host(url)
         );
     }
     out

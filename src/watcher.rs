@@ -12,6 +12,7 @@ use crate::aws::{AwsError, CodePipeline, DiscoveryScope, Target};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::deliver::{Captured, Deliverer, DeliveryReport};
+use crate::heartbeat::Heartbeat;
 use crate::model::{ApprovalKey, MessageKind, OpenApproval, PipelineSnapshot, Revision};
 use crate::poll::{Discovered, Schedule};
 use crate::reconcile::{self, Plan};
@@ -44,6 +45,8 @@ pub struct CycleReport {
     pub delivery: DeliveryReport,
     /// Messages still waiting in the outbox after the cycle (retry later, or interrupted).
     pub undelivered: u64,
+    /// When the oldest of them was queued.
+    pub oldest_undelivered: Option<Timestamp>,
     /// The approvals waiting after the cycle: pipeline and since when.
     pub waiting: Vec<(Target, Timestamp)>,
 }
@@ -228,6 +231,8 @@ pub struct Parts {
     pub aws: CodePipeline,
     pub targets: Vec<Target>,
     pub deliverer: Deliverer,
+    /// `[heartbeat]`, with its URLs read; `None` when not configured (and in the dry run).
+    pub heartbeat: Option<Heartbeat>,
 }
 
 /// The daemon's moving parts, owned together.
@@ -250,6 +255,7 @@ pub struct Watcher {
     over_budget: HashSet<(String, String)>,
     /// When the last periodic summary was logged.
     last_summary: Option<Timestamp>,
+    heartbeat: Option<Heartbeat>,
     clock: Clock,
 }
 
@@ -268,8 +274,10 @@ impl Watcher {
             aws,
             targets,
             deliverer,
+            heartbeat,
         } = parts;
         Self {
+            heartbeat,
             schedule: Schedule::new(config.idle_poll_interval),
             config,
             aws,
@@ -379,6 +387,11 @@ impl Watcher {
         }
         self.check_budget_fits(&targets);
         report.undelivered = self.store.count_pending()?;
+        report.oldest_undelivered = self.store.oldest_pending_since()?;
+        if self.heartbeat.is_some() {
+            // The heartbeat's "store writable" is this write, not a cycle that wrote nothing.
+            self.store.record_cycle(now)?;
+        }
         report.waiting = still_open;
         if self
             .last_summary
@@ -550,6 +563,14 @@ impl Watcher {
             .await
     }
 
+    /// The daemon, after each cycle: the heartbeat judges it and pings if due (never waits).
+    pub fn beat(&mut self, outcome: &Result<CycleReport, StoreError>) {
+        let now = self.clock.now();
+        if let Some(heartbeat) = self.heartbeat.as_mut() {
+            heartbeat.after_cycle(outcome, now);
+        }
+    }
+
     pub fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
         self.store.next_due()
     }
@@ -616,7 +637,12 @@ impl Watcher {
             aws,
             targets,
             deliverer,
+            mut heartbeat,
         } = parts;
+        if let (Some(new), Some(old)) = (heartbeat.as_mut(), self.heartbeat.as_ref()) {
+            new.take_over(old);
+        }
+        self.heartbeat = heartbeat;
         if config.idle_poll_interval != self.config.idle_poll_interval {
             self.schedule = Schedule::new(config.idle_poll_interval);
         }

@@ -6,6 +6,7 @@
 
 mod accounts;
 mod glob;
+mod heartbeat;
 mod pipelines;
 mod raw;
 mod reminders;
@@ -23,6 +24,7 @@ use std::time::Duration;
 pub use crate::budget::Limits;
 pub use accounts::{AccountConfig, AwsConfig, Credentials};
 pub use glob::Glob;
+pub use heartbeat::{HeartbeatConfig, HeartbeatUrls};
 pub use pipelines::{DiscoverConfig, PipelineConfig};
 pub use routes::{DEFAULT_ROUTE, MessageOverrides, Route, route_index};
 pub use secret::{SecretSource, SecretUrl};
@@ -73,6 +75,8 @@ pub struct Config {
     pub discover: Vec<DiscoverConfig>,
     /// `[metrics] listen`: the Prometheus endpoint, off when absent.
     pub metrics: Option<SocketAddr>,
+    /// `[heartbeat]`: the dead man's switch, off when absent.
+    pub heartbeat: Option<HeartbeatConfig>,
 }
 
 impl Config {
@@ -193,6 +197,8 @@ fn validate(
         })?),
     };
 
+    let heartbeat = heartbeat::validate_heartbeat(raw.heartbeat)?;
+
     let idle_poll_interval = raw.idle_poll_interval.unwrap_or(DEFAULT_IDLE_POLL_INTERVAL);
     if idle_poll_interval < poll_interval {
         return Err(invalid(
@@ -224,6 +230,7 @@ fn validate(
         accounts,
         discover,
         metrics,
+        heartbeat,
     })
 }
 

@@ -29,6 +29,7 @@ pub struct Config {
     #[serde(default, rename = "discover")]
     pub discover: Vec<Discover>,
     pub metrics: Option<Metrics>,
+    pub heartbeat: Option<Heartbeat>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,4 +145,20 @@ pub struct Pipeline {
 #[serde(deny_unknown_fields)]
 pub struct Metrics {
     pub listen: String,
+}
+
+/// `[heartbeat]`: a URL like a webhook (four sources), an optional failure URL, a rhythm.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    pub url_file: Option<PathBuf>,
+    pub url_env: Option<String>,
+    pub url_credential: Option<String>,
+    pub url: Option<String>,
+    pub fail_url_file: Option<PathBuf>,
+    pub fail_url_env: Option<String>,
+    pub fail_url_credential: Option<String>,
+    pub fail_url: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub every: Option<Duration>,
 }

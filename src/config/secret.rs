@@ -39,40 +39,44 @@ pub(super) struct RawSecret {
 /// Exactly one source, checked for form (not read: see [`SecretSource::resolve`]).
 /// Returns the source and the full key it was given under.
 pub(super) fn source(table: &str, raw: RawSecret) -> Result<(SecretSource, String), ConfigError> {
-    let key = |k: &str| format!("{table}.{k}");
+    source_named(table, "webhook_url", raw)
+}
+
+/// [`source`] for a secret URL given under `<prefix>_file`, `<prefix>_env`,
+/// `<prefix>_credential` or `<prefix>` (`webhook_url`, or the heartbeat's `url`).
+pub(super) fn source_named(
+    table: &str,
+    prefix: &str,
+    raw: RawSecret,
+) -> Result<(SecretSource, String), ConfigError> {
+    let key = |suffix: &str| format!("{table}.{prefix}{suffix}");
     let mut sources = Vec::new();
     if let Some(path) = raw.file {
         if path.as_os_str().is_empty() {
-            return Err(invalid(
-                key("webhook_url_file"),
-                "is empty; expected a file path",
-            ));
+            return Err(invalid(key("_file"), "is empty; expected a file path"));
         }
-        sources.push((key("webhook_url_file"), SecretSource::File(path)));
+        sources.push((key("_file"), SecretSource::File(path)));
     }
     if let Some(var) = raw.env {
         if var.is_empty() || var.contains(['=', '\0']) {
             return Err(invalid(
-                key("webhook_url_env"),
+                key("_env"),
                 "expected the name of an environment variable",
             ));
         }
-        sources.push((key("webhook_url_env"), SecretSource::Env(var)));
+        sources.push((key("_env"), SecretSource::Env(var)));
     }
     if let Some(name) = raw.credential {
         if name.is_empty() || name.contains(['/', '\0']) || name == "." || name == ".." {
             return Err(invalid(
-                key("webhook_url_credential"),
+                key("_credential"),
                 "expected a credential name as in LoadCredential=NAME:…, such as \"slack-webhook\"",
             ));
         }
-        sources.push((
-            key("webhook_url_credential"),
-            SecretSource::Credential(name),
-        ));
+        sources.push((key("_credential"), SecretSource::Credential(name)));
     }
     if let Some(url) = raw.inline {
-        let k = key("webhook_url");
+        let k = key("");
         let url = SecretUrl::parse(&k, &url)?;
         sources.push((k, SecretSource::Inline(url)));
     }
@@ -80,7 +84,7 @@ pub(super) fn source(table: &str, raw: RawSecret) -> Result<(SecretSource, Strin
         return Err(invalid(
             table,
             format!(
-                "expected exactly one of webhook_url_file, webhook_url_env, webhook_url_credential, webhook_url; found {}",
+                "expected exactly one of {prefix}_file, {prefix}_env, {prefix}_credential, {prefix}; found {}",
                 sources.len()
             ),
         ));
