@@ -8,7 +8,8 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::model::{DEFAULT_ACCOUNT, OpenApproval};
+use crate::model::{DEFAULT_ACCOUNT, OpenApproval, Target};
+use crate::poll::{IdleRhythm, idle_rhythms};
 use crate::remind::ReminderState;
 use crate::render::humanize;
 use crate::store::{FailedRow, Store, StoreError};
@@ -72,6 +73,9 @@ pub struct Status {
     /// Oldest first.
     pub waiting: Vec<Waiting>,
     pub failed_messages: Vec<FailedRow>,
+    /// Adaptive polling: how often idle pipelines are read, per (account, region) of the
+    /// configured pipelines (discovered ones are known to the daemon only).
+    pub idle_reads: Vec<IdleRhythm>,
 }
 
 /// Messages Slack refused that `status` lists.
@@ -95,7 +99,23 @@ pub fn collect(
             .map(|o| Waiting::new(config, o, now))
             .collect(),
         failed_messages: failed,
+        idle_reads: idle_rhythms(config, &configured_targets(config)),
     })
+}
+
+/// The configured pipelines whose region the config decides.
+fn configured_targets(config: &Config) -> Vec<Target> {
+    config
+        .pipelines
+        .iter()
+        .filter_map(|p| {
+            Some(Target {
+                account: p.account.clone(),
+                region: config.region_of(p)?.to_owned(),
+                pipeline: p.name.clone(),
+            })
+        })
+        .collect()
 }
 
 fn minutes(t: Timestamp) -> String {
@@ -158,6 +178,13 @@ pub fn text(status: &Status, now: Timestamp) -> String {
                 notes.join(", ")
             );
         }
+    }
+    for r in &status.idle_reads {
+        let _ = writeln!(
+            out,
+            "idle pipelines in {}/{} ({}): read every {} s",
+            r.account, r.region, r.pipelines, r.idle_read_every_s
+        );
     }
     if !status.failed_messages.is_empty() {
         let _ = writeln!(out, "messages Slack refused (not retried):");

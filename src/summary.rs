@@ -108,6 +108,13 @@ pub fn config_summary(
         human(config.idle_poll_interval)
     );
     let _ = writeln!(out, "state database: {}", config.state_path.display());
+    for r in crate::poll::idle_rhythms(config, targets) {
+        let _ = writeln!(
+            out,
+            "idle pipelines in {}/{} ({}): read every {} s (idle_budget_share of the budget)",
+            r.account, r.region, r.pipelines, r.idle_read_every_s
+        );
+    }
     let _ = writeln!(out, "accounts:");
     for a in &config.accounts {
         let credentials = match &a.credentials {

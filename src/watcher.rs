@@ -352,6 +352,7 @@ impl Watcher {
         // The one read of the approvals recorded as waiting; the passes decide from it.
         let open = self.store.open_approvals()?;
         let waiting: HashSet<Target> = open.iter().map(|o| o.approval.key.target()).collect();
+        self.update_rhythms(&targets);
         let due = self.schedule.due(&targets, &waiting, now);
         let mut deleted = self.deleted(now);
         deleted.extend(self.gone.iter().cloned());
@@ -514,11 +515,32 @@ impl Watcher {
         failures
     }
 
+    /// Adaptive polling: sets each (account, region)'s idle rhythm from its fleet and budget,
+    /// logging it when it changes (so the start log shows it) and exporting it as a metric.
+    fn update_rhythms(&mut self, targets: &[Target]) {
+        let rhythms = crate::poll::idle_rhythms(&self.config, targets);
+        let mut gauge = std::collections::BTreeMap::new();
+        for r in &rhythms {
+            let every = std::time::Duration::from_secs(r.idle_read_every_s);
+            if self.schedule.set_rhythm(&r.account, &r.region, every) {
+                tracing::info!(
+                    account = %r.account,
+                    region = %r.region,
+                    pipelines = r.pipelines,
+                    idle_read_every_s = r.idle_read_every_s,
+                    "idle pipelines are read every {}",
+                    humantime::format_duration(every)
+                );
+            }
+            gauge.insert((r.account.clone(), r.region.clone()), r.idle_read_every_s);
+        }
+        crate::metrics::global().set_idle_rhythms(gauge);
+    }
+
     /// Warns (once, until it fits again) when a budget cannot read its pipelines within
     /// `poll_interval`, saying how long a cycle takes and what interval would fit.
     fn check_budget_fits(&mut self, targets: &[Target]) {
         let poll = self.config.poll_interval.as_secs_f64();
-        let idle = self.config.idle_poll_interval.as_secs_f64();
         let mut per_budget: HashMap<(String, String), Vec<Target>> = HashMap::new();
         for t in targets {
             per_budget
@@ -530,6 +552,7 @@ impl Watcher {
             let Some(budget) = self.aws.budget_for(&key.0, &key.1) else {
                 continue;
             };
+            let idle = self.schedule.rhythm_of(&key.0, &key.1).as_secs_f64();
             let active = self.schedule.active_count(&ts) as f64;
             let idle_count = ts.len() as f64 - active;
             // Reads per poll interval: every active pipeline, and idle ones in turn.

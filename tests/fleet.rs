@@ -205,7 +205,8 @@ async fn idle_pipelines_are_read_less_often_than_active_ones() {
     let mut s = setup(
         &["busy", "quiet-1", "quiet-2"],
         "poll_interval = \"30s\"\nidle_poll_interval = \"2m\"",
-        "",
+        // Past its idle share (3 reads per 30 s > 0.01 requests/s): idle reads at the slowest.
+        "idle_budget_share = 0.001",
         "[[pipeline]]\nname = \"busy\"\n[[pipeline]]\nname = \"quiet-1\"\n[[pipeline]]\nname = \"quiet-2\"\n",
     )
     .await;
@@ -267,7 +268,7 @@ async fn slow_idle_reads_do_not_hold_back_a_waiting_pipelines_message() {
     let mut s = setup(
         &["busy", "quiet-1", "quiet-2", "quiet-3"],
         "poll_interval = \"30s\"\nidle_poll_interval = \"2m\"",
-        "",
+        "idle_budget_share = 0.001",
         "[[pipeline]]\nname = \"busy\"\n[[pipeline]]\nname = \"quiet-1\"\n\
          [[pipeline]]\nname = \"quiet-2\"\n[[pipeline]]\nname = \"quiet-3\"\n",
     )

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::budget::Limits;
-pub use accounts::{AccountConfig, AwsConfig, Credentials};
+pub use accounts::{AccountConfig, AwsConfig, Credentials, DEFAULT_IDLE_BUDGET_SHARE};
 pub use glob::Glob;
 pub use heartbeat::{HeartbeatConfig, HeartbeatUrls};
 pub use pipelines::{DiscoverConfig, PipelineConfig};

@@ -43,6 +43,7 @@ pub struct Account {
     pub regions: Vec<String>,
     pub max_requests_per_second: Option<f64>,
     pub max_concurrency: Option<usize>,
+    pub idle_budget_share: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
