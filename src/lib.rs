@@ -14,6 +14,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 mod deliver;
+mod digest;
 mod dry_run;
 mod heartbeat;
 pub mod logging;

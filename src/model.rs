@@ -220,6 +220,8 @@ pub enum MessageKind {
     Alert,
     Reminder,
     Resolution,
+    /// The daily digest of a destination (see `store` for how it rides in the outbox).
+    Digest,
 }
 
 impl MessageKind {
@@ -228,6 +230,7 @@ impl MessageKind {
             Self::Alert => "alert",
             Self::Reminder => "reminder",
             Self::Resolution => "resolution",
+            Self::Digest => "digest",
         }
     }
 
@@ -236,6 +239,7 @@ impl MessageKind {
             "alert" => Self::Alert,
             "reminder" => Self::Reminder,
             "resolution" => Self::Resolution,
+            "digest" => Self::Digest,
             _ => return None,
         })
     }

@@ -120,6 +120,20 @@ const SCHEMA_V5: &str = "
 CREATE TABLE liveness (id INTEGER PRIMARY KEY CHECK (id = 1), last_cycle_ms INTEGER NOT NULL);
 ";
 
+/// The daily digest: which destination had its digest for which local day. A digest is not
+/// about one approval, yet outbox rows reference one; it rides on the row of the oldest
+/// approval it lists (which routes it to the same destination at send time) with kind
+/// `digest`, and is not dropped when that approval resolves.
+const SCHEMA_V6: &str = "
+CREATE TABLE digests (
+    route TEXT NOT NULL,
+    day TEXT NOT NULL,
+    decided_ms INTEGER NOT NULL,
+    approvals INTEGER NOT NULL,
+    PRIMARY KEY (route, day)
+);
+";
+
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(SCHEMA_V1),
@@ -127,11 +141,12 @@ fn migrations() -> Migrations<'static> {
         M::up(SCHEMA_V3),
         M::up(SCHEMA_V4),
         M::up(SCHEMA_V5),
+        M::up(SCHEMA_V6),
     ])
 }
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// A message waiting in the outbox.
 #[derive(Debug, Clone, PartialEq)]
@@ -159,6 +174,19 @@ pub struct Changes {
     /// (approval id, how it resolved, the message to send if any).
     pub resolved: Vec<(i64, Resolution, Option<NewMessage>)>,
     pub reminders: Vec<(i64, ReminderDue, NewMessage)>,
+    pub digests: Vec<DigestDecision>,
+}
+
+/// A destination's digest for a local day: recorded once, with its message (anchored on the
+/// oldest approval it lists) when anything waits.
+#[derive(Debug)]
+pub struct DigestDecision {
+    pub route: String,
+    /// The local day, `YYYY-MM-DD`.
+    pub day: String,
+    pub approvals: usize,
+    /// (the oldest listed approval's id, the message).
+    pub message: Option<(i64, NewMessage)>,
 }
 
 /// A message Slack refused for good, as `status` shows it.
@@ -351,9 +379,10 @@ impl Store {
             )
             .map_err(sql)?;
             // Whatever was still queued about it is moot now (an alert nobody saw).
+            // A digest anchored on it still goes: it lists the others too.
             tx.execute(
                 "UPDATE outbox SET state = 'dropped', last_error = 'resolved before delivery'
-                 WHERE approval_id = ?1 AND state = 'pending'",
+                 WHERE approval_id = ?1 AND state = 'pending' AND kind != 'digest'",
                 [id],
             )
             .map_err(sql)?;
@@ -409,7 +438,31 @@ impl Store {
                 insert_message(&tx, id, message, now_ms).map_err(sql)?;
             }
         }
+        for d in &changes.digests {
+            // The primary key is the last word on "one digest per destination per day".
+            let inserted = tx
+                .execute(
+                    "INSERT INTO digests (route, day, decided_ms, approvals) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT DO NOTHING",
+                    params![d.route, d.day, now_ms, d.approvals as i64],
+                )
+                .map_err(sql)?;
+            if let (1, Some((anchor, message))) = (inserted, &d.message) {
+                insert_message(&tx, *anchor, message, now_ms).map_err(sql)?;
+            }
+        }
         tx.commit().map_err(sql)
+    }
+
+    /// Whether `route`'s digest for the local `day` was already decided (sent or empty).
+    pub fn digest_decided(&self, route: &str, day: &str) -> Result<bool, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM digests WHERE route = ?1 AND day = ?2)",
+                params![route, day],
+                |row| row.get::<_, bool>(0),
+            )
+            .map_err(|e| self.sql(e))
     }
 
     /// Pending messages in order, due or not, at most `limit`. Delivery keeps order per
@@ -909,6 +962,59 @@ mod tests {
     }
 
     #[test]
+    fn a_digest_is_recorded_once_per_route_and_day_and_outlives_its_anchor() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("state.db")).unwrap();
+        store
+            .record(
+                &Changes {
+                    new: vec![(approval("t1"), message(MessageKind::Alert))],
+                    ..Changes::default()
+                },
+                now(),
+            )
+            .unwrap();
+        let id = store.open_approvals().unwrap()[0].id;
+        let decision = || DigestDecision {
+            route: "default".into(),
+            day: "2026-12-01".into(),
+            approvals: 1,
+            message: Some((id, message(MessageKind::Digest))),
+        };
+        assert!(!store.digest_decided("default", "2026-12-01").unwrap());
+        for _ in 0..2 {
+            let changes = Changes {
+                digests: vec![decision()],
+                ..Changes::default()
+            };
+            store.record(&changes, now()).unwrap();
+        }
+        assert!(store.digest_decided("default", "2026-12-01").unwrap());
+        assert!(!store.digest_decided("default", "2026-12-02").unwrap());
+        assert!(!store.digest_decided("payments", "2026-12-01").unwrap());
+        assert_eq!(
+            store.count_pending().unwrap(),
+            2,
+            "the alert and one digest"
+        );
+        // The approval it is anchored on resolves: its alert is dropped, the digest stays.
+        let resolution = Resolution {
+            outcome: Outcome::Approved,
+            by: None,
+            comment: None,
+            at: now(),
+        };
+        let changes = Changes {
+            resolved: vec![(id, resolution, None)],
+            ..Changes::default()
+        };
+        store.record(&changes, now()).unwrap();
+        let pending = store.pending(10).unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].kind, MessageKind::Digest);
+    }
+
+    #[test]
     fn records_once_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
@@ -917,6 +1023,7 @@ mod tests {
             new: vec![(approval("t1"), message(MessageKind::Alert))],
             resolved: vec![],
             reminders: vec![],
+            digests: vec![],
         };
         store.record(&changes, now()).unwrap();
         // The same approval again (a race, a replay): the unique key keeps one row, one message.
@@ -952,6 +1059,7 @@ mod tests {
                     new: vec![(approval("t1"), message(MessageKind::Alert))],
                     resolved: vec![],
                     reminders: vec![],
+                    digests: vec![],
                 },
                 now(),
             )
@@ -969,6 +1077,7 @@ mod tests {
                     new: vec![],
                     resolved: vec![(id, resolution, None)],
                     reminders: vec![],
+                    digests: vec![],
                 },
                 now(),
             )
@@ -994,6 +1103,7 @@ mod tests {
                     ],
                     resolved: vec![],
                     reminders: vec![],
+                    digests: vec![],
                 },
                 now(),
             )

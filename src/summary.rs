@@ -174,6 +174,12 @@ pub fn config_summary(
     for (r, webhook) in config.all_routes().zip(webhooks) {
         route(&mut out, r, webhook);
     }
+    if !config.digests.is_empty() {
+        let _ = writeln!(out, "daily digests:");
+        for (route, schedule) in &config.digests {
+            let _ = writeln!(out, "  {route}: {}", schedule.describe());
+        }
+    }
     let _ = writeln!(out, "pipelines ({}):", targets.len());
     for (target, p) in targets.iter().zip(&config.pipelines) {
         let account_regions = config.account(&p.account).map_or(0, |a| a.regions.len());

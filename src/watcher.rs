@@ -221,6 +221,7 @@ fn changes(config: &Config, plan: &Plan, now: Timestamp) -> Changes {
                 )
             })
             .collect(),
+        digests: Vec::new(),
     }
 }
 
@@ -386,6 +387,7 @@ impl Watcher {
             report.add(&idle);
             apply_plan(&mut still_open, &open, &plan);
         }
+        self.digests(now, shutdown, &mut report).await?;
         self.check_budget_fits(&targets);
         report.undelivered = self.store.count_pending()?;
         report.oldest_undelivered = self.store.oldest_pending_since()?;
@@ -456,6 +458,64 @@ impl Watcher {
             ..CycleReport::default()
         };
         Ok(Some((report, observed.plan)))
+    }
+
+    /// The daily digests due at `now` and not yet decided: one message per destination
+    /// listing what still waits for it, oldest first (nothing when nothing waits), recorded
+    /// with its day in one transaction, then delivered. Reads the open approvals again, but
+    /// only when a digest is due: about once a day per destination.
+    async fn digests(
+        &mut self,
+        now: Timestamp,
+        shutdown: &CancellationToken,
+        report: &mut CycleReport,
+    ) -> Result<(), StoreError> {
+        let mut due = Vec::new();
+        for (route, schedule) in &self.config.digests {
+            if let Some(day) = schedule.due_day(now) {
+                let day = day.to_string();
+                if !self.store.digest_decided(route, &day)? {
+                    due.push((route.clone(), day));
+                }
+            }
+        }
+        if due.is_empty() {
+            return Ok(());
+        }
+        let mut open = self.store.open_approvals()?;
+        open.sort_by_key(|o| (o.approval.waiting_since, o.id));
+        let mut changes = Changes::default();
+        for (route, day) in due {
+            let waiting: Vec<&OpenApproval> = open
+                .iter()
+                .filter(|o| self.config.route_for(&o.approval.key.pipeline).name == route)
+                .collect();
+            let message = waiting.first().map(|oldest| {
+                (
+                    oldest.id,
+                    NewMessage {
+                        kind: MessageKind::Digest,
+                        payload: render::digest(&route, &waiting, now),
+                    },
+                )
+            });
+            tracing::info!(route = %route, day = %day, waiting = waiting.len(), "daily digest");
+            changes.digests.push(crate::store::DigestDecision {
+                route,
+                day,
+                approvals: waiting.len(),
+                message,
+            });
+        }
+        self.store.record(&changes, now)?;
+        let delivery = self
+            .deliverer
+            .deliver_due(&self.store, now, shutdown)
+            .await?;
+        report.delivery.delivered += delivery.delivered;
+        report.delivery.failed += delivery.failed;
+        report.delivery.deferred += delivery.deferred;
+        Ok(())
     }
 
     /// Lists pipelines for `[[discover]]` when due. A failed listing changes nothing;

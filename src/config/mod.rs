@@ -5,6 +5,7 @@
 //! commands which never talk to Slack (`status`) do not need to read them.
 
 mod accounts;
+mod digest;
 mod glob;
 mod heartbeat;
 mod pipelines;
@@ -77,6 +78,9 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     /// `[heartbeat]`: the dead man's switch, off when absent.
     pub heartbeat: Option<HeartbeatConfig>,
+    /// The daily digest's schedule per route name (`[digest]`, `[route.digest]`); a route
+    /// without one gets no digest.
+    pub digests: std::collections::BTreeMap<String, crate::digest::DigestSchedule>,
 }
 
 impl Config {
@@ -160,8 +164,36 @@ fn validate(
     let slack = routes::validate_slack(raw.slack, &global_reminders)?;
     let mut routes = Vec::with_capacity(raw.routes.len());
     let mut names = HashSet::from([DEFAULT_ROUTE.to_owned()]);
-    for (i, r) in raw.routes.into_iter().enumerate() {
+    let global_digest = raw.digest;
+    let mut digests = std::collections::BTreeMap::new();
+    let zone_of = |route: &Route| {
+        route
+            .reminders
+            .working_hours
+            .as_ref()
+            .map(|w| (w.timezone_name.clone(), w.timezone.clone()))
+    };
+    let zone = zone_of(&slack);
+    if let Some(s) = digest::schedule(
+        "slack",
+        global_digest.as_ref(),
+        None,
+        zone.as_ref().map(|(n, z)| (n.as_str(), z)),
+    )? {
+        digests.insert(slack.name.clone(), s);
+    }
+    for (i, mut r) in raw.routes.into_iter().enumerate() {
+        let route_digest = r.digest.take();
         let route = routes::validate_route(i, r, &global_reminders)?;
+        let zone = zone_of(&route);
+        if let Some(s) = digest::schedule(
+            &format!("route[{i}]"),
+            global_digest.as_ref(),
+            route_digest.as_ref(),
+            zone.as_ref().map(|(n, z)| (n.as_str(), z)),
+        )? {
+            digests.insert(route.name.clone(), s);
+        }
         if !names.insert(route.name.clone()) {
             return Err(invalid(
                 format!("route[{i}].name"),
@@ -231,6 +263,7 @@ fn validate(
         discover,
         metrics,
         heartbeat,
+        digests,
     })
 }
 

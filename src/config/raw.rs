@@ -30,6 +30,7 @@ pub struct Config {
     pub discover: Vec<Discover>,
     pub metrics: Option<Metrics>,
     pub heartbeat: Option<Heartbeat>,
+    pub digest: Option<Digest>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +87,24 @@ pub struct Route {
     pub mention: Option<String>,
     pub notify_resolved: Option<bool>,
     pub reminders: Option<Reminders>,
+    pub digest: Option<RouteDigest>,
+}
+
+/// `[digest]`, and a route's `[route.digest]` overriding it key by key.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Digest {
+    pub at: Option<String>,
+    pub timezone: Option<String>,
+    pub days: Option<Vec<String>>,
+}
+
+/// A route's `digest`: `false` turns it off, a table overrides `[digest]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RouteDigest {
+    Enabled(bool),
+    Table(Digest),
 }
 
 /// `[reminders]`, and a route's `[route.reminders]` overriding it key by key.

@@ -23,7 +23,7 @@ const CYCLE_BUCKETS: [f64; 12] = [
 
 /// Message kinds and Slack failure kinds, exported at 0 before the first one happens so a
 /// rate() over them works from the start.
-const MESSAGE_KINDS: [&str; 3] = ["alert", "reminder", "resolution"];
+const MESSAGE_KINDS: [&str; 4] = ["alert", "reminder", "resolution", "digest"];
 const SLACK_FAILURE_KINDS: [&str; 3] = ["rate_limited", "temporary", "permanent"];
 
 /// `/healthz` turns unhealthy after this many poll intervals without a successful cycle.
