@@ -48,7 +48,8 @@ impl ApprovalKey {
 }
 
 /// What the pipeline definition says about one manual approval action.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Serialized in the store's definition cache.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 pub struct ApprovalDefinition {
     pub custom_data: Option<String>,
     pub external_entity_link: Option<String>,

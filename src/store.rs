@@ -11,7 +11,9 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, Row, params};
 use rusqlite_migration::{M, Migrations};
 
-use crate::model::{Approval, ApprovalKey, MessageKind, OpenApproval, Resolution, Revision};
+use crate::model::{
+    Approval, ApprovalKey, MessageKind, OpenApproval, Resolution, Revision, Target,
+};
 use crate::remind::ReminderDue;
 
 /// The cause is part of each message (logs print only the top error), so none is also
@@ -134,6 +136,20 @@ CREATE TABLE digests (
 );
 ";
 
+/// Pipeline definitions (their approval actions) per version, so a restart reads them only
+/// when a pipeline's version changed. Only the newest version per pipeline is kept.
+const SCHEMA_V7: &str = "
+CREATE TABLE definitions (
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    pipeline TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    approvals TEXT NOT NULL,
+    read_ms INTEGER NOT NULL,
+    PRIMARY KEY (account, region, pipeline, version)
+);
+";
+
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(SCHEMA_V1),
@@ -142,11 +158,12 @@ fn migrations() -> Migrations<'static> {
         M::up(SCHEMA_V4),
         M::up(SCHEMA_V5),
         M::up(SCHEMA_V6),
+        M::up(SCHEMA_V7),
     ])
 }
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// A message waiting in the outbox.
 #[derive(Debug, Clone, PartialEq)]
@@ -452,6 +469,83 @@ impl Store {
             }
         }
         tx.commit().map_err(sql)
+    }
+
+    /// Keeps definitions read from AWS, replacing older versions of the same pipelines.
+    pub fn save_definitions(
+        &mut self,
+        fetched: &[(Target, i32, std::sync::Arc<crate::aws::Definitions>)],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        if fetched.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let sql = |cause| StoreError::Sqlite {
+            path: path.clone(),
+            cause,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        for (t, version, definitions) in fetched {
+            // Serializing plain strings and numbers cannot fail; skip rather than guess.
+            let Ok(json) = serde_json::to_string(definitions.as_ref()) else {
+                continue;
+            };
+            tx.execute(
+                "DELETE FROM definitions WHERE account = ?1 AND region = ?2 AND pipeline = ?3",
+                params![t.account, t.region, t.pipeline],
+            )
+            .map_err(sql)?;
+            tx.execute(
+                "INSERT INTO definitions (account, region, pipeline, version, approvals, read_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    t.account,
+                    t.region,
+                    t.pipeline,
+                    version,
+                    json,
+                    now.as_millisecond()
+                ],
+            )
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// The definitions kept; a row that cannot be read is left out (read again from AWS).
+    pub fn load_definitions(
+        &self,
+    ) -> Result<Vec<(Target, i32, crate::aws::Definitions)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT account, region, pipeline, version, approvals FROM definitions")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((
+                    Target {
+                        account: row.get(0)?,
+                        region: row.get(1)?,
+                        pipeline: row.get(2)?,
+                    },
+                    row.get::<_, i32>(3)?,
+                    row.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (target, version, json) = row.map_err(|e| self.sql(e))?;
+            match serde_json::from_str(&json) {
+                Ok(definitions) => out.push((target, version, definitions)),
+                Err(e) => tracing::warn!(
+                    pipeline = %target.pipeline,
+                    "cached definition is corrupt ({e}); reading it from AWS when needed"
+                ),
+            }
+        }
+        Ok(out)
     }
 
     /// Whether `route`'s digest for the local `day` was already decided (sent or empty).

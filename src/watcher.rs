@@ -86,8 +86,9 @@ async fn observe(
     now: Timestamp,
 ) -> Result<Observation, StoreError> {
     // The budgets pace and cap the calls; this only bounds the futures held at once.
+    let recorded: HashSet<Target> = open.iter().map(|o| o.approval.key.target()).collect();
     let results: Vec<Result<PipelineSnapshot, AwsError>> = futures_util::stream::iter(targets)
-        .map(|t| aws.read(t))
+        .map(|t| aws.read(t, recorded.contains(t)))
         .buffer_unordered(MAX_PENDING_READS)
         .collect()
         .await;
@@ -270,6 +271,7 @@ const NOT_FOUND: &str = "PipelineNotFoundException";
 
 impl Watcher {
     pub fn new(parts: Parts, store: Store, clock: Clock) -> Self {
+        seed_definitions(&parts.aws, &store);
         let Parts {
             config,
             aws,
@@ -444,6 +446,8 @@ impl Watcher {
         self.log_read_failures(&observed.failures, now);
         let changes = changes(&self.config, &observed.plan, now);
         self.store.record(&changes, now)?;
+        // Definitions read this pass, kept so a restart (or `once`) need not read them again.
+        self.store.save_definitions(&self.aws.take_fetched(), now)?;
         log_plan(&observed.plan);
         let delivery = self
             .deliverer
@@ -726,6 +730,7 @@ impl Watcher {
             new.take_over(old);
         }
         self.heartbeat = heartbeat;
+        seed_definitions(&aws, &self.store);
         if config.idle_poll_interval != self.config.idle_poll_interval {
             self.schedule = Schedule::new(config.idle_poll_interval);
         }
@@ -739,6 +744,17 @@ impl Watcher {
         self.configured = targets;
         let old = std::mem::replace(&mut self.deliverer, deliverer);
         self.deliverer.take_over(old);
+    }
+}
+
+/// The definitions kept in the store, for a new set of AWS clients. Unreadable ones are
+/// skipped (read again when needed); a store that cannot be read costs only `GetPipeline`s.
+fn seed_definitions(aws: &CodePipeline, store: &Store) {
+    match store.load_definitions() {
+        Ok(known) => aws.seed_definitions(known),
+        Err(e) => tracing::warn!(
+            "cannot read the cached pipeline definitions; reading them from AWS: {e}"
+        ),
     }
 }
 

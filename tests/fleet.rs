@@ -152,6 +152,10 @@ async fn the_budget_paces_calls_and_throttling_is_retried_and_slows_it() {
         &pipelines,
     )
     .await;
+    // A run in progress on each (past its approval): the definitions are needed too.
+    for p in &refs {
+        s.aws.set_state(p, Fixture::Approved);
+    }
     let started = std::time::Instant::now();
     let report = cycle(&mut s.watcher, t0()).await;
     assert_eq!(report.read_failures, 0);
