@@ -35,14 +35,20 @@ impl Default for Limits {
     }
 }
 
-/// A token bucket of one token, kept as the time the next call may start: each caller
-/// reserves its start under the lock and sleeps until then, so waiters queue in order
-/// instead of all waking for the same token.
+/// A token bucket `max_concurrency` deep (at most the rate): `tokens` as of `at`, the start
+/// of the last call reserved. Each caller reserves its start under the lock and sleeps until
+/// then, so waiters queue in order instead of all waking for the same token. After an idle
+/// period a burst of up to the depth starts at once (a small fleet's first cycle is not
+/// paced one call per 1/rate); then calls are paced at the rate. `recent` holds every start
+/// of the last second, so no one-second window ever holds more calls than the rate.
 #[derive(Debug)]
 struct Bucket {
     /// The rate in force now (≤ the configured one).
     rate: f64,
-    next_free: Instant,
+    tokens: f64,
+    at: Instant,
+    /// Starts reserved within the last second, oldest first.
+    recent: std::collections::VecDeque<Instant>,
     last_decrease: Option<Instant>,
     /// In a throttling episode: logged once when it starts and once when it ends.
     throttled: bool,
@@ -80,9 +86,10 @@ impl Budget {
             },
             bucket: Mutex::new(Bucket {
                 rate,
-                // One token: requests are paced evenly, never in a burst that a
-                // per-second limit on AWS's side would count against us.
-                next_free: Instant::now(),
+                // Full: the first calls start at once.
+                tokens: f64::INFINITY,
+                at: Instant::now(),
+                recent: std::collections::VecDeque::new(),
                 last_decrease: None,
                 throttled: false,
             }),
@@ -111,11 +118,12 @@ impl Budget {
     pub async fn acquire(&self) -> Permit<'_> {
         // The semaphore is never closed, so this only fails if it were; then go unlimited.
         let slot = self.in_flight.acquire().await.ok();
-        let start = self.bucket.lock().ok().map(|mut b| {
-            let start = b.next_free.max(Instant::now());
-            b.next_free = start + Duration::from_secs_f64(1.0 / b.rate);
-            start
-        });
+        let depth = self.burst_depth();
+        let start = self
+            .bucket
+            .lock()
+            .ok()
+            .map(|mut b| b.reserve(Instant::now(), depth));
         if let Some(start) = start {
             tokio::time::sleep_until(start).await;
         }
@@ -144,7 +152,10 @@ impl Budget {
         b.rate = (b.rate * DECREASE).max(MIN_RATE);
         // No call before a full interval at the new rate (those already reserved keep theirs).
         let gap = now + Duration::from_secs_f64(1.0 / b.rate);
-        b.next_free = b.next_free.max(gap);
+        if gap > b.at {
+            b.at = gap;
+            b.tokens = 0.0;
+        }
         if !b.throttled {
             b.throttled = true;
             tracing::warn!(
@@ -171,15 +182,117 @@ impl Budget {
         }
     }
 
+    /// How many calls may start at once after an idle period: `max_concurrency`, but never
+    /// more than the rate allows in one second.
+    fn burst_depth(&self) -> usize {
+        let per_second = self.limits.requests_per_second.floor().max(1.0) as usize;
+        self.limits.max_concurrency.min(per_second).max(1)
+    }
+
     /// How long `calls` take at the configured rate.
     pub fn time_for(&self, calls: usize) -> Duration {
         Duration::from_secs_f64(calls as f64 / self.limits.requests_per_second)
     }
 }
 
+impl Bucket {
+    /// Reserves the start of one call at or after `now` and returns it.
+    fn reserve(&mut self, now: Instant, depth: usize) -> Instant {
+        let depth = depth as f64;
+        let from = self.at.max(now);
+        let refilled =
+            (self.tokens + from.duration_since(self.at).as_secs_f64() * self.rate).min(depth);
+        let mut start = if refilled >= 1.0 {
+            self.tokens = refilled - 1.0;
+            from
+        } else {
+            self.tokens = 0.0;
+            from + Duration::from_secs_f64((1.0 - refilled) / self.rate)
+        };
+        // No one-second window may hold more starts than the rate in force.
+        let cap = (self.rate.floor() as usize).max(1);
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| start.duration_since(*t) >= Duration::from_secs(1))
+        {
+            self.recent.pop_front();
+        }
+        if self.recent.len() >= cap
+            && let Some(t) = self.recent.get(self.recent.len() - cap)
+            && *t + Duration::from_secs(1) > start
+        {
+            // Held back: the bucket is empty at the new start, not refilled meanwhile, so
+            // the calls behind do not pile up into a burst.
+            start = *t + Duration::from_secs(1);
+            self.tokens = 0.0;
+        }
+        self.at = start;
+        self.recent.push_back(start);
+        start
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn after_an_idle_period_a_burst_of_max_concurrency_starts_at_once() {
+        let budget = Budget::new(
+            "t",
+            Limits {
+                requests_per_second: 10.0,
+                max_concurrency: 4,
+            },
+        );
+        let start = Instant::now();
+        for _ in 0..4 {
+            drop(budget.acquire().await);
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO, "a burst of 4");
+        drop(budget.acquire().await);
+        assert_eq!(start.elapsed(), Duration::from_millis(100), "then paced");
+        // Idle for a while: the bucket fills again, to 4 and no more.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let again = Instant::now();
+        for _ in 0..4 {
+            drop(budget.acquire().await);
+        }
+        assert_eq!(again.elapsed(), Duration::ZERO);
+        drop(budget.acquire().await);
+        assert_eq!(again.elapsed(), Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bursts_never_put_more_than_the_rate_in_any_second() {
+        let budget = Budget::new(
+            "t",
+            Limits {
+                requests_per_second: 10.0,
+                max_concurrency: 8,
+            },
+        );
+        let mut times = Vec::new();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            drop(budget.acquire().await);
+            times.push(Instant::now());
+            // Pauses now and then let the bucket refill between bursts.
+            if times.len() % 13 == 0 {
+                tokio::time::sleep(Duration::from_millis(700)).await;
+            }
+        }
+        for (i, t) in times.iter().enumerate() {
+            let in_window = times[i..]
+                .iter()
+                .take_while(|u| u.duration_since(*t) < Duration::from_secs(1))
+                .count();
+            assert!(in_window <= 10, "{in_window} calls in one second");
+        }
+        // Not slower than needed either: 3 s of the 5 are not pauses, at 10 a second.
+        assert!(times.len() >= 30, "{} calls in 5 s", times.len());
+    }
 
     #[tokio::test(start_paused = true)]
     async fn paces_evenly_at_the_rate() {
@@ -194,7 +307,8 @@ mod tests {
         for _ in 0..41 {
             drop(budget.acquire().await);
         }
-        // The first is free, then one every 50 ms.
+        // The first 8 at once, then paced; no second holds more than 20: the 41st call
+        // starts 2 s after the first.
         let elapsed = start.elapsed();
         assert!(
             elapsed >= Duration::from_millis(1990) && elapsed <= Duration::from_millis(2010),

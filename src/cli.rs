@@ -62,6 +62,13 @@ pub enum Command {
     /// Send a test message to every configured Slack destination and report each result:
     /// 0 all delivered, 1 any failed, 2 config error.
     TestSlack,
+    /// Ping the [heartbeat] URL once (with --fail, the fail_url) and report the answer:
+    /// 0 the monitor took it, 1 it failed, 2 config error or no [heartbeat].
+    TestHeartbeat {
+        /// Ping fail_url instead: the monitor will report the watcher as failing.
+        #[arg(long)]
+        fail: bool,
+    },
     /// Print the completion script for SHELL (needs no config).
     Completions {
         #[arg(value_enum)]
@@ -114,6 +121,7 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
         Command::CheckConfig => check_config(&cli.config, load()?).await,
         Command::Status { json } => status(load()?, json),
         Command::TestSlack => test_slack(load()?).await,
+        Command::TestHeartbeat { fail } => test_heartbeat(load()?, fail).await,
         Command::Completions { shell } => {
             crate::docs::print(&crate::docs::completions(shell)).map_err(runtime_error)
         }
@@ -249,10 +257,15 @@ async fn check_config(path: &Path, config: Config) -> Result<ExitCode, Failure> 
         app.resolve_token().map_err(config_error)?;
     }
     let (_, targets) = CodePipeline::connect(&config).await.map_err(config_error)?;
-    crate::output::print(&crate::summary::config_summary(
-        path, &config, &targets, &webhooks,
-    ))
-    .map_err(runtime_error)?;
+    let heartbeat = match &config.heartbeat {
+        Some(h) => Some((h, h.resolve().map_err(config_error)?)),
+        None => None,
+    };
+    let mut summary = crate::summary::config_summary(path, &config, &targets, &webhooks);
+    if let Some((h, urls)) = heartbeat {
+        summary.push_str(&crate::summary::heartbeat(h, &urls));
+    }
+    crate::output::print(&summary).map_err(runtime_error)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -341,6 +354,38 @@ async fn test_slack(config: Config) -> Result<ExitCode, Failure> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `test-heartbeat`: one GET to the heartbeat URL (or, with `--fail`, the failure URL), the
+/// answer on one line, never the URL.
+async fn test_heartbeat(config: Config, fail: bool) -> Result<ExitCode, Failure> {
+    let Some(heartbeat) = &config.heartbeat else {
+        return Err(config_error(anyhow::anyhow!(
+            "heartbeat: not configured; expected a [heartbeat] table with url_credential, url_file, url_env or url"
+        )));
+    };
+    let urls = heartbeat.resolve().map_err(config_error)?;
+    let (url, key) = if fail {
+        match (&urls.fail_url, &heartbeat.fail_url) {
+            (Some(url), Some((_, key))) => (url, key.as_str()),
+            _ => {
+                return Err(config_error(anyhow::anyhow!(
+                    "heartbeat: no fail_url configured; expected fail_url_credential, fail_url_file, fail_url_env or fail_url"
+                )));
+            }
+        }
+    } else {
+        (&urls.url, heartbeat.url_key.as_str())
+    };
+    let client = crate::heartbeat::client()
+        .context("cannot build the HTTP client")
+        .map_err(runtime_error)?;
+    let (line, code) = match crate::heartbeat::send(&client, url).await {
+        Ok(status) => (format!("heartbeat ({key}): ok (HTTP {status})"), 0),
+        Err(e) => (format!("heartbeat ({key}): FAILED: {e}"), 1),
+    };
+    crate::output::print_line(&line).map_err(runtime_error)?;
+    Ok(ExitCode::from(code))
 }
 
 fn hostname() -> String {

@@ -48,7 +48,8 @@ impl ApprovalKey {
 }
 
 /// What the pipeline definition says about one manual approval action.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Serialized in the store's definition cache.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 pub struct ApprovalDefinition {
     pub custom_data: Option<String>,
     pub external_entity_link: Option<String>,
@@ -233,6 +234,8 @@ pub enum MessageKind {
     Alert,
     Reminder,
     Resolution,
+    /// The daily digest of a destination (see `store` for how it rides in the outbox).
+    Digest,
 }
 
 impl MessageKind {
@@ -241,6 +244,7 @@ impl MessageKind {
             Self::Alert => "alert",
             Self::Reminder => "reminder",
             Self::Resolution => "resolution",
+            Self::Digest => "digest",
         }
     }
 
@@ -249,6 +253,7 @@ impl MessageKind {
             "alert" => Self::Alert,
             "reminder" => Self::Reminder,
             "resolution" => Self::Resolution,
+            "digest" => Self::Digest,
             _ => return None,
         })
     }

@@ -25,7 +25,10 @@ struct Seen {
 /// reads thousands of idle pipelines would hold back the reads that detect approvals.
 #[derive(Debug)]
 pub struct Schedule {
+    /// The slowest rhythm (`idle_poll_interval`), for budgets without one set.
     idle_interval: Duration,
+    /// The effective idle rhythm per (account, region) ([`idle_rhythm`]).
+    rhythms: HashMap<(String, String), Duration>,
     seen: HashMap<Target, Seen>,
     /// When `due` was last asked: the share of idle reads is for the time since.
     last_cycle: Option<Timestamp>,
@@ -58,6 +61,9 @@ impl Due {
     }
 }
 
+/// One budget's idle pipelines due a read (with their last read), and how many are idle.
+type IdleCandidates<'a> = (Vec<(Timestamp, &'a Target)>, usize);
+
 /// A read this early before its interval is over still counts as due, so a pipeline on a
 /// 2-minute rhythm with 30-second cycles is read at the 4th cycle, not the 5th.
 const SLACK: Duration = Duration::from_secs(1);
@@ -66,6 +72,7 @@ impl Schedule {
     pub fn new(idle_interval: Duration) -> Self {
         Self {
             idle_interval,
+            rhythms: HashMap::new(),
             seen: HashMap::new(),
             last_cycle: None,
             reads_saved: 0,
@@ -76,21 +83,25 @@ impl Schedule {
     /// approval waiting (`waiting`) or a run heading for one, then those never read, then
     /// the idle ones due, longest-unread first.
     pub fn due(&mut self, targets: &[Target], waiting: &HashSet<Target>, now: Timestamp) -> Due {
-        let idle = SignedDuration::try_from(self.idle_interval.saturating_sub(SLACK))
-            .unwrap_or(SignedDuration::MAX);
         let mut due = Vec::with_capacity(targets.len());
         let mut first = Vec::new();
-        let mut idle_due = Vec::new();
-        let mut idle_count = 0usize;
+        // Per (account, region): its idle pipelines due, and how many are idle.
+        let mut idle_by_budget: HashMap<(&str, &str), IdleCandidates> = HashMap::new();
         for t in targets {
             let seen = self.seen.get(t).copied().unwrap_or_default();
             match seen.last_read {
                 None => first.push(t),
                 Some(_) if seen.active || waiting.contains(t) => due.push(t.clone()),
                 Some(last) => {
-                    idle_count += 1;
+                    let interval = self.rhythm_of(&t.account, &t.region);
+                    let idle = SignedDuration::try_from(interval.saturating_sub(SLACK))
+                        .unwrap_or(SignedDuration::MAX);
+                    let entry = idle_by_budget
+                        .entry((t.account.as_str(), t.region.as_str()))
+                        .or_default();
+                    entry.1 += 1;
                     if now.duration_since(last) >= idle {
-                        idle_due.push((last, t));
+                        entry.0.push((last, t));
                     }
                 }
             }
@@ -99,16 +110,31 @@ impl Schedule {
             .last_cycle
             .map_or(SignedDuration::MAX, |at| now.duration_since(at));
         self.last_cycle = Some(now);
-        let share = idle_share(idle_count, since, self.idle_interval);
+        let mut idle_due = Vec::new();
+        for ((account, region), (mut candidates, idle_count)) in idle_by_budget {
+            let share = idle_share(idle_count, since, self.rhythm_of(account, region));
+            candidates.sort_by_key(|(last, _)| *last);
+            idle_due.extend(candidates.into_iter().take(share));
+        }
         idle_due.sort_by_key(|(last, _)| *last);
         due.extend(first.into_iter().cloned());
-        let idle: Vec<Target> = idle_due
-            .into_iter()
-            .take(share)
-            .map(|(_, t)| t.clone())
-            .collect();
+        let idle: Vec<Target> = idle_due.into_iter().map(|(_, t)| t.clone()).collect();
         self.reads_saved += (targets.len() - due.len() - idle.len()) as u64;
         Due { urgent: due, idle }
+    }
+
+    /// Sets the idle rhythm of one (account, region); returns whether it changed.
+    pub fn set_rhythm(&mut self, account: &str, region: &str, every: Duration) -> bool {
+        let key = (account.to_owned(), region.to_owned());
+        self.rhythms.insert(key, every) != Some(every)
+    }
+
+    /// How often an idle pipeline of this (account, region) is read.
+    pub fn rhythm_of(&self, account: &str, region: &str) -> Duration {
+        self.rhythms
+            .get(&(account.to_owned(), region.to_owned()))
+            .copied()
+            .unwrap_or(self.idle_interval)
     }
 
     /// Records a successful read. A failed read records nothing: the pipeline keeps the
@@ -140,6 +166,74 @@ impl Schedule {
             .filter(|t| self.seen.get(*t).is_some_and(|s| s.active))
             .count()
     }
+}
+
+/// How often the idle pipelines of one (account, region) are read: every `poll` while reading
+/// all `pipelines` that often fits in `share` of `requests_per_second`; else stretched just
+/// enough to fit (whole seconds, rounded up), but never slower than `slowest`
+/// (`idle_poll_interval`).
+pub fn idle_rhythm(
+    pipelines: usize,
+    requests_per_second: f64,
+    share: f64,
+    poll: Duration,
+    slowest: Duration,
+) -> Duration {
+    let per_second = requests_per_second * share;
+    if !(per_second.is_finite() && per_second > 0.0) {
+        return slowest.max(poll);
+    }
+    let fits = (pipelines as f64 / per_second).ceil();
+    let fits = if fits < slowest.as_secs_f64() {
+        Duration::from_secs(fits as u64)
+    } else {
+        slowest
+    };
+    fits.clamp(poll, slowest.max(poll))
+}
+
+/// One (account, region)'s idle rhythm, as the start log, `check-config`, `status` and the
+/// metrics show it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct IdleRhythm {
+    pub account: String,
+    pub region: String,
+    pub pipelines: usize,
+    /// Seconds between two reads of an idle pipeline.
+    pub idle_read_every_s: u64,
+}
+
+/// The idle rhythm of each (account, region) among `targets`, from `config`'s budgets.
+pub fn idle_rhythms(config: &crate::config::Config, targets: &[Target]) -> Vec<IdleRhythm> {
+    let mut counts: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for t in targets {
+        *counts.entry((&t.account, &t.region)).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|((account, region), pipelines)| {
+            let (rate, share) = config.account(account).map_or(
+                (
+                    crate::config::Limits::default().requests_per_second,
+                    crate::config::DEFAULT_IDLE_BUDGET_SHARE,
+                ),
+                |a| (a.limits.requests_per_second, a.idle_budget_share),
+            );
+            let every = idle_rhythm(
+                pipelines,
+                rate,
+                share,
+                config.poll_interval,
+                config.idle_poll_interval,
+            );
+            IdleRhythm {
+                account: account.to_owned(),
+                region: region.to_owned(),
+                pipelines,
+                idle_read_every_s: every.as_secs(),
+            }
+        })
+        .collect()
 }
 
 /// A cycle may always make this many idle reads: a handful of reads in parallel costs a
@@ -229,6 +323,48 @@ mod tests {
 
     fn at(secs: i64) -> Timestamp {
         Timestamp::from_second(1_764_000_000 + secs).unwrap()
+    }
+
+    #[test]
+    fn the_idle_rhythm_is_poll_interval_while_the_fleet_fits_the_share_else_just_enough() {
+        let poll = Duration::from_secs(30);
+        let slowest = Duration::from_secs(120);
+        let rhythm = |n, rate, share| idle_rhythm(n, rate, share, poll, slowest).as_secs();
+        // 10/s × 0.2 = 2 reads/s: 60 pipelines every 30 s fit exactly; 61 do not.
+        assert_eq!(rhythm(20, 10.0, 0.2), 30);
+        assert_eq!(rhythm(60, 10.0, 0.2), 30);
+        assert_eq!(rhythm(61, 10.0, 0.2), 31);
+        assert_eq!(rhythm(150, 10.0, 0.2), 75);
+        // Never slower than idle_poll_interval, however large the fleet.
+        assert_eq!(rhythm(10_000, 10.0, 0.2), 120);
+        assert_eq!(rhythm(0, 10.0, 0.2), 30);
+    }
+
+    #[test]
+    fn each_budget_keeps_its_own_idle_rhythm() {
+        let mut s = Schedule::new(Duration::from_secs(120));
+        let other = Target {
+            account: "prod".into(),
+            region: "eu-west-1".into(),
+            pipeline: "b".into(),
+        };
+        let a = t("a");
+        assert!(s.set_rhythm(&a.account, &a.region, Duration::from_secs(30)));
+        assert!(!s.set_rhythm(&a.account, &a.region, Duration::from_secs(30)));
+        let targets = [a.clone(), other.clone()];
+        let none = HashSet::new();
+        let mut read = Vec::new();
+        for cycle in 0..5 {
+            let now = at(cycle * 30);
+            let due = s.due(&targets, &none, now);
+            for target in due.urgent.iter().chain(&due.idle) {
+                s.read(target, false, now);
+                read.push((cycle, target.pipeline.clone()));
+            }
+        }
+        let of = |p: &str| read.iter().filter(|(_, q)| q == p).count();
+        assert_eq!(of("a"), 5, "{read:?}");
+        assert_eq!(of("b"), 2, "{read:?}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::aws::{CodePipeline, SetupError};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::deliver::{Deliverer, Transport};
+use crate::heartbeat::{Heartbeat, HeartbeatError};
 use crate::slack::SlackClient;
 use crate::slack_api::SlackApi;
 use crate::small_file::{self, SmallFileError};
@@ -28,12 +29,20 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("config file: {0}")]
     ConfigFile(SmallFileError),
+    #[error(transparent)]
+    Heartbeat(#[from] HeartbeatError),
 }
 
 impl StartupError {
     /// A problem the operator fixes in the config (exit 2), as opposed to one at run time.
     pub fn is_config(&self) -> bool {
-        matches!(self, Self::Config(_) | Self::Aws(_) | Self::ConfigFile(_))
+        matches!(
+            self,
+            Self::Config(_)
+                | Self::Aws(_)
+                | Self::ConfigFile(_)
+                | Self::Heartbeat(HeartbeatError::Config(_))
+        )
     }
 }
 
@@ -62,6 +71,11 @@ pub async fn parts(config: Config, mode: Mode, clock: Clock) -> Result<Parts, St
         }
         Mode::DryRun => Transport::Capture(Vec::new()),
     };
+    // Only the daemon pings; the dry run must not tell a monitor anything.
+    let heartbeat = match (&config.heartbeat, mode) {
+        (Some(h), Mode::Live) => Some(Heartbeat::new(h)?),
+        _ => None,
+    };
     let (aws, targets) = CodePipeline::connect(&config).await?;
     let deliverer = Deliverer::new(transport, &config, clock);
     Ok(Parts {
@@ -69,6 +83,7 @@ pub async fn parts(config: Config, mode: Mode, clock: Clock) -> Result<Parts, St
         aws,
         targets,
         deliverer,
+        heartbeat,
     })
 }
 

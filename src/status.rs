@@ -8,7 +8,8 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::model::{DEFAULT_ACCOUNT, OpenApproval};
+use crate::model::{DEFAULT_ACCOUNT, OpenApproval, Target};
+use crate::poll::{IdleRhythm, idle_rhythms};
 use crate::remind::ReminderState;
 use crate::render::humanize;
 use crate::store::{FailedRow, PendingRow, Store, StoreError};
@@ -78,6 +79,9 @@ pub struct Status {
     pub failed_messages: Vec<FailedRow>,
     /// Each destination with messages queued, in the order their heads were queued.
     pub queues: Vec<Queue>,
+    /// Adaptive polling: how often idle pipelines are read, per (account, region) of the
+    /// configured pipelines (discovered ones are known to the daemon only).
+    pub idle_reads: Vec<IdleRhythm>,
 }
 
 /// A destination's outbox queue: its head holds back the messages behind it.
@@ -138,7 +142,23 @@ pub fn collect(
             .collect(),
         failed_messages: failed,
         queues: queues(config, &pending),
+        idle_reads: idle_rhythms(config, &configured_targets(config)),
     })
+}
+
+/// The configured pipelines whose region the config decides.
+fn configured_targets(config: &Config) -> Vec<Target> {
+    config
+        .pipelines
+        .iter()
+        .filter_map(|p| {
+            Some(Target {
+                account: p.account.clone(),
+                region: config.region_of(p)?.to_owned(),
+                pipeline: p.name.clone(),
+            })
+        })
+        .collect()
 }
 
 fn minutes(t: Timestamp) -> String {
@@ -224,6 +244,13 @@ pub fn text(status: &Status, now: Timestamp) -> String {
                 q.destination, q.pending
             );
         }
+    }
+    for r in &status.idle_reads {
+        let _ = writeln!(
+            out,
+            "idle pipelines in {}/{} ({}): read every {} s",
+            r.account, r.region, r.pipelines, r.idle_read_every_s
+        );
     }
     if !status.failed_messages.is_empty() {
         let _ = writeln!(out, "messages Slack refused (not retried):");

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OpenFlags, Row, params};
 use rusqlite_migration::{M, Migrations};
 
 use crate::model::{
-    Approval, ApprovalKey, MessageKind, OpenApproval, Resolution, Revision, SlackMessage,
+    Approval, ApprovalKey, MessageKind, OpenApproval, Resolution, Revision, SlackMessage, Target,
 };
 use crate::remind::ReminderDue;
 
@@ -125,8 +125,11 @@ ALTER TABLE outbox DROP COLUMN destination;
 CREATE INDEX outbox_pending ON outbox (id) WHERE state = 'pending';
 ";
 
-/// Reserved for the digest/heartbeat migration, merged separately; empty until then.
-const SCHEMA_V5: &str = "";
+/// The heartbeat: one row written at the end of every cycle while a heartbeat is configured,
+/// so "the store is writable" is proven by a write even when a cycle changed nothing.
+const SCHEMA_V5: &str = "
+CREATE TABLE liveness (id INTEGER PRIMARY KEY CHECK (id = 1), last_cycle_ms INTEGER NOT NULL);
+";
 
 /// Slack app mode: where an approval's alert was posted (for thread replies and the update
 /// on resolution), and per message whether a reply also shows in the channel, whether a
@@ -139,6 +142,34 @@ ALTER TABLE outbox ADD COLUMN reply INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE outbox ADD COLUMN update_payload TEXT;
 ";
 
+/// The daily digest: which destination had its digest for which local day. A digest is not
+/// about one approval, yet outbox rows reference one; it rides on the row of the oldest
+/// approval it lists (which routes it to the same destination at send time) with kind
+/// `digest`, and is not dropped when that approval resolves.
+const SCHEMA_V7: &str = "
+CREATE TABLE digests (
+    route TEXT NOT NULL,
+    day TEXT NOT NULL,
+    decided_ms INTEGER NOT NULL,
+    approvals INTEGER NOT NULL,
+    PRIMARY KEY (route, day)
+);
+";
+
+/// Pipeline definitions (their approval actions) per version, so a restart reads them only
+/// when a pipeline's version changed. Only the newest version per pipeline is kept.
+const SCHEMA_V8: &str = "
+CREATE TABLE definitions (
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    pipeline TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    approvals TEXT NOT NULL,
+    read_ms INTEGER NOT NULL,
+    PRIMARY KEY (account, region, pipeline, version)
+);
+";
+
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(SCHEMA_V1),
@@ -147,11 +178,13 @@ fn migrations() -> Migrations<'static> {
         M::up(SCHEMA_V4),
         M::up(SCHEMA_V5),
         M::up(SCHEMA_V6),
+        M::up(SCHEMA_V7),
+        M::up(SCHEMA_V8),
     ])
 }
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// A message waiting in the outbox.
 #[derive(Debug, Clone, PartialEq)]
@@ -205,6 +238,19 @@ pub struct Changes {
     /// (approval id, how it resolved, the message to send if any).
     pub resolved: Vec<(i64, Resolution, Option<NewMessage>)>,
     pub reminders: Vec<(i64, ReminderDue, NewMessage)>,
+    pub digests: Vec<DigestDecision>,
+}
+
+/// A destination's digest for a local day: recorded once, with its message (anchored on the
+/// oldest approval it lists) when anything waits.
+#[derive(Debug)]
+pub struct DigestDecision {
+    pub route: String,
+    /// The local day, `YYYY-MM-DD`.
+    pub day: String,
+    pub approvals: usize,
+    /// (the oldest listed approval's id, the message).
+    pub message: Option<(i64, NewMessage)>,
 }
 
 /// A message Slack refused for good, as `status` shows it.
@@ -389,9 +435,10 @@ impl Store {
             )
             .map_err(sql)?;
             // Whatever was still queued about it is moot now (an alert nobody saw).
+            // A digest anchored on it still goes: it lists the others too.
             tx.execute(
                 "UPDATE outbox SET state = 'dropped', last_error = 'resolved before delivery'
-                 WHERE approval_id = ?1 AND state = 'pending'",
+                 WHERE approval_id = ?1 AND state = 'pending' AND kind != 'digest'",
                 [id],
             )
             .map_err(sql)?;
@@ -447,7 +494,108 @@ impl Store {
                 insert_message(&tx, id, message, now_ms).map_err(sql)?;
             }
         }
+        for d in &changes.digests {
+            // The primary key is the last word on "one digest per destination per day".
+            let inserted = tx
+                .execute(
+                    "INSERT INTO digests (route, day, decided_ms, approvals) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT DO NOTHING",
+                    params![d.route, d.day, now_ms, d.approvals as i64],
+                )
+                .map_err(sql)?;
+            if let (1, Some((anchor, message))) = (inserted, &d.message) {
+                insert_message(&tx, *anchor, message, now_ms).map_err(sql)?;
+            }
+        }
         tx.commit().map_err(sql)
+    }
+
+    /// Keeps definitions read from AWS, replacing older versions of the same pipelines.
+    pub fn save_definitions(
+        &mut self,
+        fetched: &[(Target, i32, std::sync::Arc<crate::aws::Definitions>)],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        if fetched.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let sql = |cause| StoreError::Sqlite {
+            path: path.clone(),
+            cause,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        for (t, version, definitions) in fetched {
+            // Serializing plain strings and numbers cannot fail; skip rather than guess.
+            let Ok(json) = serde_json::to_string(definitions.as_ref()) else {
+                continue;
+            };
+            tx.execute(
+                "DELETE FROM definitions WHERE account = ?1 AND region = ?2 AND pipeline = ?3",
+                params![t.account, t.region, t.pipeline],
+            )
+            .map_err(sql)?;
+            tx.execute(
+                "INSERT INTO definitions (account, region, pipeline, version, approvals, read_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    t.account,
+                    t.region,
+                    t.pipeline,
+                    version,
+                    json,
+                    now.as_millisecond()
+                ],
+            )
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// The definitions kept; a row that cannot be read is left out (read again from AWS).
+    pub fn load_definitions(
+        &self,
+    ) -> Result<Vec<(Target, i32, crate::aws::Definitions)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT account, region, pipeline, version, approvals FROM definitions")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((
+                    Target {
+                        account: row.get(0)?,
+                        region: row.get(1)?,
+                        pipeline: row.get(2)?,
+                    },
+                    row.get::<_, i32>(3)?,
+                    row.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (target, version, json) = row.map_err(|e| self.sql(e))?;
+            match serde_json::from_str(&json) {
+                Ok(definitions) => out.push((target, version, definitions)),
+                Err(e) => tracing::warn!(
+                    pipeline = %target.pipeline,
+                    "cached definition is corrupt ({e}); reading it from AWS when needed"
+                ),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether `route`'s digest for the local `day` was already decided (sent or empty).
+    pub fn digest_decided(&self, route: &str, day: &str) -> Result<bool, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM digests WHERE route = ?1 AND day = ?2)",
+                params![route, day],
+                |row| row.get::<_, bool>(0),
+            )
+            .map_err(|e| self.sql(e))
     }
 
     /// Pending messages in order, due or not, at most `limit`. Delivery keeps order per
@@ -556,6 +704,32 @@ impl Store {
                 params![id, why],
             )
             .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// When the oldest message still waiting to be delivered was queued.
+    pub fn oldest_pending_since(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT MIN(created_ms) FROM outbox WHERE state = 'pending'",
+                [],
+                |row| row.get::<_, Option<i64>>(0),
+            )
+            // An impossible time is a corrupt row: as old as can be, so it is not hidden.
+            .map(|v| v.map(|millis| time(millis).unwrap_or(Timestamp::UNIX_EPOCH)))
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Writes the time of a cycle: proof that the store takes writes (the heartbeat's
+    /// "store writable"), even when the cycle had nothing to record.
+    pub fn record_cycle(&self, now: Timestamp) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO liveness (id, last_cycle_ms) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET last_cycle_ms = excluded.last_cycle_ms",
+                [now.as_millisecond()],
+            )
+            .map(|_| ())
             .map_err(|e| self.sql(e))
     }
 
@@ -1012,6 +1186,59 @@ mod tests {
     }
 
     #[test]
+    fn a_digest_is_recorded_once_per_route_and_day_and_outlives_its_anchor() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("state.db")).unwrap();
+        store
+            .record(
+                &Changes {
+                    new: vec![(approval("t1"), message(MessageKind::Alert))],
+                    ..Changes::default()
+                },
+                now(),
+            )
+            .unwrap();
+        let id = store.open_approvals().unwrap()[0].id;
+        let decision = || DigestDecision {
+            route: "default".into(),
+            day: "2026-12-01".into(),
+            approvals: 1,
+            message: Some((id, message(MessageKind::Digest))),
+        };
+        assert!(!store.digest_decided("default", "2026-12-01").unwrap());
+        for _ in 0..2 {
+            let changes = Changes {
+                digests: vec![decision()],
+                ..Changes::default()
+            };
+            store.record(&changes, now()).unwrap();
+        }
+        assert!(store.digest_decided("default", "2026-12-01").unwrap());
+        assert!(!store.digest_decided("default", "2026-12-02").unwrap());
+        assert!(!store.digest_decided("payments", "2026-12-01").unwrap());
+        assert_eq!(
+            store.count_pending().unwrap(),
+            2,
+            "the alert and one digest"
+        );
+        // The approval it is anchored on resolves: its alert is dropped, the digest stays.
+        let resolution = Resolution {
+            outcome: Outcome::Approved,
+            by: None,
+            comment: None,
+            at: now(),
+        };
+        let changes = Changes {
+            resolved: vec![(id, resolution, None)],
+            ..Changes::default()
+        };
+        store.record(&changes, now()).unwrap();
+        let pending = store.pending(10).unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].kind, MessageKind::Digest);
+    }
+
+    #[test]
     fn records_once_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
@@ -1020,6 +1247,7 @@ mod tests {
             new: vec![(approval("t1"), message(MessageKind::Alert))],
             resolved: vec![],
             reminders: vec![],
+            digests: vec![],
         };
         store.record(&changes, now()).unwrap();
         // The same approval again (a race, a replay): the unique key keeps one row, one message.
@@ -1055,6 +1283,7 @@ mod tests {
                     new: vec![(approval("t1"), message(MessageKind::Alert))],
                     resolved: vec![],
                     reminders: vec![],
+                    digests: vec![],
                 },
                 now(),
             )
@@ -1072,6 +1301,7 @@ mod tests {
                     new: vec![],
                     resolved: vec![(id, resolution, None)],
                     reminders: vec![],
+                    digests: vec![],
                 },
                 now(),
             )
@@ -1097,6 +1327,7 @@ mod tests {
                     ],
                     resolved: vec![],
                     reminders: vec![],
+                    digests: vec![],
                 },
                 now(),
             )

@@ -5,7 +5,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::aws::Target;
-use crate::config::{Config, Credentials, Destination, Route, SecretSource, SecretUrl};
+use crate::config::{
+    Config, Credentials, Destination, HeartbeatConfig, HeartbeatUrls, Route, SecretSource,
+    SecretUrl,
+};
 use crate::remind::ReminderPolicy;
 
 fn human(d: Duration) -> String {
@@ -111,6 +114,13 @@ pub fn config_summary(
         human(config.idle_poll_interval)
     );
     let _ = writeln!(out, "state database: {}", config.state_path.display());
+    for r in crate::poll::idle_rhythms(config, targets) {
+        let _ = writeln!(
+            out,
+            "idle pipelines in {}/{} ({}): read every {} s (idle_budget_share of the budget)",
+            r.account, r.region, r.pipelines, r.idle_read_every_s
+        );
+    }
     let _ = writeln!(out, "accounts:");
     for a in &config.accounts {
         let credentials = match &a.credentials {
@@ -178,6 +188,12 @@ pub fn config_summary(
     for (r, webhook) in config.all_routes().zip(webhooks) {
         route(&mut out, r, webhook.as_ref());
     }
+    if !config.digests.is_empty() {
+        let _ = writeln!(out, "daily digests:");
+        for (route, schedule) in &config.digests {
+            let _ = writeln!(out, "  {route}: {}", schedule.describe());
+        }
+    }
     let _ = writeln!(out, "pipelines ({}):", targets.len());
     for (target, p) in targets.iter().zip(&config.pipelines) {
         let account_regions = config.account(&p.account).map_or(0, |a| a.regions.len());
@@ -201,6 +217,33 @@ pub fn config_summary(
             target.pipeline,
             target.region,
             config.route_for(&target.pipeline).name
+        );
+    }
+    out
+}
+
+/// The `[heartbeat]` lines: sources, hosts and rhythm; never a URL's path.
+pub fn heartbeat(config: &HeartbeatConfig, urls: &HeartbeatUrls) -> String {
+    let mut out = String::new();
+    let host = |url: &SecretUrl| url.expose().host_str().unwrap_or("?").to_owned();
+    let source = |s: &SecretSource| match s {
+        SecretSource::Inline(_) => "the config file".to_owned(),
+        other => other.to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "heartbeat: every {} after a healthy cycle, from {} ({}), host {}",
+        human(config.every),
+        source(&config.url),
+        config.url_key,
+        host(&urls.url)
+    );
+    if let (Some((fail, key)), Some(url)) = (&config.fail_url, &urls.fail_url) {
+        let _ = writeln!(
+            out,
+            "  when unhealthy: from {} ({key}), host {}",
+            source(fail),
+            host(url)
         );
     }
     out

@@ -12,6 +12,7 @@ use crate::aws::{AwsError, CodePipeline, DiscoveryScope, Target};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::deliver::{Captured, Deliverer, DeliveryReport};
+use crate::heartbeat::Heartbeat;
 use crate::model::{ApprovalKey, MessageKind, OpenApproval, PipelineSnapshot, Revision};
 use crate::poll::{Discovered, Schedule};
 use crate::reconcile::{self, Plan};
@@ -45,6 +46,8 @@ pub struct CycleReport {
     pub delivery: DeliveryReport,
     /// Messages still waiting in the outbox after the cycle (retry later, or interrupted).
     pub undelivered: u64,
+    /// When the oldest of them was queued.
+    pub oldest_undelivered: Option<Timestamp>,
     /// The approvals waiting after the cycle: pipeline and since when.
     pub waiting: Vec<(Target, Timestamp)>,
 }
@@ -84,8 +87,9 @@ async fn observe(
     now: Timestamp,
 ) -> Result<Observation, StoreError> {
     // The budgets pace and cap the calls; this only bounds the futures held at once.
+    let recorded: HashSet<Target> = open.iter().map(|o| o.approval.key.target()).collect();
     let results: Vec<Result<PipelineSnapshot, AwsError>> = futures_util::stream::iter(targets)
-        .map(|t| aws.read(t))
+        .map(|t| aws.read(t, recorded.contains(t)))
         .buffer_unordered(MAX_PENDING_READS)
         .collect()
         .await;
@@ -257,6 +261,7 @@ fn changes(config: &Config, plan: &Plan, now: Timestamp) -> Changes {
                 )
             })
             .collect(),
+        digests: Vec::new(),
     }
 }
 
@@ -267,6 +272,8 @@ pub struct Parts {
     pub aws: CodePipeline,
     pub targets: Vec<Target>,
     pub deliverer: Deliverer,
+    /// `[heartbeat]`, with its URLs read; `None` when not configured (and in the dry run).
+    pub heartbeat: Option<Heartbeat>,
 }
 
 /// The daemon's moving parts, owned together.
@@ -289,6 +296,7 @@ pub struct Watcher {
     over_budget: HashSet<(String, String)>,
     /// When the last periodic summary was logged.
     last_summary: Option<Timestamp>,
+    heartbeat: Option<Heartbeat>,
     clock: Clock,
     /// Whether decisions are logged as they are recorded (not in a dry run, which records
     /// nothing: its output is the messages it prints).
@@ -305,13 +313,16 @@ const NOT_FOUND: &str = "PipelineNotFoundException";
 
 impl Watcher {
     pub fn new(parts: Parts, store: Store, clock: Clock) -> Self {
+        seed_definitions(&parts.aws, &store);
         let Parts {
             config,
             aws,
             targets,
             deliverer,
+            heartbeat,
         } = parts;
         Self {
+            heartbeat,
             schedule: Schedule::new(config.idle_poll_interval),
             config,
             aws,
@@ -397,6 +408,7 @@ impl Watcher {
         // The one read of the approvals recorded as waiting; the passes decide from it.
         let open = self.store.open_approvals()?;
         let waiting: HashSet<Target> = open.iter().map(|o| o.approval.key.target()).collect();
+        self.update_rhythms(&targets);
         let due = self.schedule.due(&targets, &waiting, now);
         let mut deleted = self.deleted(now);
         deleted.extend(self.gone.iter().cloned());
@@ -430,8 +442,14 @@ impl Watcher {
             report.add(&idle);
             apply_plan(&mut still_open, &open, &plan);
         }
+        self.digests(now, shutdown, &mut report).await?;
         self.check_budget_fits(&targets);
         report.undelivered = self.store.count_pending()?;
+        report.oldest_undelivered = self.store.oldest_pending_since()?;
+        if self.heartbeat.is_some() {
+            // The heartbeat's "store writable" is this write, not a cycle that wrote nothing.
+            self.store.record_cycle(now)?;
+        }
         report.waiting = still_open;
         if self.narrate
             && self
@@ -482,6 +500,8 @@ impl Watcher {
         self.log_read_failures(&observed.failures, now);
         let changes = changes(&self.config, &observed.plan, now);
         self.store.record(&changes, now)?;
+        // Definitions read this pass, kept so a restart (or `once`) need not read them again.
+        self.store.save_definitions(&self.aws.take_fetched(), now)?;
         if self.narrate {
             log_plan(&observed.plan);
         }
@@ -498,6 +518,65 @@ impl Watcher {
             ..CycleReport::default()
         };
         Ok(Some((report, observed.plan)))
+    }
+
+    /// The daily digests due at `now` and not yet decided: one message per destination
+    /// listing what still waits for it, oldest first (nothing when nothing waits), recorded
+    /// with its day in one transaction, then delivered. Reads the open approvals again, but
+    /// only when a digest is due: about once a day per destination.
+    async fn digests(
+        &mut self,
+        now: Timestamp,
+        shutdown: &CancellationToken,
+        report: &mut CycleReport,
+    ) -> Result<(), StoreError> {
+        let mut due = Vec::new();
+        for (route, schedule) in &self.config.digests {
+            if let Some(day) = schedule.due_day(now) {
+                let day = day.to_string();
+                if !self.store.digest_decided(route, &day)? {
+                    due.push((route.clone(), day));
+                }
+            }
+        }
+        if due.is_empty() {
+            return Ok(());
+        }
+        let mut open = self.store.open_approvals()?;
+        open.sort_by_key(|o| (o.approval.waiting_since, o.id));
+        let mut changes = Changes::default();
+        for (route, day) in due {
+            let waiting: Vec<&OpenApproval> = open
+                .iter()
+                .filter(|o| self.config.route_for(&o.approval.key.pipeline).name == route)
+                .collect();
+            let message = waiting.first().map(|oldest| {
+                (
+                    oldest.id,
+                    NewMessage {
+                        kind: MessageKind::Digest,
+                        payload: render::digest(&route, &waiting, now),
+                        app: crate::store::AppParts::default(),
+                    },
+                )
+            });
+            tracing::info!(route = %route, day = %day, waiting = waiting.len(), "daily digest");
+            changes.digests.push(crate::store::DigestDecision {
+                route,
+                day,
+                approvals: waiting.len(),
+                message,
+            });
+        }
+        self.store.record(&changes, now)?;
+        let delivery = self
+            .deliverer
+            .deliver_due(&self.store, now, shutdown)
+            .await?;
+        report.delivery.delivered += delivery.delivered;
+        report.delivery.failed += delivery.failed;
+        report.delivery.deferred += delivery.deferred;
+        Ok(())
     }
 
     /// Lists pipelines for `[[discover]]` when due. A failed listing changes nothing;
@@ -557,11 +636,32 @@ impl Watcher {
         failures
     }
 
+    /// Adaptive polling: sets each (account, region)'s idle rhythm from its fleet and budget,
+    /// logging it when it changes (so the start log shows it) and exporting it as a metric.
+    fn update_rhythms(&mut self, targets: &[Target]) {
+        let rhythms = crate::poll::idle_rhythms(&self.config, targets);
+        let mut gauge = std::collections::BTreeMap::new();
+        for r in &rhythms {
+            let every = std::time::Duration::from_secs(r.idle_read_every_s);
+            if self.schedule.set_rhythm(&r.account, &r.region, every) {
+                tracing::info!(
+                    account = %r.account,
+                    region = %r.region,
+                    pipelines = r.pipelines,
+                    idle_read_every_s = r.idle_read_every_s,
+                    "idle pipelines are read every {}",
+                    humantime::format_duration(every)
+                );
+            }
+            gauge.insert((r.account.clone(), r.region.clone()), r.idle_read_every_s);
+        }
+        crate::metrics::global().set_idle_rhythms(gauge);
+    }
+
     /// Warns (once, until it fits again) when a budget cannot read its pipelines within
     /// `poll_interval`, saying how long a cycle takes and what interval would fit.
     fn check_budget_fits(&mut self, targets: &[Target]) {
         let poll = self.config.poll_interval.as_secs_f64();
-        let idle = self.config.idle_poll_interval.as_secs_f64();
         let mut per_budget: HashMap<(String, String), Vec<Target>> = HashMap::new();
         for t in targets {
             per_budget
@@ -573,6 +673,7 @@ impl Watcher {
             let Some(budget) = self.aws.budget_for(&key.0, &key.1) else {
                 continue;
             };
+            let idle = self.schedule.rhythm_of(&key.0, &key.1).as_secs_f64();
             let active = self.schedule.active_count(&ts) as f64;
             let idle_count = ts.len() as f64 - active;
             // Reads per poll interval: every active pipeline, and idle ones in turn.
@@ -604,6 +705,14 @@ impl Watcher {
         self.deliverer
             .deliver_due(&self.store, self.clock.now(), shutdown)
             .await
+    }
+
+    /// The daemon, after each cycle: the heartbeat judges it and pings if due (never waits).
+    pub fn beat(&mut self, outcome: &Result<CycleReport, StoreError>) {
+        let now = self.clock.now();
+        if let Some(heartbeat) = self.heartbeat.as_mut() {
+            heartbeat.after_cycle(outcome, now);
+        }
     }
 
     pub fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
@@ -672,7 +781,13 @@ impl Watcher {
             aws,
             targets,
             deliverer,
+            mut heartbeat,
         } = parts;
+        if let (Some(new), Some(old)) = (heartbeat.as_mut(), self.heartbeat.as_ref()) {
+            new.take_over(old);
+        }
+        self.heartbeat = heartbeat;
+        seed_definitions(&aws, &self.store);
         if config.idle_poll_interval != self.config.idle_poll_interval {
             self.schedule = Schedule::new(config.idle_poll_interval);
         }
@@ -686,6 +801,17 @@ impl Watcher {
         self.configured = targets;
         let old = std::mem::replace(&mut self.deliverer, deliverer);
         self.deliverer.take_over(old);
+    }
+}
+
+/// The definitions kept in the store, for a new set of AWS clients. Unreadable ones are
+/// skipped (read again when needed); a store that cannot be read costs only `GetPipeline`s.
+fn seed_definitions(aws: &CodePipeline, store: &Store) {
+    match store.load_definitions() {
+        Ok(known) => aws.seed_definitions(known),
+        Err(e) => tracing::warn!(
+            "cannot read the cached pipeline definitions; reading them from AWS: {e}"
+        ),
     }
 }
 

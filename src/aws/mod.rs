@@ -22,7 +22,7 @@ pub use crate::model::Target;
 use crate::model::{PipelineSnapshot, Revision};
 pub use error::AwsError;
 pub use guard::{MAX_ANSWER_BYTES, MAX_NESTING};
-use parse::Definitions;
+pub use parse::Definitions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -59,6 +59,8 @@ pub struct DiscoveryScope {
 pub struct CodePipeline {
     endpoints: HashMap<(String, String), Endpoint>,
     definitions: Mutex<DefinitionCache>,
+    /// Definitions read with `GetPipeline` and not yet handed to the store.
+    fetched: Mutex<Vec<(Target, i32, Arc<Definitions>)>>,
     scopes: Vec<DiscoveryScope>,
 }
 
@@ -136,6 +138,7 @@ impl CodePipeline {
         let this = Self {
             endpoints,
             definitions: Mutex::new(HashMap::new()),
+            fetched: Mutex::new(Vec::new()),
             scopes,
         };
         Ok((this, targets))
@@ -211,15 +214,27 @@ impl CodePipeline {
         }
     }
 
-    /// `GetPipelineState`, plus `GetPipeline` when the pipeline's version changed.
-    pub async fn read(&self, target: &Target) -> Result<PipelineSnapshot, AwsError> {
+    /// `GetPipelineState`, plus `GetPipeline` only when the definition is needed and not
+    /// cached for this `pipelineVersion`: something is in progress, or an approval of the
+    /// pipeline is recorded as waiting (`recorded_waiting`: its resolution is read from the
+    /// definition's approval actions). An idle pipeline costs one call.
+    pub async fn read(
+        &self,
+        target: &Target,
+        recorded_waiting: bool,
+    ) -> Result<PipelineSnapshot, AwsError> {
         let state = self
             .call("GetPipelineState", target, |c| {
                 c.get_pipeline_state().name(&target.pipeline).send()
             })
             .await?;
         let version = state.pipeline_version();
-        let definitions = self.definitions(target, version).await?;
+        let needed = recorded_waiting || parse::anything_in_progress(&state);
+        let definitions = match self.cached(target, version) {
+            Some(cached) => cached,
+            None if !needed => Arc::new(Definitions::new()),
+            None => self.definitions(target, version).await?,
+        };
         let approvals = parse::observed_approvals(&state, &definitions)
             .map_err(|message| AwsError::malformed("GetPipelineState", target, message))?;
         Ok(PipelineSnapshot {
@@ -263,6 +278,9 @@ impl CodePipeline {
         if let Ok(mut cache) = self.definitions.lock() {
             cache.insert(target.clone(), (version, definitions.clone()));
         }
+        if let (Some(v), Ok(mut fetched)) = (version, self.fetched.lock()) {
+            fetched.push((target.clone(), v, definitions.clone()));
+        }
         Ok(definitions)
     }
 
@@ -273,6 +291,23 @@ impl CodePipeline {
             Some((Some(v), defs)) if version == Some(*v) => Some(defs.clone()),
             _ => None,
         }
+    }
+
+    /// Definitions read before (from the store), trusted for their version.
+    pub fn seed_definitions(&self, known: Vec<(Target, i32, Definitions)>) {
+        if let Ok(mut cache) = self.definitions.lock() {
+            for (target, version, definitions) in known {
+                cache.insert(target, (Some(version), Arc::new(definitions)));
+            }
+        }
+    }
+
+    /// Definitions fetched since the last call, for the store to keep.
+    pub fn take_fetched(&self) -> Vec<(Target, i32, Arc<Definitions>)> {
+        self.fetched
+            .lock()
+            .map(|mut f| std::mem::take(&mut *f))
+            .unwrap_or_default()
     }
 
     /// Forgets cached definitions of pipelines no longer read.

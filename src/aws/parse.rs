@@ -74,21 +74,30 @@ pub fn observed_approvals(
         .collect()
 }
 
+/// Whether any stage or action is in progress. When none is, no approval can be waiting and
+/// no run is heading for one, so the definition is not needed to read the state.
+pub fn anything_in_progress(state: &GetPipelineStateOutput) -> bool {
+    state.stage_states().iter().any(stage_running)
+}
+
+fn stage_running(stage: &aws_sdk_codepipeline::types::StageState) -> bool {
+    stage
+        .latest_execution()
+        .is_some_and(|e| e.status().as_str() == "InProgress")
+        || stage.action_states().iter().any(|a| {
+            a.latest_execution()
+                .and_then(|e| e.status())
+                .is_some_and(|s| s.as_str() == "InProgress")
+        })
+}
+
 /// Whether a run is heading for (or waiting at) an approval: some stage at or before an
 /// approval stage is in progress. Such a pipeline is read every `poll_interval`; the others
 /// can wait, since a run takes minutes to reach its approval.
 pub fn heading_for_approval(state: &GetPipelineStateOutput, definitions: &Definitions) -> bool {
     let mut in_progress_seen = false;
     for stage in state.stage_states() {
-        let running = stage
-            .latest_execution()
-            .is_some_and(|e| e.status().as_str() == "InProgress")
-            || stage.action_states().iter().any(|a| {
-                a.latest_execution()
-                    .and_then(|e| e.status())
-                    .is_some_and(|s| s.as_str() == "InProgress")
-            });
-        in_progress_seen |= running;
+        in_progress_seen |= stage_running(stage);
         let is_approval_stage = definitions
             .iter()
             .any(|((s, _), _)| Some(s.as_str()) == stage.stage_name());

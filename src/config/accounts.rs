@@ -18,6 +18,22 @@ pub struct AwsConfig {
     pub max_requests_per_second: Option<f64>,
     /// Calls in flight per (account, region) (default 8).
     pub max_concurrency: Option<usize>,
+    /// The share of the request budget idle pipelines may use (default 0.2).
+    pub idle_budget_share: Option<f64>,
+}
+
+/// Idle pipelines may use this share of `max_requests_per_second` unless configured.
+pub const DEFAULT_IDLE_BUDGET_SHARE: f64 = 0.2;
+
+fn idle_share(table: &str, share: Option<f64>, fallback: f64) -> Result<f64, ConfigError> {
+    let share = share.unwrap_or(fallback);
+    if !(share.is_finite() && share > 0.0 && share <= 1.0) {
+        return Err(invalid(
+            format!("{table}.idle_budget_share"),
+            format!("{share} is out of range; expected more than 0 and at most 1"),
+        ));
+    }
+    Ok(share)
 }
 
 /// How an account's credentials are had.
@@ -43,6 +59,8 @@ pub struct AccountConfig {
     /// Its regions, for pipelines and discovery that name none.
     pub regions: Vec<String>,
     pub limits: Limits,
+    /// The share of `limits` idle pipelines may use (`idle_budget_share`).
+    pub idle_budget_share: f64,
 }
 
 fn limits(
@@ -82,6 +100,7 @@ pub(super) fn validate_accounts(
         aws.max_concurrency,
         Limits::default(),
     )?;
+    let aws_share = idle_share("aws", aws.idle_budget_share, DEFAULT_IDLE_BUDGET_SHARE)?;
     let mut accounts = vec![AccountConfig {
         name: DEFAULT_ACCOUNT.to_owned(),
         credentials: match &aws.profile {
@@ -90,6 +109,7 @@ pub(super) fn validate_accounts(
         },
         regions: aws.region.iter().cloned().collect(),
         limits: aws_limits,
+        idle_budget_share: aws_share,
     }];
     for (i, a) in raw.into_iter().enumerate() {
         let table = format!("account[{i}]");
@@ -174,6 +194,7 @@ pub(super) fn validate_accounts(
                 a.max_concurrency,
                 aws_limits,
             )?,
+            idle_budget_share: idle_share(&table, a.idle_budget_share, aws_share)?,
         });
     }
     Ok(accounts)

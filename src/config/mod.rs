@@ -6,7 +6,9 @@
 
 mod accounts;
 mod app;
+mod digest;
 mod glob;
+mod heartbeat;
 mod pipelines;
 mod raw;
 mod reminders;
@@ -23,9 +25,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::budget::Limits;
-pub use accounts::{AccountConfig, AwsConfig, Credentials};
+pub use accounts::{AccountConfig, AwsConfig, Credentials, DEFAULT_IDLE_BUDGET_SHARE};
 pub use app::{AppConfig, BotToken, DEFAULT_API_URL, TokenSource};
 pub use glob::Glob;
+pub use heartbeat::{HeartbeatConfig, HeartbeatUrls};
 pub use pipelines::{DiscoverConfig, PipelineConfig};
 pub use routes::{DEFAULT_ROUTE, Destination, MessageOverrides, Route, route_index};
 pub use secret::{SecretSource, SecretUrl};
@@ -79,6 +82,11 @@ pub struct Config {
     pub discover: Vec<DiscoverConfig>,
     /// `[metrics] listen`: the Prometheus endpoint, off when absent.
     pub metrics: Option<SocketAddr>,
+    /// `[heartbeat]`: the dead man's switch, off when absent.
+    pub heartbeat: Option<HeartbeatConfig>,
+    /// The daily digest's schedule per route name (`[digest]`, `[route.digest]`); a route
+    /// without one gets no digest.
+    pub digests: std::collections::BTreeMap<String, crate::digest::DigestSchedule>,
 }
 
 impl Config {
@@ -162,8 +170,36 @@ fn validate(
     let (slack, app) = routes::validate_slack(raw.slack, &global_reminders)?;
     let mut routes = Vec::with_capacity(raw.routes.len());
     let mut names = HashSet::from([DEFAULT_ROUTE.to_owned()]);
-    for (i, r) in raw.routes.into_iter().enumerate() {
+    let global_digest = raw.digest;
+    let mut digests = std::collections::BTreeMap::new();
+    let zone_of = |route: &Route| {
+        route
+            .reminders
+            .working_hours
+            .as_ref()
+            .map(|w| (w.timezone_name.clone(), w.timezone.clone()))
+    };
+    let zone = zone_of(&slack);
+    if let Some(s) = digest::schedule(
+        "slack",
+        global_digest.as_ref(),
+        None,
+        zone.as_ref().map(|(n, z)| (n.as_str(), z)),
+    )? {
+        digests.insert(slack.name.clone(), s);
+    }
+    for (i, mut r) in raw.routes.into_iter().enumerate() {
+        let route_digest = r.digest.take();
         let route = routes::validate_route(i, r, &global_reminders, app.as_ref())?;
+        let zone = zone_of(&route);
+        if let Some(s) = digest::schedule(
+            &format!("route[{i}]"),
+            global_digest.as_ref(),
+            route_digest.as_ref(),
+            zone.as_ref().map(|(n, z)| (n.as_str(), z)),
+        )? {
+            digests.insert(route.name.clone(), s);
+        }
         if !names.insert(route.name.clone()) {
             return Err(invalid(
                 format!("route[{i}].name"),
@@ -199,6 +235,8 @@ fn validate(
         })?),
     };
 
+    let heartbeat = heartbeat::validate_heartbeat(raw.heartbeat)?;
+
     let idle_poll_interval = raw.idle_poll_interval.unwrap_or(DEFAULT_IDLE_POLL_INTERVAL);
     if idle_poll_interval < poll_interval {
         return Err(invalid(
@@ -231,6 +269,8 @@ fn validate(
         accounts,
         discover,
         metrics,
+        heartbeat,
+        digests,
     })
 }
 

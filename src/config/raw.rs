@@ -29,6 +29,8 @@ pub struct Config {
     #[serde(default, rename = "discover")]
     pub discover: Vec<Discover>,
     pub metrics: Option<Metrics>,
+    pub heartbeat: Option<Heartbeat>,
+    pub digest: Option<Digest>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -42,6 +44,7 @@ pub struct Account {
     pub regions: Vec<String>,
     pub max_requests_per_second: Option<f64>,
     pub max_concurrency: Option<usize>,
+    pub idle_budget_share: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,6 +92,24 @@ pub struct Route {
     pub mention: Option<String>,
     pub notify_resolved: Option<bool>,
     pub reminders: Option<Reminders>,
+    pub digest: Option<RouteDigest>,
+}
+
+/// `[digest]`, and a route's `[route.digest]` overriding it key by key.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Digest {
+    pub at: Option<String>,
+    pub timezone: Option<String>,
+    pub days: Option<Vec<String>>,
+}
+
+/// A route's `digest`: `false` turns it off, a table overrides `[digest]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RouteDigest {
+    Enabled(bool),
+    Table(Digest),
 }
 
 /// `[reminders]`, and a route's `[route.reminders]` overriding it key by key.
@@ -149,4 +170,20 @@ pub struct Pipeline {
 #[serde(deny_unknown_fields)]
 pub struct Metrics {
     pub listen: String,
+}
+
+/// `[heartbeat]`: a URL like a webhook (four sources), an optional failure URL, a rhythm.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    pub url_file: Option<PathBuf>,
+    pub url_env: Option<String>,
+    pub url_credential: Option<String>,
+    pub url: Option<String>,
+    pub fail_url_file: Option<PathBuf>,
+    pub fail_url_env: Option<String>,
+    pub fail_url_credential: Option<String>,
+    pub fail_url: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub every: Option<Duration>,
 }

@@ -40,11 +40,20 @@ pub(super) struct RawSecret {
 /// Exactly one source, checked for form (not read: see [`SecretSource::resolve`]).
 /// Returns the source and the full key it was given under.
 pub(super) fn source(table: &str, raw: RawSecret) -> Result<(SecretSource, String), ConfigError> {
-    let key = |k: &str| format!("{table}.{k}");
+    source_named(table, "webhook_url", raw)
+}
+
+/// [`source`] for a secret URL given under `<prefix>_file`, `<prefix>_env`,
+/// `<prefix>_credential` or `<prefix>` (`webhook_url`, or the heartbeat's `url`).
+pub(super) fn source_named(
+    table: &str,
+    prefix: &str,
+    raw: RawSecret,
+) -> Result<(SecretSource, String), ConfigError> {
     let inline = raw.inline.clone();
-    let mut sources = located("webhook_url", table, raw)?;
+    let mut sources = located(prefix, table, raw)?;
     if let Some(url) = inline {
-        let k = key("webhook_url");
+        let k = format!("{table}.{prefix}");
         let url = SecretUrl::parse(&k, &url)?;
         sources.push((k, SecretSource::Inline(url)));
     }
@@ -52,7 +61,7 @@ pub(super) fn source(table: &str, raw: RawSecret) -> Result<(SecretSource, Strin
         return Err(invalid(
             table,
             format!(
-                "expected exactly one of webhook_url_file, webhook_url_env, webhook_url_credential, webhook_url; found {}",
+                "expected exactly one of {prefix}_file, {prefix}_env, {prefix}_credential, {prefix}; found {}",
                 sources.len()
             ),
         ));

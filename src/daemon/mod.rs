@@ -104,6 +104,9 @@ pub async fn run(
             .await;
             let took = started.elapsed();
             let completed = result.is_ok();
+            if !shutdown.is_cancelled() {
+                watcher.beat(&result);
+            }
             match result {
                 Ok(report) => {
                     tracing::debug!(?report, elapsed_ms = took.as_millis() as u64, "cycle done");

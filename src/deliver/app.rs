@@ -98,6 +98,13 @@ impl Deliverer {
                     Err(stop) => Err(stop),
                 }
             }
+            MessageKind::Digest => {
+                // The day's list is a top-level message of its own, in no approval's thread.
+                let body = post_body(&message.payload, channel, None, false);
+                self.call(route, message, Method::PostMessage, body, None, shutdown)
+                    .await
+                    .map(drop)
+            }
             MessageKind::Reminder => {
                 // Without a stored alert (posted by webhook, or refused) it stands alone.
                 let body = post_body(

@@ -25,7 +25,7 @@ const CYCLE_BUCKETS: [f64; 12] = [
 
 /// Message kinds and Slack failure kinds, exported at 0 before the first one happens so a
 /// rate() over them works from the start.
-const MESSAGE_KINDS: [&str; 3] = ["alert", "reminder", "resolution"];
+const MESSAGE_KINDS: [&str; 4] = ["alert", "reminder", "resolution", "digest"];
 const SLACK_FAILURE_KINDS: [&str; 3] = ["rate_limited", "temporary", "permanent"];
 
 /// `/healthz` turns unhealthy after this many poll intervals without a successful cycle.
@@ -145,6 +145,8 @@ struct Inner {
     last_success: Option<Timestamp>,
     reloads_ok: Counter,
     reloads_failed: Counter,
+    /// Seconds between reads of an idle pipeline, per (account, region).
+    idle_rhythms: BTreeMap<(String, String), u64>,
 }
 
 /// The registry. One per process ([`global`]); tests make their own.
@@ -223,6 +225,11 @@ impl Metrics {
         for op in operations {
             inner.aws_calls.entry((*op).to_owned()).or_default();
         }
+    }
+
+    /// The effective idle rhythms (adaptive polling), replacing the previous set.
+    pub fn set_idle_rhythms(&self, rhythms: BTreeMap<(String, String), u64>) {
+        self.lock().idle_rhythms = rhythms;
     }
 
     pub fn set_waiting(&self, waiting: Waiting) {
@@ -511,6 +518,21 @@ impl Metrics {
             "approval_watch_config_reloads_total{{result=\"failed\"}} {}",
             inner.reloads_failed.0
         );
+
+        header(
+            &mut out,
+            "idle_read_interval_seconds",
+            "gauge",
+            "Seconds between two reads of an idle pipeline, per account and region (adaptive polling).",
+        );
+        for ((account, region), seconds) in &inner.idle_rhythms {
+            let _ = writeln!(
+                out,
+                "approval_watch_idle_read_interval_seconds{{account=\"{}\",region=\"{}\"}} {seconds}",
+                label(account),
+                label(region)
+            );
+        }
         out
     }
 }
@@ -537,6 +559,22 @@ fn label(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_idle_rhythm_per_account_and_region_is_a_gauge() {
+        let m = Metrics::new();
+        m.set_idle_rhythms(BTreeMap::from([
+            (("default".to_owned(), "us-east-1".to_owned()), 30),
+            (("prod".to_owned(), "eu-west-1".to_owned()), 75),
+        ]));
+        let text = m.render();
+        assert!(text.contains(
+            "approval_watch_idle_read_interval_seconds{account=\"default\",region=\"us-east-1\"} 30\n"
+        ));
+        assert!(text.contains(
+            "approval_watch_idle_read_interval_seconds{account=\"prod\",region=\"eu-west-1\"} 75\n"
+        ));
+    }
 
     #[test]
     fn every_line_is_a_comment_or_a_sample() {

@@ -91,7 +91,10 @@ account = "staging"
 
     let (client, targets) = support::app::connect(&config).await;
     for target in &targets {
-        client.read(target).await.unwrap_or_else(|e| panic!("{e}"));
+        client
+            .read(target, false)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     let key_used = |pipeline: &str| {
         aws.requests()
@@ -127,7 +130,7 @@ account = "staging"
     assert_eq!(staging.external_id, None);
     // Sessions are cached: reading again assumes no role again.
     for target in &targets {
-        client.read(target).await.expect("second read");
+        client.read(target, false).await.expect("second read");
     }
     assert_eq!(sts.calls().len(), calls.len());
 

@@ -47,9 +47,10 @@ async fn every_fixture_reads_into_the_model() {
     let fake = FakeCodePipeline::with_pipelines(&["web-app"]).await;
     let (aws, target) = connect(&fake).await;
 
-    // get-pipeline.json: the definition says which action is the approval.
+    // get-pipeline.json: the definition says which action is the approval. (`true`: read as a
+    // pipeline with an approval recorded as waiting, so the definition is always read.)
     fake.set_state_raw("web-app", Fixture::NeverReached);
-    let s = aws.read(&target).await.expect("never-reached");
+    let s = aws.read(&target, true).await.expect("never-reached");
     assert_eq!(s.version, Some(7));
     let a = only_approval(&s);
     assert_eq!(a.stage, fixtures::APPROVAL_STAGE);
@@ -66,7 +67,7 @@ async fn every_fixture_reads_into_the_model() {
     assert_eq!(a.latest, None);
 
     fake.set_state_raw("web-app", Fixture::Waiting);
-    let s = aws.read(&target).await.expect("waiting");
+    let s = aws.read(&target, true).await.expect("waiting");
     let a = only_approval(&s);
     let latest = a.latest.as_ref().unwrap();
     assert_eq!(latest.status, ActionStatus::InProgress);
@@ -78,7 +79,7 @@ async fn every_fixture_reads_into_the_model() {
     );
 
     fake.set_state_raw("web-app", Fixture::Approved);
-    let s = aws.read(&target).await.expect("approved");
+    let s = aws.read(&target, true).await.expect("approved");
     let latest = only_approval(&s).latest.clone().unwrap();
     assert_eq!(latest.status, ActionStatus::Succeeded);
     assert_eq!(latest.token.as_deref(), Some(fixtures::FIXTURE_TOKEN));
@@ -90,7 +91,7 @@ async fn every_fixture_reads_into_the_model() {
     assert_near(latest.last_status_change, 1764151992.731);
 
     fake.set_state_raw("web-app", Fixture::Rejected);
-    let s = aws.read(&target).await.expect("rejected");
+    let s = aws.read(&target, true).await.expect("rejected");
     let latest = only_approval(&s).latest.clone().unwrap();
     assert_eq!(latest.status, ActionStatus::Failed);
     assert_eq!(
@@ -103,7 +104,7 @@ async fn every_fixture_reads_into_the_model() {
     );
 
     fake.set_state_raw("web-app", Fixture::Expired);
-    let s = aws.read(&target).await.expect("expired");
+    let s = aws.read(&target, true).await.expect("expired");
     let latest = only_approval(&s).latest.clone().unwrap();
     assert_eq!(latest.status, ActionStatus::Failed);
     assert_eq!(latest.last_updated_by, None);
@@ -133,7 +134,7 @@ async fn every_fixture_reads_into_the_model() {
         (InjectedError::not_found(), "PipelineNotFoundException"),
     ] {
         fake.set_operation_error("GetPipelineState", "web-app", injected);
-        let e = aws.read(&target).await.expect_err("error fixture");
+        let e = aws.read(&target, true).await.expect_err("error fixture");
         assert_eq!(e.code, code);
         assert_eq!(e.pipeline, "web-app");
         assert_eq!(e.operation, "GetPipelineState");

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod fake_codepipeline;
+pub mod fake_heartbeat;
 pub mod fake_slack;
 pub mod fake_slack_api;
 pub mod fake_sts;
@@ -22,6 +23,7 @@ pub use fake_codepipeline::{
     FakeCodePipeline, GET_PIPELINE, GET_PIPELINE_EXECUTION, GET_PIPELINE_STATE, InjectedError,
     LIST_PIPELINES,
 };
+pub use fake_heartbeat::{FakeHeartbeat, HEARTBEAT_SECRET};
 pub use fake_slack::{FakeSlack, SlackResponse, WEBHOOK_PATH, WEBHOOK_SECRET};
 pub use fixtures::Fixture;
 pub use runner::{Daemon, Output, TestEnv, WebhookSource};
