@@ -643,7 +643,7 @@ impl Watcher {
         let mut gauge = std::collections::BTreeMap::new();
         for r in &rhythms {
             let every = std::time::Duration::from_secs(r.idle_read_every_s);
-            if self.schedule.set_rhythm(&r.account, &r.region, every) {
+            if self.schedule.set_rhythm(&r.account, &r.region, every) && self.narrate {
                 tracing::info!(
                     account = %r.account,
                     region = %r.region,

@@ -41,7 +41,14 @@ async fn once_with_hostile_text(format: &str) -> Output {
         "denied",
         InjectedError::new(400, "AccessDeniedException", &format!("Denied{FORGED}")),
     );
-    w.aws.add_pipeline(&format!("discovered{FORGED}"));
+    let discovered = format!("discovered{FORGED}");
+    w.aws.add_pipeline(&discovered);
+    // Its read fails, so a warning names it (an idle pipeline read cleanly logs nothing).
+    w.aws.set_operation_error(
+        GET_PIPELINE_STATE,
+        &discovered,
+        InjectedError::new(400, "AccessDeniedException", "denied"),
+    );
     let config = w.env.config_text();
     w.env
         .write_raw_config(&format!("{config}\n[[discover]]\ninclude = [\"*\"]\n"));
