@@ -822,3 +822,41 @@ async fn a_malformed_token_is_a_config_error_naming_the_key_not_the_value() {
         out.describe()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn in_app_mode_the_digest_is_a_top_level_message() {
+    support::static_credentials();
+    let aws = FakeCodePipeline::with_pipelines(&["web-app"]).await;
+    let api = FakeSlackApi::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Tuesday 1 December 2026: waiting since 08:00; the loop runs 09:00 to 10:00.
+    let start: jiff::Timestamp = "2026-12-01T09:00:00Z".parse().expect("time");
+    aws.set_waiting_since("web-app", "tok-1", (start.as_second() - 3600) as f64);
+    let config_path = dir.path().join("config.toml");
+    let text = loop_config(&aws, &api, dir.path())
+        .replace("max = 2", "max = 0")
+        .replace(
+            "[[pipeline]]",
+            "[digest]\nat = \"09:30\"\ntimezone = \"UTC\"\n[[pipeline]]",
+        );
+    std::fs::write(&config_path, text).expect("config");
+    run_loop_for(
+        &config_path,
+        Clock::tokio_at(start),
+        Duration::from_secs(3600),
+    )
+    .await;
+
+    let messages = api.messages();
+    let alert = messages
+        .iter()
+        .find(|m| m.text.contains("Approval waiting"))
+        .expect("the alert");
+    let digest = messages
+        .iter()
+        .find(|m| m.text.contains("Daily digest") || m.blocks.to_string().contains("Daily digest"))
+        .unwrap_or_else(|| panic!("no digest in {messages:#?}"));
+    assert_eq!(digest.thread_ts, None, "the digest is in no thread");
+    assert_ne!(digest.ts, alert.ts);
+    assert_eq!(digest.channel, CHANNEL);
+}
