@@ -73,7 +73,7 @@ pub struct FakeStats {
     pub expected: u64,
 }
 
-/// The first cycle: nothing known, every definition fetched.
+/// The first cycle: nothing known; definitions fetched for the active pipelines only.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Cold {
     pub cycle_ms: f64,
