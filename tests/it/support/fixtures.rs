@@ -1,6 +1,6 @@
-//! The CodePipeline response bodies in `tests/fixtures/codepipeline/` (a copy of the shared
-//! `../shared/fixtures/codepipeline/`), and builders that derive
-//! variants from them (another pipeline name, another token, timestamps close to now…).
+//! The CodePipeline response bodies in `tests/fixtures/codepipeline/` (shaped exactly as AWS
+//! sends them), and builders that derive variants from them (another pipeline name, another
+//! token, timestamps close to now…).
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -22,19 +22,11 @@ pub const APPROVED_COMMENT: &str = "Staging smoke tests green, go ahead";
 pub const REJECTED_COMMENT_RAW: &str = "Migration 0042 is not reversible <!channel>";
 pub const REGION: &str = "us-east-1";
 
-/// Where the fixture files live: the crate's own copy, so a clone tests alone; the shared
-/// folder beside the crate only if the copy is missing.
+/// Where the fixture files live: the crate's own copy, so a clone tests alone.
 pub fn fixtures_dir() -> PathBuf {
-    let local = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/codepipeline/"
-    ));
-    if local.is_dir() {
-        return local;
-    }
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/codepipeline/"
+        "/tests/fixtures/codepipeline/"
     ))
 }
 
