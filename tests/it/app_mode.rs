@@ -3,6 +3,7 @@
 //! `once --dry-run` and `status --json` in app mode. Against the real binary (or the real
 //! loop on paused time) with the real SDK, SQLite and HTTP to the fakes.
 
+use crate::readme_schemas::printed_keys;
 use crate::support;
 
 use std::collections::BTreeSet;
@@ -519,22 +520,6 @@ fn readme_keys(start: &str, end: &str) -> BTreeSet<String> {
         .step_by(2)
         .map(str::to_owned)
         .collect()
-}
-
-/// Every object key in `value` at any depth, except inside Slack payloads.
-fn printed_keys(value: &Value, keys: &mut BTreeSet<String>) {
-    match value {
-        Value::Object(map) => {
-            for (k, v) in map {
-                keys.insert(k.clone());
-                if k != "payload" {
-                    printed_keys(v, keys);
-                }
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|v| printed_keys(v, keys)),
-        _ => {}
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

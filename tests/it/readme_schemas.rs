@@ -26,7 +26,7 @@ fn documented_keys(marker: &str) -> BTreeSet<String> {
 }
 
 /// Every object key in `value`, at any depth, except inside Slack payloads (Slack's schema).
-fn printed_keys(value: &Value, keys: &mut BTreeSet<String>) {
+pub(crate) fn printed_keys(value: &Value, keys: &mut BTreeSet<String>) {
     match value {
         Value::Object(map) => {
             for (k, v) in map {
