@@ -1060,7 +1060,7 @@ mod tests {
     use super::*;
     use crate::model::Outcome;
 
-    /// One queued alert per token, then `corrupt` applied to the database file.
+    /// One queued alert per token, then `corrupt` (SQL, may be empty) applied to the file.
     fn store_with_alerts(dir: &Path, tokens: &[&str], corrupt: &str) -> Store {
         let path = dir.join("s.db");
         let mut store = Store::open(&path).unwrap();
@@ -1188,16 +1188,7 @@ mod tests {
     #[test]
     fn a_digest_is_recorded_once_per_route_and_day_and_outlives_its_anchor() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("state.db")).unwrap();
-        store
-            .record(
-                &Changes {
-                    new: vec![(approval("t1"), message(MessageKind::Alert))],
-                    ..Changes::default()
-                },
-                now(),
-            )
-            .unwrap();
+        let mut store = store_with_alerts(dir.path(), &["t1"], "");
         let id = store.open_approvals().unwrap()[0].id;
         let decision = || DigestDecision {
             route: "default".into(),
@@ -1389,16 +1380,7 @@ mod tests {
     #[test]
     fn reminders_are_counted_and_the_expiry_warning_remembered() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
-        store
-            .record(
-                &Changes {
-                    new: vec![(approval("t1"), message(MessageKind::Alert))],
-                    ..Changes::default()
-                },
-                now(),
-            )
-            .unwrap();
+        let mut store = store_with_alerts(dir.path(), &["t1"], "");
         let id = store.open_approvals().unwrap()[0].id;
         let regular = ReminderDue {
             number: 1,
