@@ -6,6 +6,7 @@
 
 mod accounts;
 mod app;
+mod app_token;
 mod digest;
 mod glob;
 mod heartbeat;
@@ -27,6 +28,7 @@ use std::time::Duration;
 pub use crate::budget::Limits;
 pub use accounts::{AccountConfig, AwsConfig, Credentials, DEFAULT_IDLE_BUDGET_SHARE};
 pub use app::{AppConfig, BotToken, DEFAULT_API_URL, TokenSource};
+pub use app_token::AppToken;
 pub use glob::Glob;
 pub use heartbeat::{HeartbeatConfig, HeartbeatUrls};
 pub use pipelines::{DiscoverConfig, PipelineConfig};
