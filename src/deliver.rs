@@ -175,6 +175,23 @@ pub struct Deliverer {
     clock: Clock,
     /// Destinations whose Slack asked for a wait over [`RETRY_CAP`], warned about once.
     suspicious_waits: HashSet<String>,
+    /// Routes whose alerts carry Approve/Reject buttons (app mode, `[slack.approvals]`, and
+    /// someone allowed), by route name. Decided at send time, like routing.
+    buttons: HashSet<String>,
+}
+
+/// The routes whose alerts get buttons: app-mode routes whose effective allow-lists name
+/// someone (deny by default: empty lists, no buttons).
+fn buttons(config: &Config) -> HashSet<String> {
+    let Some(approvals) = &config.approvals else {
+        return HashSet::new();
+    };
+    config
+        .all_routes()
+        .filter(|r| r.channel().is_some())
+        .filter(|r| !r.approvals.as_ref().unwrap_or(&approvals.default).is_empty())
+        .map(|r| r.name.clone())
+        .collect()
 }
 
 impl Deliverer {
@@ -193,6 +210,7 @@ impl Deliverer {
                 .map_or_else(String::new, |a| a.token_key.clone()),
             clock,
             suspicious_waits: HashSet::new(),
+            buttons: buttons(config),
         }
     }
 

@@ -12,6 +12,12 @@ use crate::config::MessageOverrides;
 use crate::model::{Approval, ApprovalKey, DEFAULT_ACCOUNT, Outcome, Resolution, Revision};
 use crate::remind::{Mention, ReminderDue};
 
+mod approvals;
+pub use approvals::{
+    APPROVE_ACTION, Decided, REASON_ACTION, REASON_BLOCK, REASON_MAX_CHARS, REJECT_ACTION,
+    REJECT_CALLBACK, decided_alert, reject_modal, who_may, with_buttons,
+};
+
 /// Slack's limits for a header's plain_text, for section/context text and for the top-level
 /// `text`, and for the number of blocks in a message.
 const HEADER_MAX_CHARS: usize = 150;

@@ -140,6 +140,45 @@ impl SlackApi {
         })
     }
 
+    /// `views.open`: shows `view` (a modal) to the user whose click brought `trigger_id`.
+    /// Slack accepts the trigger for 3 s after the click (`expired_trigger_id` after).
+    pub async fn views_open(&self, trigger_id: &str, view: &Value) -> Result<(), ApiError> {
+        let body = serde_json::json!({ "trigger_id": trigger_id, "view": view });
+        self.call("views.open", &body).await.map(drop)
+    }
+
+    /// `chat.postEphemeral`: `text` shown to `user` alone, in `channel`.
+    pub async fn post_ephemeral(
+        &self,
+        channel: &str,
+        user: &str,
+        text: &str,
+    ) -> Result<(), ApiError> {
+        let body = serde_json::json!({ "channel": channel, "user": user, "text": text });
+        self.call("chat.postEphemeral", &body).await.map(drop)
+    }
+
+    /// `usergroups.users.list`: the user IDs in a user group (needs `usergroups:read`).
+    /// IDs that do not look like Slack user IDs are left out; at most
+    /// [`MAX_GROUP_MEMBERS`] are kept.
+    pub async fn usergroup_members(&self, group: &str) -> Result<Vec<String>, ApiError> {
+        let body = serde_json::json!({ "usergroup": group });
+        let answer = self.call("usergroups.users.list", &body).await?;
+        let users = answer
+            .get("users")
+            .and_then(Value::as_array)
+            .ok_or_else(|| {
+                ApiError::Temporary("usergroups.users.list answered ok without users".into())
+            })?;
+        Ok(users
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|u| is_user_id(u))
+            .take(MAX_GROUP_MEMBERS)
+            .map(str::to_owned)
+            .collect())
+    }
+
     /// One Web API call; `Ok` is the answer of an `"ok": true`.
     async fn call(&self, method: &str, body: &Value) -> Result<Value, ApiError> {
         let url = self
@@ -197,6 +236,16 @@ impl SlackApi {
             _ => ApiError::Permanent { error },
         })
     }
+}
+
+/// More members than this in one group is not a team that approves deployments.
+pub const MAX_GROUP_MEMBERS: usize = 10_000;
+
+/// A Slack user ID: `U` or `W`, then uppercase letters and digits.
+pub fn is_user_id(s: &str) -> bool {
+    (2..=32).contains(&s.len())
+        && s.starts_with(['U', 'W'])
+        && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }
 
 fn posted(answer: &Value) -> Option<Posted> {

@@ -11,10 +11,10 @@ use crate::config::{Config, ConfigError};
 use crate::deliver::{Deliverer, Transport};
 use crate::heartbeat::{Heartbeat, HeartbeatError};
 use crate::slack::SlackClient;
-use crate::slack_api::SlackApi;
+use crate::slack_api::{ConnectionOpener, SlackApi};
 use crate::small_file::{self, SmallFileError};
 use crate::store::{Store, StoreError};
-use crate::watcher::{Parts, Watcher};
+use crate::watcher::{ApprovalsParts, Parts, Watcher};
 
 /// Why the parts could not be built. Config problems (exit 2) are told apart from the rest.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +57,7 @@ pub enum Mode {
 
 /// Builds what `config` needs besides the store: AWS clients, configured pipelines, deliverer.
 pub async fn parts(config: Config, mode: Mode, clock: Clock) -> Result<Parts, StartupError> {
+    let mut approvals = None;
     let transport = match mode {
         Mode::Live => {
             let client = SlackClient::new().map_err(StartupError::HttpClient)?;
@@ -67,6 +68,15 @@ pub async fn parts(config: Config, mode: Mode, clock: Clock) -> Result<Parts, St
                 ),
                 None => None,
             };
+            // `[slack.approvals]` is only valid with a bot token (the config checks).
+            if let (Some(settings), Some(app), Some(slack)) = (&config.approvals, &config.app, &api) {
+                let opener = ConnectionOpener::new(app.api_url.clone(), settings.resolve_token()?)
+                    .map_err(StartupError::HttpClient)?;
+                approvals = Some(ApprovalsParts {
+                    slack: slack.clone(),
+                    opener,
+                });
+            }
             Transport::slack(client, api, &config)?
         }
         Mode::DryRun => Transport::Capture(Vec::new()),
@@ -84,6 +94,7 @@ pub async fn parts(config: Config, mode: Mode, clock: Clock) -> Result<Parts, St
         targets,
         deliverer,
         heartbeat,
+        approvals,
     })
 }
 

@@ -2,6 +2,7 @@
 //! `once`, and by `once --dry-run` (on an in-memory copy of the store, capturing instead of
 //! posting, so the dry run decides exactly as `once` would).
 
+use std::sync::Arc;
 use std::collections::{HashMap, HashSet};
 
 use futures_util::StreamExt;
@@ -13,7 +14,9 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::deliver::{Captured, Deliverer, DeliveryReport};
 use crate::heartbeat::Heartbeat;
-use crate::model::{ApprovalKey, MessageKind, OpenApproval, PipelineSnapshot, Revision};
+use crate::model::{
+    ApprovalKey, MessageKind, OpenApproval, Outcome, PipelineSnapshot, Revision,
+};
 use crate::poll::{Discovered, Schedule};
 use crate::reconcile::{self, Plan};
 use crate::remind::Mention;
@@ -274,12 +277,23 @@ pub struct Parts {
     pub deliverer: Deliverer,
     /// `[heartbeat]`, with its URLs read; `None` when not configured (and in the dry run).
     pub heartbeat: Option<Heartbeat>,
+    /// `[slack.approvals]`'s Slack clients; `None` when not configured (and in the dry run).
+    pub approvals: Option<ApprovalsParts>,
+}
+
+/// What approving from Slack needs besides the watcher's own parts.
+pub struct ApprovalsParts {
+    pub slack: crate::slack_api::SlackApi,
+    pub opener: crate::slack_api::ConnectionOpener,
 }
 
 /// The daemon's moving parts, owned together.
 pub struct Watcher {
     config: Config,
-    aws: CodePipeline,
+    /// Shared with the approvals service, whose `PutApprovalResult` calls go through the same
+    /// request budgets.
+    aws: Arc<CodePipeline>,
+    approvals: Option<ApprovalsParts>,
     /// `[[pipeline]]`s.
     configured: Vec<Target>,
     discovered: Discovered,
@@ -320,12 +334,14 @@ impl Watcher {
             targets,
             deliverer,
             heartbeat,
+            approvals,
         } = parts;
         Self {
             heartbeat,
+            approvals,
+            aws: Arc::new(aws),
             schedule: Schedule::new(config.idle_poll_interval),
             config,
-            aws,
             configured: targets,
             discovered: Discovered::default(),
             next_discovery: None,
@@ -360,6 +376,40 @@ impl Watcher {
 
     pub fn aws(&self) -> &CodePipeline {
         &self.aws
+    }
+
+    /// What the approvals service needs (its Slack clients, this config and AWS clients),
+    /// once per start or reload; `None` when `[slack.approvals]` is not configured.
+    pub fn take_approvals(&mut self, state_path: &std::path::Path) -> Option<crate::approve::Setup> {
+        let parts = self.approvals.take()?;
+        Some(crate::approve::Setup {
+            config: Arc::new(self.config.clone()),
+            aws: self.aws.clone(),
+            slack: parts.slack,
+            opener: parts.opener,
+            state_path: state_path.to_owned(),
+            clock: self.clock,
+        })
+    }
+
+    /// An approval decided from Slack reads as decided by the person who clicked, not by the
+    /// daemon's IAM role that CodePipeline names. (A store that cannot say leaves the role.)
+    fn credit_slack_deciders(&self, plan: &mut reconcile::Plan) {
+        for r in &mut plan.resolved {
+            if !matches!(r.resolution.outcome, Outcome::Approved | Outcome::Rejected) {
+                continue;
+            }
+            match self.store.decided_in_slack(r.id) {
+                Ok(Some((name, id))) => {
+                    r.resolution.by = Some(format!("{name} ({id}) in Slack"));
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(
+                    pipeline = %r.approval.key.pipeline,
+                    "cannot read who decided in Slack: {e}"
+                ),
+            }
+        }
     }
 
     /// Reads skipped because pipelines were idle, since start.
@@ -498,12 +548,14 @@ impl Watcher {
             self.schedule.read(&target, s.active || waiting_now, now);
         }
         self.log_read_failures(&observed.failures, now);
-        let changes = changes(&self.config, &observed.plan, now);
+        let mut plan = observed.plan;
+        self.credit_slack_deciders(&mut plan);
+        let changes = changes(&self.config, &plan, now);
         self.store.record(&changes, now)?;
         // Definitions read this pass, kept so a restart (or `once`) need not read them again.
         self.store.save_definitions(&self.aws.take_fetched(), now)?;
         if self.narrate {
-            log_plan(&observed.plan);
+            log_plan(&plan);
         }
         let delivery = self
             .deliverer
@@ -511,13 +563,13 @@ impl Watcher {
             .await?;
         let report = CycleReport {
             read_failures: observed.failures.len(),
-            new_approvals: observed.plan.new.len(),
-            resolved: observed.plan.resolved.len(),
-            reminders: observed.plan.reminders.len(),
+            new_approvals: plan.new.len(),
+            resolved: plan.resolved.len(),
+            reminders: plan.reminders.len(),
             delivery,
             ..CycleReport::default()
         };
-        Ok(Some((report, observed.plan)))
+        Ok(Some((report, plan)))
     }
 
     /// The daily digests due at `now` and not yet decided: one message per destination
@@ -782,7 +834,9 @@ impl Watcher {
             targets,
             deliverer,
             mut heartbeat,
+            approvals,
         } = parts;
+        self.approvals = approvals;
         if let (Some(new), Some(old)) = (heartbeat.as_mut(), self.heartbeat.as_ref()) {
             new.take_over(old);
         }
@@ -797,7 +851,7 @@ impl Watcher {
         self.next_discovery = None;
         self.over_budget.clear();
         self.config = config;
-        self.aws = aws;
+        self.aws = Arc::new(aws);
         self.configured = targets;
         let old = std::mem::replace(&mut self.deliverer, deliverer);
         self.deliverer.take_over(old);

@@ -21,6 +21,8 @@ pub struct AwsError {
     pub message: String,
     /// The HTTP status of a service error.
     pub status: Option<u16>,
+    /// AWS's request id of a service error (`x-amzn-RequestId`), for the audit.
+    pub request_id: Option<String>,
 }
 
 /// Codes AWS uses for "slow down"; not modelled by the SDK, so matched by name.
@@ -53,6 +55,7 @@ impl AwsError {
             code: "MalformedResponse".into(),
             message,
             status: None,
+            request_id: None,
         }
     }
 
@@ -85,9 +88,15 @@ impl AwsError {
             return Self::malformed(operation, target, message);
         }
         let mut status = None;
+        let mut request_id = None;
         let (code, message) = match &err {
             SdkError::ServiceError(service) => {
                 status = Some(service.raw().status().as_u16());
+                request_id = service
+                    .raw()
+                    .headers()
+                    .get("x-amzn-requestid")
+                    .map(|id| id.chars().take(100).filter(|c| !c.is_control()).collect());
                 let e = service.err();
                 (
                     e.code().unwrap_or("UnknownError").to_owned(),
@@ -118,6 +127,7 @@ impl AwsError {
             code,
             message,
             status,
+            request_id,
         }
     }
 }

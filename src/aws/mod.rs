@@ -19,7 +19,7 @@ use aws_sdk_codepipeline::error::{ProvideErrorMetadata, SdkError};
 use crate::budget::Budget;
 use crate::config::Config;
 pub use crate::model::Target;
-use crate::model::{PipelineSnapshot, Revision};
+use crate::model::{ApprovalKey, PipelineSnapshot, Revision};
 pub use error::AwsError;
 pub use guard::{MAX_ANSWER_BYTES, MAX_NESTING};
 pub use parse::Definitions;
@@ -34,6 +34,13 @@ pub enum SetupError {
         "no AWS region for discover[{0}]: set its region, the account's regions, [aws] region, or AWS_REGION"
     )]
     NoDiscoverRegion(usize),
+}
+
+/// How a person in Slack answered an approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Approve,
+    Reject,
 }
 
 /// Definitions by pipeline, with the pipeline version they were read at.
@@ -167,6 +174,23 @@ impl CodePipeline {
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
+        self.call_retrying(operation, target, f, AwsError::is_transient)
+            .await
+    }
+
+    /// [`call`](Self::call), retrying only the failures `retry` allows.
+    async fn call_retrying<T, E, F, Fut>(
+        &self,
+        operation: &'static str,
+        target: &Target,
+        f: F,
+        retry: fn(&AwsError) -> bool,
+    ) -> Result<T, AwsError>
+    where
+        F: Fn(&Client) -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
         let Some(endpoint) = self
             .endpoints
             .get(&(target.account.clone(), target.region.clone()))
@@ -179,6 +203,7 @@ impl CodePipeline {
                 code: "NoClient".into(),
                 message: "no client for this account and region".into(),
                 status: None,
+                request_id: None,
             });
         };
         let mut attempt = 1;
@@ -199,7 +224,7 @@ impl CodePipeline {
             if err.is_throttling() {
                 endpoint.budget.throttled();
             }
-            if !err.is_transient() || attempt >= MAX_ATTEMPTS {
+            if !retry(&err) || attempt >= MAX_ATTEMPTS {
                 return Err(err);
             }
             tracing::debug!(
@@ -341,6 +366,47 @@ impl CodePipeline {
                 .map(parse::commit_message),
             url: first.and_then(|r| r.revision_url()).map(str::to_owned),
         })
+    }
+
+    /// `PutApprovalResult`: answers a waiting approval (its stored token) with `verdict` and
+    /// `summary` (at most 512 characters; the caller cuts it). Returns AWS's request id.
+    /// Retried only when throttled: a timed-out attempt may have been applied, and a retry
+    /// would then read as "already completed".
+    pub async fn put_approval_result(
+        &self,
+        key: &ApprovalKey,
+        verdict: Verdict,
+        summary: &str,
+    ) -> Result<Option<String>, AwsError> {
+        use aws_sdk_codepipeline::operation::RequestId;
+        use aws_sdk_codepipeline::types::{ApprovalResult, ApprovalStatus};
+        let target = key.target();
+        let status = match verdict {
+            Verdict::Approve => ApprovalStatus::Approved,
+            Verdict::Reject => ApprovalStatus::Rejected,
+        };
+        let result = ApprovalResult::builder()
+            .status(status)
+            .summary(summary)
+            .build()
+            .map_err(|e| AwsError::malformed("PutApprovalResult", &target, e.to_string()))?;
+        let output = self
+            .call_retrying(
+                "PutApprovalResult",
+                &target,
+                |c| {
+                    c.put_approval_result()
+                        .pipeline_name(&key.pipeline)
+                        .stage_name(&key.stage)
+                        .action_name(&key.action)
+                        .token(&key.token)
+                        .result(result.clone())
+                        .send()
+                },
+                AwsError::is_throttling,
+            )
+            .await?;
+        Ok(output.request_id().map(str::to_owned))
     }
 
     /// `ListPipelines`, every page: the names of an account's pipelines in a region.

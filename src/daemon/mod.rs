@@ -15,6 +15,7 @@ use futures_util::{Stream, StreamExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::approve;
 use crate::clock::Clock;
 use crate::metrics::{self, CycleOutcome};
 use crate::model::Target;
@@ -82,6 +83,7 @@ pub async fn run(
     let mut next_ping = ping_every.map(|every| Instant::now() + every);
     let mut last = LastCycle::default();
     let mut ready = false;
+    let mut approvals = start_approvals(&mut watcher, &shutdown);
     let mut next_poll = Instant::now();
     while !shutdown.is_cancelled() {
         // Whether the store failed (a full disk…): then the next try is at the next tick, not
@@ -183,6 +185,11 @@ pub async fn run(
                     }
                 };
                 if applied {
+                    // A new connection with the new lists (and a new try after link_disabled).
+                    if let Some(running) = approvals.take() {
+                        running.stop().await;
+                    }
+                    approvals = start_approvals(&mut watcher, &shutdown);
                     poll_interval = watcher.config().poll_interval;
                     metrics.set_poll_interval(poll_interval);
                     // Poll at once: new pipelines are read now, not a whole interval later.
@@ -195,7 +202,27 @@ pub async fn run(
     }
     tracing::info!("shutting down");
     notifier.stopping();
+    if let Some(running) = approvals.take() {
+        running.stop().await;
+    }
     watcher.close()
+}
+
+/// Starts approving from Slack when `[slack.approvals]` is configured. A failure to open
+/// the audit log leaves the buttons without a listener (logged), never the watcher down.
+fn start_approvals(
+    watcher: &mut Watcher,
+    shutdown: &CancellationToken,
+) -> Option<approve::Running> {
+    let state_path = watcher.config().state_path.clone();
+    let setup = watcher.take_approvals(&state_path)?;
+    match approve::spawn(setup, shutdown) {
+        Ok(running) => Some(running),
+        Err(e) => {
+            tracing::error!("cannot start approving from Slack: {e}");
+            None
+        }
+    }
 }
 
 /// Awaits `work`, sending watchdog pings meanwhile for up to [`STALL_LIMIT`].

@@ -89,7 +89,16 @@ impl Deliverer {
             .or_else(|| self.threads.get(&message.approval_id).cloned());
         let result = match message.kind {
             MessageKind::Alert => {
-                let body = post_body(&message.payload, channel, None, false);
+                let payload = if self.buttons.contains(route) {
+                    crate::render::with_buttons(
+                        message.payload.clone(),
+                        message.approval_id,
+                        &message.key,
+                    )
+                } else {
+                    message.payload.clone()
+                };
+                let body = post_body(&payload, channel, None, false);
                 match self
                     .call(route, message, Method::PostMessage, body, None, shutdown)
                     .await

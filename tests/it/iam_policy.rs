@@ -125,3 +125,63 @@ fn the_scan_finds_chained_calls() {
         ["GetPipeline", "GetPipelineState"]
     );
 }
+
+/// The README's policy document: the JSON block that grants `PutApprovalResult`.
+fn readme_policy() -> serde_json::Value {
+    let at = README
+        .find("\"codepipeline:PutApprovalResult\"")
+        .expect("the README's policy grants PutApprovalResult");
+    let start = README[..at].rfind("```json").expect("a ```json block") + "```json".len();
+    let end = start + README[start..].find("```").expect("the block ends");
+    serde_json::from_str(&README[start..end]).expect("the README's policy is JSON")
+}
+
+/// An approval action's ARN: `arn:aws:codepipeline:REGION:ACCOUNT:PIPELINE/STAGE/ACTION`,
+/// with no wildcard in the pipeline, stage or action.
+fn is_action_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ["arn", "aws", "codepipeline", region, account, resource] = parts[..] else {
+        return false;
+    };
+    let path: Vec<&str> = resource.split('/').collect();
+    !region.is_empty()
+        && account.len() == 12
+        && account.chars().all(|c| c.is_ascii_digit())
+        && path.len() == 3
+        && path.iter().all(|p| !p.is_empty() && !p.contains('*'))
+}
+
+#[test]
+fn put_approval_result_is_granted_on_approval_actions_only() {
+    let policy = readme_policy();
+    let statements = policy["Statement"].as_array().expect("Statement is a list");
+    let as_list = |v: &serde_json::Value| -> Vec<String> {
+        match v {
+            serde_json::Value::String(s) => vec![s.clone()],
+            serde_json::Value::Array(a) => a
+                .iter()
+                .map(|x| x.as_str().expect("strings").to_owned())
+                .collect(),
+            _ => panic!("expected a string or a list: {v}"),
+        }
+    };
+    let granting: Vec<&serde_json::Value> = statements
+        .iter()
+        .filter(|s| as_list(&s["Action"]).contains(&"codepipeline:PutApprovalResult".to_owned()))
+        .collect();
+    assert_eq!(granting.len(), 1, "one statement grants PutApprovalResult");
+    let statement = granting[0];
+    assert_eq!(
+        as_list(&statement["Action"]),
+        ["codepipeline:PutApprovalResult"],
+        "the approving statement grants nothing else"
+    );
+    let resources = as_list(&statement["Resource"]);
+    assert!(!resources.is_empty());
+    for arn in &resources {
+        assert!(is_action_arn(arn), "not an approval action's ARN: {arn}");
+    }
+    assert!(!is_action_arn("arn:aws:codepipeline:*:123456789012:*"));
+    assert!(!is_action_arn("arn:aws:codepipeline:eu-west-1:123456789012:web-app"));
+    assert!(!is_action_arn("arn:aws:codepipeline:eu-west-1:123456789012:web-app/*/Approve"));
+}

@@ -24,6 +24,9 @@ pub const TARGET_PREFIX: &str = "CodePipeline_20150709.";
 pub const GET_PIPELINE_STATE: &str = "GetPipelineState";
 pub const GET_PIPELINE: &str = "GetPipeline";
 pub const GET_PIPELINE_EXECUTION: &str = "GetPipelineExecution";
+pub const PUT_APPROVAL_RESULT: &str = "PutApprovalResult";
+/// The reviewer CodePipeline records for a result put by the daemon (its IAM role).
+pub const DAEMON_ROLE_ARN: &str = "arn:aws:sts::123456789012:assumed-role/approval-watch/i-0bastion";
 pub const LIST_PIPELINES: &str = "ListPipelines";
 
 /// An error the fake answers with instead of a body.
@@ -632,7 +635,12 @@ fn answer(
         }
         return (200, answer);
     }
-    let known = [GET_PIPELINE_STATE, GET_PIPELINE, GET_PIPELINE_EXECUTION];
+    let known = [
+        GET_PIPELINE_STATE,
+        GET_PIPELINE,
+        GET_PIPELINE_EXECUTION,
+        PUT_APPROVAL_RESULT,
+    ];
     if !known.contains(&operation) {
         return (
             400,
@@ -679,6 +687,7 @@ fn answer(
     match operation {
         GET_PIPELINE_STATE => (200, entry.state.clone()),
         GET_PIPELINE => (200, entry.definition.clone()),
+        PUT_APPROVAL_RESULT => put_approval_result(entry, body),
         _ => {
             let mut exec = entry.execution.clone();
             if let Some(id) = body.get("pipelineExecutionId") {
@@ -687,4 +696,66 @@ fn answer(
             (200, exec)
         }
     }
+}
+
+/// `PutApprovalResult` as CodePipeline does it: the token must be the waiting execution's;
+/// the action then reads Succeeded (approved) or Failed (rejected) with the summary, and the
+/// reviewer is the caller's IAM identity.
+fn put_approval_result(entry: &mut PipelineEntry, body: &Value) -> (u16, Value) {
+    let field = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    let (stage, action, token) = (field("stageName"), field("actionName"), field("token"));
+    let status = body["result"]["status"].as_str().unwrap_or("").to_owned();
+    let summary = body["result"]["summary"].as_str().unwrap_or("").to_owned();
+    if !matches!(status.as_str(), "Approved" | "Rejected") || summary.chars().count() > 512 {
+        return (
+            400,
+            fixtures::error_body("ValidationException", "1 validation error detected: result"),
+        );
+    }
+    let Some(stages) = entry.state["stageStates"].as_array_mut() else {
+        return (400, fixtures::error_body("StageNotFoundException", "no stages"));
+    };
+    let Some(stage_state) = stages
+        .iter_mut()
+        .find(|s| s["stageName"].as_str() == Some(stage.as_str()))
+    else {
+        return (
+            400,
+            fixtures::error_body("StageNotFoundException", &format!("stage {stage} not found")),
+        );
+    };
+    let Some(action_state) = stage_state["actionStates"]
+        .as_array_mut()
+        .and_then(|a| a.iter_mut().find(|a| a["actionName"].as_str() == Some(action.as_str())))
+    else {
+        return (
+            400,
+            fixtures::error_body("ActionNotFoundException", &format!("action {action} not found")),
+        );
+    };
+    let exec = &mut action_state["latestExecution"];
+    if exec["token"].as_str() != Some(token.as_str()) {
+        return (
+            400,
+            fixtures::error_body(
+                "InvalidApprovalTokenException",
+                &format!("Approval token {token} is not valid"),
+            ),
+        );
+    }
+    if exec["status"].as_str() != Some("InProgress") {
+        return (
+            400,
+            fixtures::error_body(
+                "ApprovalAlreadyCompletedException",
+                "The approval request has already been completed",
+            ),
+        );
+    }
+    let now = fixtures::now_epoch();
+    exec["status"] = json!(if status == "Approved" { "Succeeded" } else { "Failed" });
+    exec["summary"] = json!(summary);
+    exec["lastUpdatedBy"] = json!(DAEMON_ROLE_ARN);
+    exec["lastStatusChange"] = json!(now);
+    (200, json!({ "approvedAt": now }))
 }

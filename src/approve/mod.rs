@@ -1,0 +1,428 @@
+//! Approving and rejecting from Slack (Socket Mode): a click arrives over the socket, is
+//! checked against the store and the allow-lists, recorded in the audit **before** AWS is
+//! called, and answered with `PutApprovalResult`. See ARCHITECTURE.md ("Approving from
+//! Slack") for the flow and the exactly-one-decision rule.
+//!
+//! Runs beside the daemon's loop on tasks of its own, so a long cycle never delays a click
+//! (Slack wants `views.open` within 3 s of it). It shares the `CodePipeline` (and so the
+//! request budget) with the watcher and opens its own connection to the state database.
+
+mod decide;
+mod payload;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::aws::{CodePipeline, Verdict};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::render;
+use crate::slack_api::{ApiError, ConnectionOpener, SlackApi};
+use crate::socket_mode::{self, ConnectionState, Interaction};
+use crate::store::{AuditLog, Claim, ClickTarget, Decision, StoreError};
+
+pub use decide::{MAX_SUMMARY_CHARS, Membership, may_decide, summary};
+pub use payload::{Click, Request, User, parse};
+
+/// User groups are read again this often (`usergroups.users.list`).
+const GROUP_REFRESH: Duration = Duration::from_secs(5 * 60);
+/// Interactions waiting to be handled; beyond this the socket does not ack, and Slack
+/// delivers the envelope again later.
+const QUEUE: usize = 64;
+/// AWS error codes that mean the approval was answered already (or expired): someone was
+/// faster, which is not an error.
+const ALREADY_DECIDED: [&str; 2] = [
+    "ApprovalAlreadyCompletedException",
+    "InvalidApprovalTokenException",
+];
+
+/// What the approvals service needs; built by `startup` (live mode, `[slack.approvals]` set).
+pub struct Setup {
+    pub config: Arc<Config>,
+    pub aws: Arc<CodePipeline>,
+    pub slack: SlackApi,
+    pub opener: ConnectionOpener,
+    pub state_path: PathBuf,
+    pub clock: Clock,
+}
+
+/// The running service; dropping it does not stop it, cancelling its token does.
+pub struct Running {
+    pub state: tokio::sync::watch::Receiver<ConnectionState>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops the connection and waits for the handling of clicks in flight to settle.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+struct Ctx {
+    config: Arc<Config>,
+    aws: Arc<CodePipeline>,
+    slack: SlackApi,
+    audit: Mutex<AuditLog>,
+    membership: RwLock<Membership>,
+    clock: Clock,
+}
+
+/// Starts the Socket Mode connection, the group refresher and the click handler. Rows a
+/// previous process left `pending` (killed between the audit row and AWS's answer) are
+/// marked interrupted first: never retried without a new click.
+pub fn spawn(setup: Setup, shutdown: &CancellationToken) -> Result<Running, StoreError> {
+    let audit = AuditLog::open(&setup.state_path)?;
+    let interrupted = audit.interrupted()?;
+    if interrupted > 0 {
+        tracing::warn!(
+            clicks = interrupted,
+            "decisions from Slack were interrupted by a restart before AWS answered; the pipeline shows whether they took effect, and a new click decides again"
+        );
+    }
+    let stop = shutdown.child_token();
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let socket = socket_mode::spawn(setup.opener, tx, stop.clone());
+    let state = socket.state.clone();
+    let ctx = Arc::new(Ctx {
+        config: setup.config,
+        aws: setup.aws,
+        slack: setup.slack,
+        audit: Mutex::new(audit),
+        membership: RwLock::new(Membership::default()),
+        clock: setup.clock,
+    });
+    let task = tokio::spawn(serve(ctx, rx, socket.state, stop.clone()));
+    Ok(Running { state, stop, task })
+}
+
+async fn serve(
+    ctx: Arc<Ctx>,
+    mut clicks: mpsc::Receiver<Interaction>,
+    mut state: tokio::sync::watch::Receiver<ConnectionState>,
+    stop: CancellationToken,
+) {
+    let groups = ctx.config.approval_groups();
+    let mut refresh = tokio::time::interval(GROUP_REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut handlers = tokio::task::JoinSet::new();
+    record_state(&ctx, &state.borrow_and_update().clone());
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = refresh.tick(), if !groups.is_empty() => {
+                refresh_groups(&ctx, &groups).await;
+            }
+            changed = state.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let now = state.borrow_and_update().clone();
+                record_state(&ctx, &now);
+            }
+            Some(interaction) = clicks.recv() => {
+                let ctx = ctx.clone();
+                handlers.spawn(async move { handle(&ctx, interaction).await });
+            }
+            Some(_) = handlers.join_next(), if !handlers.is_empty() => {}
+        }
+    }
+    // A decision whose audit row is written finishes: its AWS answer is recorded.
+    while handlers.join_next().await.is_some() {}
+    record_state(&ctx, &ConnectionState::Stopped);
+}
+
+fn record_state(ctx: &Ctx, state: &ConnectionState) {
+    let detail = match state {
+        ConnectionState::Retrying { error, .. } => Some(error.as_str()),
+        _ => None,
+    };
+    if let Ok(audit) = ctx.audit.lock()
+        && let Err(e) = audit.set_connection(state.as_str(), detail, ctx.clock.now())
+    {
+        tracing::warn!("cannot record the Socket Mode connection's state: {e}");
+    }
+}
+
+/// Reads every named user group; a group that cannot be read keeps its last known members.
+async fn refresh_groups(ctx: &Ctx, groups: &std::collections::BTreeSet<String>) {
+    for group in groups {
+        match ctx.slack.usergroup_members(group).await {
+            Ok(members) => {
+                let now = ctx.clock.now();
+                if let Ok(mut m) = ctx.membership.write() {
+                    m.groups
+                        .insert(group.clone(), (members.into_iter().collect(), now));
+                }
+            }
+            Err(e) => {
+                let known = ctx
+                    .membership
+                    .read()
+                    .ok()
+                    .and_then(|m| m.groups.get(group).map(|(_, at)| *at));
+                let advice = match e.slack_error() {
+                    Some("missing_scope") => " (add the usergroups:read scope and reinstall the app)",
+                    Some("plan_upgrade_required") => " (user groups need a paid Slack plan; list users instead)",
+                    _ => "",
+                };
+                match known {
+                    Some(at) => tracing::warn!(
+                        group = %group,
+                        "cannot read the user group: {e}{advice}; using its members as read at {at}"
+                    ),
+                    None => tracing::warn!(
+                        group = %group,
+                        "cannot read the user group: {e}{advice}; its members cannot approve until it can be read"
+                    ),
+                }
+            }
+        }
+    }
+}
+
+async fn handle(ctx: &Ctx, interaction: Interaction) {
+    match parse(&interaction.payload) {
+        Request::Ignored(why) => {
+            tracing::debug!(envelope = %interaction.envelope_id, "interaction ignored: {why}");
+        }
+        Request::Approve(click) => decide(ctx, &click, Verdict::Approve, None).await,
+        Request::Reject { click, reason } => {
+            decide(ctx, &click, Verdict::Reject, Some(&reason)).await;
+        }
+        Request::OpenReject { click, trigger_id } => open_reject(ctx, &click, &trigger_id).await,
+    }
+}
+
+/// Why a click may not go on, told to the clicker alone.
+enum Refusal {
+    Unknown,
+    Denied(String),
+    Resolved,
+}
+
+/// The approval a click names, if it exists, is waiting and the user may decide it.
+fn check(ctx: &Ctx, click: &Click) -> Result<ClickTarget, (Refusal, Option<ClickTarget>)> {
+    let target = ctx
+        .audit
+        .lock()
+        .ok()
+        .and_then(|a| a.approval(click.approval_id).ok().flatten());
+    let Some(target) = target else {
+        return Err((Refusal::Unknown, None));
+    };
+    let allowed = match ctx.config.approvers_for(&target.approval.key.pipeline) {
+        Some(approvers) => {
+            let membership = ctx.membership.read().map(|m| m.clone()).unwrap_or_default();
+            if may_decide(&click.user.id, approvers, &membership) {
+                None
+            } else {
+                Some(render::who_may(&approvers.users, &approvers.groups))
+            }
+        }
+        None => Some(render::who_may(&[], &[])),
+    };
+    if let Some(who) = allowed {
+        return Err((Refusal::Denied(who), Some(target)));
+    }
+    if target.resolved {
+        return Err((Refusal::Resolved, Some(target)));
+    }
+    Ok(target)
+}
+
+/// Records a refused click and tells the clicker why.
+async fn refuse(ctx: &Ctx, click: &Click, decision: Decision, refusal: Refusal, target: Option<ClickTarget>) {
+    let (result, text) = match &refusal {
+        Refusal::Unknown => (
+            "failed: unknown approval",
+            "This approval is not known to approval-watch (any more).".to_owned(),
+        ),
+        Refusal::Denied(who) => (
+            "denied",
+            format!(
+                "You may not approve or reject this pipeline. Who may: {who}."
+            ),
+        ),
+        Refusal::Resolved => (
+            "already_resolved",
+            "This approval is no longer waiting; the channel shows how it ended.".to_owned(),
+        ),
+    };
+    let pipeline = target.as_ref().map(|t| t.approval.key.pipeline.clone());
+    tracing::info!(
+        user = %click.user.id,
+        pipeline = pipeline.as_deref().unwrap_or("?"),
+        result,
+        "click from Slack refused"
+    );
+    audit_record(ctx, click, decision, target.as_ref(), result);
+    ephemeral(ctx, click, target.as_ref(), &text).await;
+}
+
+fn audit_record(ctx: &Ctx, click: &Click, decision: Decision, target: Option<&ClickTarget>, result: &str) {
+    let row = audit_click(click, decision, None);
+    let written = ctx
+        .audit
+        .lock()
+        .map_err(|_| "the audit log is poisoned".to_owned())
+        .and_then(|a| a.record(&row, target, result, ctx.clock.now()).map_err(|e| e.to_string()));
+    if let Err(e) = written {
+        tracing::error!(user = %click.user.id, result, "cannot write the audit row: {e}");
+    }
+}
+
+fn audit_click(click: &Click, decision: Decision, reason: Option<&str>) -> crate::store::Click {
+    crate::store::Click {
+        approval_id: Some(click.approval_id),
+        user_id: click.user.id.clone(),
+        user_name: click.user.name.clone(),
+        decision,
+        click_id: click.click_id.clone(),
+        reason: reason.map(str::to_owned),
+    }
+}
+
+async fn open_reject(ctx: &Ctx, click: &Click, trigger_id: &str) {
+    let target = match check(ctx, click) {
+        Ok(t) => t,
+        Err((refusal, target)) => return refuse(ctx, click, Decision::Reject, refusal, target).await,
+    };
+    let view = render::reject_modal(click.approval_id, &target.approval.key);
+    if let Err(e) = ctx.slack.views_open(trigger_id, &view).await {
+        tracing::warn!(
+            user = %click.user.id,
+            pipeline = %target.approval.key.pipeline,
+            "cannot open the reject dialog: {e}"
+        );
+        let text = format!("Could not open the reject dialog ({e}); please click Reject again.");
+        ephemeral(ctx, click, Some(&target), &text).await;
+    }
+}
+
+async fn decide(ctx: &Ctx, click: &Click, verdict: Verdict, reason: Option<&str>) {
+    let decision = match verdict {
+        Verdict::Approve => Decision::Approve,
+        Verdict::Reject => Decision::Reject,
+    };
+    let target = match check(ctx, click) {
+        Ok(t) => t,
+        Err((refusal, target)) => return refuse(ctx, click, decision, refusal, target).await,
+    };
+    let key = target.approval.key.clone();
+    let row = audit_click(click, decision, reason);
+    // The durable record comes first: a second click, a replay or a restart finds it.
+    let claim = ctx
+        .audit
+        .lock()
+        .map_err(|_| "the audit log is poisoned".to_owned())
+        .and_then(|a| a.claim(&row, &target, ctx.clock.now()).map_err(|e| e.to_string()));
+    let audit_id = match claim {
+        Ok(Claim::Go(id)) => id,
+        Ok(Claim::Replay) => {
+            tracing::debug!(user = %click.user.id, "a replayed click; already handled");
+            return;
+        }
+        Ok(Claim::Taken) => {
+            let text = "Someone already decided this approval (or is deciding it right now); the channel will show the outcome.";
+            ephemeral(ctx, click, Some(&target), text).await;
+            return;
+        }
+        Err(e) => {
+            // Without the audit row there is no decision: AWS is not called.
+            tracing::error!(user = %click.user.id, pipeline = %key.pipeline, "cannot write the audit row; not deciding: {e}");
+            let text = "approval-watch could not record your click, so nothing was decided. Try again, or use the console.";
+            ephemeral(ctx, click, Some(&target), text).await;
+            return;
+        }
+    };
+    let summary = summary(verdict, &click.user.name, &click.user.id, reason);
+    let answer = ctx.aws.put_approval_result(&key, verdict, &summary).await;
+    let (result, request_id) = match &answer {
+        Ok(request_id) => (
+            match verdict {
+                Verdict::Approve => "approved".to_owned(),
+                Verdict::Reject => "rejected".to_owned(),
+            },
+            request_id.clone(),
+        ),
+        Err(e) if ALREADY_DECIDED.contains(&e.code.as_str()) => {
+            ("already_resolved".to_owned(), e.request_id.clone())
+        }
+        Err(e) => (format!("failed: {}: {}", e.code, e.message), e.request_id.clone()),
+    };
+    let finished = ctx
+        .audit
+        .lock()
+        .map_err(|_| "the audit log is poisoned".to_owned())
+        .and_then(|a| a.finish(audit_id, &result, request_id.as_deref()).map_err(|e| e.to_string()));
+    if let Err(e) = finished {
+        tracing::error!(audit_id, "cannot record AWS's answer in the audit: {e}");
+    }
+    match answer {
+        Ok(_) => {
+            tracing::info!(
+                user = %click.user.id,
+                pipeline = %key.pipeline,
+                stage = %key.stage,
+                action = %key.action,
+                result,
+                request_id = request_id.as_deref().unwrap_or(""),
+                "decided in Slack"
+            );
+            let decided = match verdict {
+                Verdict::Approve => render::Decided::Approved,
+                Verdict::Reject => render::Decided::Rejected,
+            };
+            if let Some(message) = &target.slack {
+                let mut body = render::decided_alert(
+                    &target.approval,
+                    decided,
+                    &click.user.name,
+                    &click.user.id,
+                    ctx.clock.now(),
+                );
+                body["channel"] = serde_json::json!(message.channel);
+                body["ts"] = serde_json::json!(message.ts);
+                if let Err(e) = ctx.slack.update(&body).await {
+                    tracing::warn!(pipeline = %key.pipeline, "cannot update the alert after the decision: {e}");
+                }
+            }
+        }
+        Err(e) if ALREADY_DECIDED.contains(&e.code.as_str()) => {
+            tracing::info!(user = %click.user.id, pipeline = %key.pipeline, code = %e.code, "decided before this click");
+            let text = "This approval was already answered (or it expired) before your click; the channel will show the outcome.";
+            ephemeral(ctx, click, Some(&target), text).await;
+        }
+        Err(e) => {
+            tracing::error!(user = %click.user.id, "the decision from Slack failed: {e}");
+            let text = format!("CodePipeline did not take the decision: {}: {}. Nothing changed; you can try again.", e.code, e.message);
+            ephemeral(ctx, click, Some(&target), &text).await;
+        }
+    }
+}
+
+/// Tells the clicker alone, in the click's channel (or the alert's, for a modal).
+async fn ephemeral(ctx: &Ctx, click: &Click, target: Option<&ClickTarget>, text: &str) {
+    let channel = click
+        .channel
+        .clone()
+        .or_else(|| target.and_then(|t| t.slack.as_ref().map(|s| s.channel.clone())));
+    let Some(channel) = channel else {
+        tracing::debug!(user = %click.user.id, "no channel to answer the click in");
+        return;
+    };
+    if let Err(e) = ctx.slack.post_ephemeral(&channel, &click.user.id, text).await {
+        log_api_error("chat.postEphemeral", &e);
+    }
+}
+
+fn log_api_error(method: &str, e: &ApiError) {
+    tracing::warn!(method, "Slack refused: {e}");
+}
