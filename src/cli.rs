@@ -59,6 +59,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List every click on Approve / Reject in Slack, oldest first, from the state database
+    /// (read-only: works while the daemon runs).
+    Audit {
+        /// Machine-readable output: one JSON array.
+        #[arg(long)]
+        json: bool,
+        /// Only clicks this recent, such as 30m, 12h or 7d (default: every row kept).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        since: Option<std::time::Duration>,
+    },
     /// Send a test message to every configured Slack destination and report each result:
     /// 0 all delivered, 1 any failed, 2 config error.
     TestSlack,
@@ -120,6 +130,7 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Once { dry_run: true } => dry_run(load()?).await,
         Command::CheckConfig => check_config(&cli.config, load()?).await,
         Command::Status { json } => status(load()?, json),
+        Command::Audit { json, since } => audit(load()?, json, since),
         Command::TestSlack => test_slack(load()?).await,
         Command::TestHeartbeat { fail } => test_heartbeat(load()?, fail).await,
         Command::Completions { shell } => {
@@ -256,6 +267,10 @@ async fn check_config(path: &Path, config: Config) -> Result<ExitCode, Failure> 
         // Read and checked for form only: check-config calls nothing.
         app.resolve_token().map_err(config_error)?;
     }
+    if let Some(approvals) = &config.approvals {
+        // The app-level token too: read and checked for form, never printed.
+        approvals.resolve_token().map_err(config_error)?;
+    }
     let (_, targets) = CodePipeline::connect(&config).await.map_err(config_error)?;
     let heartbeat = match &config.heartbeat {
         Some(h) => Some((h, h.resolve().map_err(config_error)?)),
@@ -280,6 +295,52 @@ fn status(config: Config, json: bool) -> Result<ExitCode, Failure> {
         crate::output::print_line(&doc).map_err(runtime_error)?;
     } else {
         crate::output::print(&crate::status::text(&status, now)).map_err(runtime_error)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--since`: a duration as the config writes them (`30m`, `12h`, `7d`).
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{e}; expected a duration such as 30m, 12h or 7d"))
+}
+
+/// `audit`: read-only, like `status`; a database not there yet (or not yet migrated by the
+/// daemon) has no clicks, which is said, not an error.
+fn audit(
+    config: Config,
+    json: bool,
+    since: Option<std::time::Duration>,
+) -> Result<ExitCode, Failure> {
+    use crate::status::audit::{self as view, NoDatabase};
+    let path = &config.state_path;
+    let store = Store::open_read_only(path).map_err(runtime_error)?;
+    let since = since.map(|d| {
+        jiff::SignedDuration::try_from(d)
+            .ok()
+            .and_then(|d| Timestamp::now().checked_sub(d).ok())
+            .unwrap_or(Timestamp::MIN)
+    });
+    let rows = match &store {
+        Some(store) => store
+            .audit(since.unwrap_or(Timestamp::MIN))
+            .map_err(runtime_error)?,
+        None => Vec::new(),
+    };
+    if json {
+        let doc = serde_json::to_string(&rows)
+            .context("cannot write the audit as JSON")
+            .map_err(runtime_error)?;
+        crate::output::print_line(&doc).map_err(runtime_error)?;
+    } else if store.is_none() {
+        let why = if path.exists() {
+            NoDatabase::Older
+        } else {
+            NoDatabase::Missing
+        };
+        crate::output::print(&view::no_database(path, why)).map_err(runtime_error)?;
+    } else {
+        crate::output::print(&view::text(&rows, since)).map_err(runtime_error)?;
     }
     Ok(ExitCode::SUCCESS)
 }

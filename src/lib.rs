@@ -31,7 +31,7 @@ mod slack_api;
 mod small_file;
 pub mod startup;
 pub mod status;
-mod store;
+pub mod store;
 mod summary;
 pub mod systemd;
 mod warn_once;

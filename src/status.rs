@@ -1,6 +1,10 @@
 //! `status`: the approvals waiting, from the database, with what was sent about them and when
-//! the next reminder goes out. Read-only; never shows the webhook.
+//! the next reminder goes out, and (approving from Slack) the Socket Mode connection's state.
+//! Read-only; never shows the webhook. [`audit`] is what the `audit` command prints.
 
+pub mod audit;
+
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -82,6 +86,21 @@ pub struct Status {
     /// Adaptive polling: how often idle pipelines are read, per (account, region) of the
     /// configured pipelines (discovered ones are known to the daemon only).
     pub idle_reads: Vec<IdleRhythm>,
+    /// With `[slack.approvals]`: the Socket Mode connection as the daemon last wrote it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<ApprovalsStatus>,
+}
+
+/// The Socket Mode connection that receives clicks, from the `socket_mode` row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApprovalsStatus {
+    /// `connecting`, `connected`, `retrying`, `disabled`, `stopped`; `unknown` before the
+    /// daemon has written it (or without a database).
+    pub state: String,
+    /// When it entered this state.
+    pub since: Option<Timestamp>,
+    /// Why (the last error while retrying), if anything.
+    pub detail: Option<String>,
 }
 
 /// A destination's outbox queue: its head holds back the messages behind it.
@@ -132,6 +151,23 @@ pub fn collect(
         ),
         None => (Vec::new(), Vec::new(), Vec::new()),
     };
+    let approvals = match (&config.approvals, store) {
+        (None, _) => None,
+        (Some(_), Some(store)) => Some(store.socket_mode()?),
+        (Some(_), None) => Some(None),
+    }
+    .map(|row| match row {
+        Some(row) => ApprovalsStatus {
+            state: row.state,
+            since: Some(row.since),
+            detail: row.detail,
+        },
+        None => ApprovalsStatus {
+            state: "unknown".to_owned(),
+            since: None,
+            detail: None,
+        },
+    });
     open.sort_by_key(|o| (o.approval.waiting_since, o.id));
     Ok(Status {
         state_path: config.state_path.clone(),
@@ -143,6 +179,7 @@ pub fn collect(
         failed_messages: failed,
         queues: queues(config, &pending),
         idle_reads: idle_rhythms(config, &configured_targets(config)),
+        approvals,
     })
 }
 
@@ -252,6 +289,27 @@ pub fn text(status: &Status, now: Timestamp) -> String {
             r.account, r.region, r.pipelines, r.idle_read_every_s
         );
     }
+    if let Some(a) = &status.approvals {
+        let since = a
+            .since
+            .map(|t| format!(" since {}", minutes(t)))
+            .unwrap_or_default();
+        let detail = a
+            .detail
+            .as_deref()
+            .map(|d| format!(" ({})", printable(d)))
+            .unwrap_or_default();
+        let unknown = if a.since.is_none() {
+            " (not written yet: the daemon has not started Socket Mode)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "approving from Slack: Socket Mode {}{since}{detail}{unknown}",
+            printable(&a.state)
+        );
+    }
     if !status.failed_messages.is_empty() {
         let _ = writeln!(out, "messages Slack refused (not retried):");
         for f in &status.failed_messages {
@@ -270,4 +328,33 @@ pub fn text(status: &Status, now: Timestamp) -> String {
         }
     }
     out
+}
+
+/// `s` with control characters (line breaks, terminal escapes) and bidirectional overrides
+/// written as `\n` or `\u{…}`: text from outside (Slack user names, reasons, errors) must not
+/// forge lines or drive the terminal. The same rule as the logs' (`logging/escape.rs`).
+pub(crate) fn printable(s: &str) -> Cow<'_, str> {
+    fn is_unsafe(c: char) -> bool {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+            )
+    }
+    if !s.chars().any(is_unsafe) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if is_unsafe(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }

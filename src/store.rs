@@ -16,9 +16,11 @@ use crate::model::{
 };
 use crate::remind::ReminderDue;
 
+pub mod audit;
 mod in_place;
 mod queues;
 
+pub use audit::{AuditEntry, AuditLog, Claim, Click, ClickTarget, ConnectionRow, Decision};
 pub use queues::PendingRow;
 
 /// The cause is part of each message (logs print only the top error), so none is also
@@ -37,6 +39,14 @@ pub enum StoreError {
         path: PathBuf,
         found: i64,
         known: i64,
+    },
+    #[error(
+        "state database {path} has schema version {found}; approving from Slack needs version {needed}: the state database must be opened (and migrated) by this approval-watch first"
+    )]
+    TooOld {
+        path: PathBuf,
+        found: i64,
+        needed: i64,
     },
     #[error("state database {path}: migration failed: {cause}")]
     Migration {
@@ -170,6 +180,43 @@ CREATE TABLE definitions (
 );
 ";
 
+/// Approving from Slack: every click (who, when, what, which approval, the outcome), and the
+/// Socket Mode connection's state for `status`. The partial unique index is the last word on
+/// "exactly one decision per approval": at most one row per approval is pending, approved or
+/// rejected, whichever connection writes it. `(user_id, click_id)` is unique, so a click
+/// delivered twice is recorded once. No foreign key: a click may name an approval that does not
+/// exist, and that is recorded too.
+const SCHEMA_V9: &str = "
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    user_id TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    approval_id INTEGER,
+    account TEXT,
+    region TEXT,
+    pipeline TEXT,
+    stage TEXT,
+    action TEXT,
+    decision TEXT NOT NULL CHECK (decision IN ('approve', 'reject')),
+    result TEXT NOT NULL,
+    request_id TEXT,
+    reason TEXT,
+    click_id TEXT NOT NULL
+);
+CREATE UNIQUE INDEX audit_one_decision ON audit (approval_id)
+    WHERE result IN ('pending', 'approved', 'rejected');
+CREATE UNIQUE INDEX audit_click ON audit (user_id, click_id);
+CREATE INDEX audit_time ON audit (at_ms);
+CREATE TABLE socket_mode (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    state TEXT NOT NULL,
+    since_ms INTEGER NOT NULL,
+    detail TEXT,
+    updated_ms INTEGER NOT NULL
+);
+";
+
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(SCHEMA_V1),
@@ -180,11 +227,12 @@ fn migrations() -> Migrations<'static> {
         M::up(SCHEMA_V6),
         M::up(SCHEMA_V7),
         M::up(SCHEMA_V8),
+        M::up(SCHEMA_V9),
     ])
 }
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// A message waiting in the outbox.
 #[derive(Debug, Clone, PartialEq)]

@@ -53,6 +53,37 @@ fn reminders(p: &ReminderPolicy) -> String {
     parts.join("; ")
 }
 
+/// Who may approve a route's pipelines from Slack (only said when approvals are on).
+fn approvers(out: &mut String, config: &Config, route: &Route) {
+    if config.approvals.is_none() {
+        return;
+    }
+    let who = match config.approvers_of(route) {
+        None => "no one (posts by webhook: no buttons)".to_owned(),
+        Some(a) if a.is_empty() => "no one (no buttons)".to_owned(),
+        Some(a) => {
+            let list = |ids: &[String]| {
+                if ids.is_empty() {
+                    "none".to_owned()
+                } else {
+                    ids.join(", ")
+                }
+            };
+            let from = if route.approvals.is_some() {
+                "[route.approvals]"
+            } else {
+                "[slack.approvals]"
+            };
+            format!(
+                "users {}; groups {} (from {from})",
+                list(&a.users),
+                list(&a.groups)
+            )
+        }
+    };
+    let _ = writeln!(out, "    may approve from Slack: {who}");
+}
+
 fn route(out: &mut String, route: &Route, webhook: Option<&SecretUrl>) {
     let matches = if route.pipelines.is_empty() {
         "every pipeline no route matches".to_owned()
@@ -184,9 +215,18 @@ pub fn config_summary(
             app.token, app.token_key, app.api_url
         );
     }
+    if let Some(approvals) = &config.approvals {
+        // Read and checked for form; Slack is not asked.
+        let _ = writeln!(
+            out,
+            "approving from Slack: Socket Mode, app-level token from {} ({})",
+            approvals.token, approvals.token_key
+        );
+    }
     let _ = writeln!(out, "routes:");
     for (r, webhook) in config.all_routes().zip(webhooks) {
         route(&mut out, r, webhook.as_ref());
+        approvers(&mut out, config, r);
     }
     if !config.digests.is_empty() {
         let _ = writeln!(out, "daily digests:");

@@ -7,6 +7,7 @@
 mod accounts;
 mod app;
 mod app_token;
+mod approvals;
 mod digest;
 mod glob;
 mod heartbeat;
@@ -29,6 +30,7 @@ pub use crate::budget::Limits;
 pub use accounts::{AccountConfig, AwsConfig, Credentials, DEFAULT_IDLE_BUDGET_SHARE};
 pub use app::{AppConfig, BotToken, DEFAULT_API_URL, TokenSource};
 pub use app_token::AppToken;
+pub use approvals::{AppTokenSource, ApprovalsConfig, Approvers};
 pub use glob::Glob;
 pub use heartbeat::{HeartbeatConfig, HeartbeatUrls};
 pub use pipelines::{DiscoverConfig, PipelineConfig};
@@ -76,6 +78,8 @@ pub struct Config {
     pub slack: Route,
     /// `[slack]`'s bot token and Web API (app mode), when it names one.
     pub app: Option<AppConfig>,
+    /// `[slack.approvals]`: approving from Slack, off when absent (needs `app`).
+    pub approvals: Option<ApprovalsConfig>,
     /// `[[route]]`s in order; the first whose globs match a pipeline wins.
     pub routes: Vec<Route>,
     pub pipelines: Vec<PipelineConfig>,
@@ -139,6 +143,34 @@ impl Config {
     pub fn all_routes(&self) -> impl Iterator<Item = &Route> {
         self.routes.iter().chain(std::iter::once(&self.slack))
     }
+
+    /// Who may approve `route`'s pipelines from Slack: `None` when `[slack.approvals]` is
+    /// absent or the route posts by webhook (no buttons there); `Some(empty)` = no one (deny by
+    /// default: no buttons).
+    pub fn approvers_of<'a>(&'a self, route: &'a Route) -> Option<&'a Approvers> {
+        let approvals = self.approvals.as_ref()?;
+        route.channel()?;
+        Some(route.approvals.as_ref().unwrap_or(&approvals.default))
+    }
+
+    /// The effective lists for a pipeline (its route's, see [`Config::approvers_of`]): `None`
+    /// when `[slack.approvals]` is absent or the pipeline's route is not an app-mode channel
+    /// route; `Some(empty)` = deny (no buttons).
+    pub fn approvers_for(&self, pipeline: &str) -> Option<&Approvers> {
+        self.approvers_of(self.route_for(pipeline))
+    }
+
+    /// Every user group named anywhere (default lists and routes), for `usergroups.users.list`.
+    pub fn approval_groups(&self) -> std::collections::BTreeSet<String> {
+        let Some(approvals) = &self.approvals else {
+            return std::collections::BTreeSet::new();
+        };
+        self.all_routes()
+            .filter_map(|r| r.approvals.as_ref())
+            .chain(std::iter::once(&approvals.default))
+            .flat_map(|a| a.groups.iter().cloned())
+            .collect()
+    }
 }
 
 /// Semantic checks, apart from parsing so they are unit-testable on raw values.
@@ -169,7 +201,10 @@ fn validate(
     accounts::validate_aws(&aws)?;
 
     let global_reminders = raw.reminders;
-    let (slack, app) = routes::validate_slack(raw.slack, &global_reminders)?;
+    let mut raw_slack = raw.slack;
+    let slack_approvals = raw_slack.as_mut().and_then(|s| s.approvals.take());
+    let (slack, app) = routes::validate_slack(raw_slack, &global_reminders)?;
+    let approvals = approvals::validate_default(slack_approvals, app.as_ref())?;
     let mut routes = Vec::with_capacity(raw.routes.len());
     let mut names = HashSet::from([DEFAULT_ROUTE.to_owned()]);
     let global_digest = raw.digest;
@@ -192,7 +227,14 @@ fn validate(
     }
     for (i, mut r) in raw.routes.into_iter().enumerate() {
         let route_digest = r.digest.take();
-        let route = routes::validate_route(i, r, &global_reminders, app.as_ref())?;
+        let route_approvals = r.approvals.take();
+        let mut route = routes::validate_route(i, r, &global_reminders, app.as_ref())?;
+        route.approvals = approvals::validate_route(
+            i,
+            route_approvals,
+            route.channel().is_some(),
+            approvals.as_ref(),
+        )?;
         let zone = zone_of(&route);
         if let Some(s) = digest::schedule(
             &format!("route[{i}]"),
@@ -266,6 +308,7 @@ fn validate(
         aws,
         slack,
         app,
+        approvals,
         routes,
         pipelines,
         accounts,

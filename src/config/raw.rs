@@ -75,6 +75,29 @@ pub struct Slack {
     pub channel: Option<String>,
     pub mention: Option<String>,
     pub notify_resolved: Option<bool>,
+    pub approvals: Option<SlackApprovals>,
+}
+
+/// `[slack.approvals]`: the app-level token (four sources, like the bot token) and the default
+/// lists of who may approve from Slack.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackApprovals {
+    pub app_token_file: Option<PathBuf>,
+    pub app_token_env: Option<String>,
+    pub app_token_credential: Option<String>,
+    pub app_token: Option<String>,
+    pub allow_users: Option<Vec<String>>,
+    pub allow_groups: Option<Vec<String>>,
+}
+
+/// `[route.approvals]`: replaces the default lists for the route's pipelines (a missing key is
+/// an empty list).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteApprovals {
+    pub allow_users: Option<Vec<String>>,
+    pub allow_groups: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -93,6 +116,7 @@ pub struct Route {
     pub notify_resolved: Option<bool>,
     pub reminders: Option<Reminders>,
     pub digest: Option<RouteDigest>,
+    pub approvals: Option<RouteApprovals>,
 }
 
 /// `[digest]`, and a route's `[route.digest]` overriding it key by key.

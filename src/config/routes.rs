@@ -27,6 +27,9 @@ pub struct Route {
     /// Tell approved / rejected / expired; off drops them.
     pub notify_resolved: bool,
     pub reminders: ReminderPolicy,
+    /// `[route.approvals]`: who may approve this route's pipelines from Slack, replacing
+    /// `[slack.approvals]`' lists; `None` keeps those.
+    pub approvals: Option<super::Approvers>,
 }
 
 /// Where a route's messages are posted.
@@ -291,6 +294,7 @@ fn build_route(
         mention,
         notify_resolved: d.notify_resolved.unwrap_or(true),
         reminders,
+        approvals: None,
     })
 }
 
@@ -316,6 +320,7 @@ fn app_route(
         mention,
         notify_resolved: notify_resolved.unwrap_or(true),
         reminders,
+        approvals: None,
     })
 }
 

@@ -679,3 +679,208 @@ fn a_bot_token_from_a_file_is_read_and_checked_without_showing_it() {
     assert!(e.starts_with("slack.bot_token_file ("), "{e}");
     assert!(!e.contains("secretvalue"), "{e}");
 }
+
+const APPROVALS: &str = r##"
+[slack]
+bot_token = "xoxb-1234-5678-abcdef"
+channel = "C0123456789"
+[slack.approvals]
+app_token = "xapp-1-A0-123-XAPPSECRETX"
+allow_users = ["U0123ABCD", "W0ENTERPRISE1", "U0123ABCD"]
+allow_groups = ["S0PLATFORM"]
+[[route]]
+pipelines = ["payments-*"]
+channel = "C0PAYMENTS1"
+[route.approvals]
+allow_users = ["U0PAYLEAD"]
+[[route]]
+name = "open"
+pipelines = ["ops-*"]
+channel = "C0OPSOPS01"
+[[route]]
+name = "nobody"
+pipelines = ["locked-*"]
+channel = "C0LOCKED01"
+[route.approvals]
+[[route]]
+name = "legacy"
+pipelines = ["old-*"]
+webhook_url = "https://hooks.slack.com/services/T0/B0/XSECRETX"
+[[pipeline]]
+name = "payments-api"
+"##;
+
+#[test]
+fn approvals_lists_are_per_route_or_the_default_and_deny_by_default() {
+    let config = parse(APPROVALS).unwrap();
+    let approvals = config.approvals.as_ref().expect("approvals on");
+    assert_eq!(approvals.token_key, "slack.approvals.app_token");
+    assert_eq!(
+        approvals.resolve_token().unwrap().expose(),
+        "xapp-1-A0-123-XAPPSECRETX"
+    );
+    // Listed once, in the order written.
+    let default = Approvers {
+        users: vec!["U0123ABCD".into(), "W0ENTERPRISE1".into()],
+        groups: vec!["S0PLATFORM".into()],
+    };
+    assert_eq!(approvals.default, default);
+    // [route.approvals] replaces the default lists; a missing key is an empty list.
+    let payments = config.approvers_for("payments-api").unwrap();
+    assert_eq!(payments.users, ["U0PAYLEAD"]);
+    assert!(payments.groups.is_empty());
+    // No [route.approvals]: the default lists; [slack] too.
+    assert_eq!(config.approvers_for("ops-deploy"), Some(&default));
+    assert_eq!(config.approvers_for("web-app"), Some(&default));
+    // An empty [route.approvals]: no one, no buttons.
+    let nobody = config.approvers_for("locked-vault").unwrap();
+    assert!(nobody.is_empty());
+    // A webhook route has no buttons at all.
+    assert_eq!(config.approvers_for("old-thing"), None);
+    assert_eq!(
+        config.approval_groups(),
+        std::collections::BTreeSet::from(["S0PLATFORM".to_owned()])
+    );
+    assert!(
+        !format!("{config:?}").contains("XAPPSECRETX"),
+        "token in Debug"
+    );
+}
+
+#[test]
+fn without_slack_approvals_no_pipeline_has_approvers() {
+    let config = parse(APP).unwrap();
+    assert!(config.approvals.is_none());
+    assert_eq!(config.approvers_for("payments-api"), None);
+    assert_eq!(config.approvers_for("web-app"), None);
+    assert!(config.approval_groups().is_empty());
+    // Groups from routes and the default, once each.
+    let text = APPROVALS.replace(
+        "allow_users = [\"U0PAYLEAD\"]",
+        "allow_groups = [\"S0PAYMENTS1\", \"S0PLATFORM\"]",
+    );
+    let groups: Vec<String> = parse(&text)
+        .unwrap()
+        .approval_groups()
+        .into_iter()
+        .collect();
+    assert_eq!(groups, ["S0PAYMENTS1", "S0PLATFORM"]);
+}
+
+#[test]
+fn approvals_errors_name_their_key_and_never_the_token() {
+    let webhook_slack = APPROVALS.replace(
+        "bot_token = \"xoxb-1234-5678-abcdef\"\nchannel = \"C0123456789\"",
+        "webhook_url = \"https://hooks.slack.com/services/T0/B0/XSECRETX\"",
+    );
+    let cases = [
+        // [slack.approvals] without a bot token (no app mode).
+        (
+            webhook_slack
+                .split("[[route]]")
+                .next()
+                .unwrap()
+                .to_owned()
+                + "[[pipeline]]\nname = \"x\"\n",
+            "slack.approvals: needs Slack app mode",
+        ),
+        // No token source, two sources.
+        (
+            APPROVALS.replace("app_token = \"xapp-1-A0-123-XAPPSECRETX\"\n", ""),
+            "slack.approvals: expected exactly one of app_token_credential",
+        ),
+        (
+            APPROVALS.replace("app_token = ", "app_token_env = \"SLACK_APP_TOKEN\"\napp_token = "),
+            "slack.approvals: expected exactly one of app_token_credential",
+        ),
+        // Not an app-level token (a bot token pasted in the wrong place).
+        (
+            APPROVALS.replace("xapp-1-A0-123-XAPPSECRETX", "xoxb-1-A0-123-XAPPSECRETX"),
+            "slack.approvals.app_token: is not an app-level token",
+        ),
+        (
+            APPROVALS.replace("app_token = ", "app_token_credential = \"a/b\"\n#"),
+            "slack.approvals.app_token_credential:",
+        ),
+        // IDs of the wrong kind or form.
+        (
+            APPROVALS.replace("\"W0ENTERPRISE1\"", "\"@alice\""),
+            "slack.approvals.allow_users[1]: \"@alice\" is not a Slack user ID",
+        ),
+        (
+            APPROVALS.replace("\"W0ENTERPRISE1\"", "\"U012\""),
+            "slack.approvals.allow_users[1]",
+        ),
+        (
+            APPROVALS.replace("\"W0ENTERPRISE1\"", "\"u0123abcd\""),
+            "slack.approvals.allow_users[1]",
+        ),
+        (
+            APPROVALS.replace("\"S0PLATFORM\"", "\"U0123ABCD\""),
+            "slack.approvals.allow_groups[0]: \"U0123ABCD\" is not a Slack user-group ID",
+        ),
+        (
+            APPROVALS.replace("\"U0PAYLEAD\"", "\"S0PLATFORM\""),
+            "route[0].approvals.allow_users[0]",
+        ),
+        // [route.approvals] on a webhook route.
+        (
+            APPROVALS.replace(
+                "channel = \"C0PAYMENTS1\"",
+                "webhook_url = \"https://hooks.slack.com/services/T0/B0/XSECRETX\"",
+            ),
+            "route[0].approvals: applies to a route the bot token posts to",
+        ),
+        // [route.approvals] without [slack.approvals].
+        (
+            APPROVALS.replace(
+                "[slack.approvals]\napp_token = \"xapp-1-A0-123-XAPPSECRETX\"\nallow_users = [\"U0123ABCD\", \"W0ENTERPRISE1\", \"U0123ABCD\"]\nallow_groups = [\"S0PLATFORM\"]\n",
+                "",
+            ),
+            "route[0].approvals: needs [slack.approvals]",
+        ),
+        // Unknown keys in both tables.
+        (
+            APPROVALS.replace("allow_groups = [\"S0PLATFORM\"]", "allow_group = [\"S0PLATFORM\"]"),
+            "allow_group",
+        ),
+        (
+            APPROVALS.replace("allow_users = [\"U0PAYLEAD\"]", "allowed_users = [\"U0PAYLEAD\"]"),
+            "allowed_users",
+        ),
+        (
+            APPROVALS.replace("allow_users = [\"U0PAYLEAD\"]", "allow_users = \"U0PAYLEAD\""),
+            "allow_users",
+        ),
+    ];
+    for (text, expected) in cases {
+        let e = error(&text);
+        assert!(e.contains(expected), "expected {expected:?} in: {e}");
+        assert!(!e.contains("XAPPSECRETX"), "error leaks the app token: {e}");
+    }
+}
+
+#[test]
+fn an_app_token_from_a_file_is_read_and_checked_without_showing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app-token");
+    std::fs::write(&file, "xapp-1-from-file\n").unwrap();
+    let text = APPROVALS.replace(
+        "app_token = \"xapp-1-A0-123-XAPPSECRETX\"",
+        &format!("app_token_file = {:?}", file.display().to_string()),
+    );
+    let config = parse(&text).unwrap();
+    let approvals = config.approvals.as_ref().unwrap();
+    assert_eq!(approvals.token_key, "slack.approvals.app_token_file");
+    assert_eq!(
+        approvals.resolve_token().unwrap().expose(),
+        "xapp-1-from-file"
+    );
+    std::fs::write(&file, "xoxb-not-an-app-XAPPSECRETX").unwrap();
+    let e = approvals.resolve_token().unwrap_err().to_string();
+    assert!(e.starts_with("slack.approvals.app_token_file ("), "{e}");
+    assert!(!e.contains("XAPPSECRETX"), "{e}");
+    std::fs::remove_file(&file).unwrap();
+    let e = approvals.resolve_token().unwrap_err().to_string();
+    assert!(e.starts_with("slack.approvals.app_token_file"), "{e}");
+}

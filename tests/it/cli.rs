@@ -327,6 +327,7 @@ async fn usage_errors_exit_2() {
         &["frobnicate"],
         &["once", "--bogus"],
         &["status", "--yaml"],
+        &["audit", "--since", "a week"],
         &["check-config", "extra"],
     ] {
         let out = w.env.run(args).await;
@@ -334,7 +335,7 @@ async fn usage_errors_exit_2() {
     }
     let help = w.env.run_without_config_flag(&["--help"]).await;
     help.assert_code(0);
-    for cmd in ["run", "once", "check-config", "status"] {
+    for cmd in ["run", "once", "check-config", "status", "audit"] {
         help.assert_mentions(cmd);
     }
     assert!(w.aws.requests().is_empty());

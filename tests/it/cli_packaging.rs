@@ -4,11 +4,12 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-const SUBCOMMANDS: [&str; 6] = [
+const SUBCOMMANDS: [&str; 7] = [
     "run",
     "once",
     "check-config",
     "status",
+    "audit",
     "test-slack",
     "completions",
 ];

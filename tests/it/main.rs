@@ -7,6 +7,7 @@ mod support;
 mod accounts;
 mod app_crash;
 mod app_mode;
+mod audit;
 mod bad_config;
 mod cli;
 mod cli_packaging;

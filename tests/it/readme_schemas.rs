@@ -1,5 +1,6 @@
-//! The README documents the JSON that `status --json` and `once --dry-run` print; scripts are
-//! written against it. Every key printed is documented, and every key documented is printed.
+//! The README documents the JSON that `status --json`, `audit --json` and `once --dry-run`
+//! print; scripts are written against it. Every key printed is documented, and every key
+//! documented is printed.
 
 use crate::support;
 
@@ -99,4 +100,67 @@ async fn dry_run_prints_exactly_the_documented_keys() {
         documented_keys("as JSON lines on stdout ("),
         "README's once --dry-run schema"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_json_prints_exactly_the_documented_keys() {
+    let env = crate::audit::env();
+    let _store = crate::audit::seed(&env.state_path);
+    let out = env.run(&["audit", "--json"]).await;
+    out.assert_code(0);
+    let json: Value = serde_json::from_str(&out.stdout).expect("audit --json is one array");
+    assert!(
+        json.as_array().is_some_and(|rows| rows.len() > 1),
+        "{json:#}"
+    );
+    let mut printed = BTreeSet::new();
+    printed_keys(&json, &mut printed);
+    assert_eq!(
+        printed,
+        documented_keys("one object per click:"),
+        "README's audit --json schema"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_json_with_approvals_prints_exactly_the_documented_keys() {
+    let env = crate::audit::env();
+    env.write_raw_config(&crate::audit::approvals_config(
+        &format!(
+            "app_token = \"{}\"\nallow_users = [\"U0123ABCDE\"]",
+            crate::audit::APP_TOKEN
+        ),
+        "",
+    ));
+    let _store = crate::audit::seed(&env.state_path);
+    approval_watch::store::AuditLog::open(&env.state_path)
+        .expect("audit log")
+        .set_connection(
+            "retrying",
+            Some("attempt 2: refused"),
+            jiff::Timestamp::now(),
+        )
+        .expect("set");
+    let out = env.run(&["status", "--json"]).await;
+    out.assert_code(0);
+    let json: Value = serde_json::from_str(&out.stdout).expect("status --json is one object");
+    let mut printed = BTreeSet::new();
+    printed_keys(&json["approvals"], &mut printed);
+    let mut documented = documented_keys("the object also has");
+    documented.remove("approvals");
+    assert_eq!(
+        printed, documented,
+        "README's status --json approvals schema"
+    );
+    // And nothing else new: every key printed is documented (in app mode, "slack" appears
+    // once an alert is posted).
+    let mut all = BTreeSet::new();
+    printed_keys(&json, &mut all);
+    let mut expected = documented_keys("`status --json` prints one object:");
+    expected.extend(documented_keys("the object also has"));
+    expected.extend(documented_keys(
+        "In app mode each waiting approval also has",
+    ));
+    let extra: Vec<_> = all.difference(&expected).collect();
+    assert!(extra.is_empty(), "undocumented keys {extra:?}");
 }
