@@ -197,7 +197,7 @@ fn ids(
     Ok(out)
 }
 
-/// Uppercase letters and digits after `first`, 9 to 20 characters in all.
+/// Uppercase letters and digits after `first`, 8 to 20 characters in all (`U0123ABC` is 8).
 fn slack_id(s: &str, first: &[char]) -> bool {
     (8..=20).contains(&s.len())
         && s.starts_with(first)

@@ -7,6 +7,7 @@ mod support;
 mod accounts;
 mod app_crash;
 mod app_mode;
+mod approvals;
 mod audit;
 mod bad_config;
 mod cli;

@@ -1,0 +1,416 @@
+//! Approving and rejecting from Slack over Socket Mode, against the real binary: the fake
+//! Socket Mode server delivers clicks, the fake Web API answers `views.open`,
+//! `chat.postEphemeral`, `usergroups.users.list` and `chat.update`, and the fake CodePipeline
+//! takes `PutApprovalResult` (and then reads as approved or rejected, like the real one).
+
+use crate::support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::fake_codepipeline::PUT_APPROVAL_RESULT;
+use support::fake_slack_api::{APP_TOKEN, BOT_TOKEN, FakeSlackApi, TICKET_MARK};
+use support::fake_socket_mode::FakeSocketMode;
+use support::{Daemon, FakeCodePipeline, Fixture, SOON, TestEnv, WebhookSource};
+
+const CHANNEL: &str = "C0PAYMENTS1";
+const LEAD: &str = "U0PAYLEAD1";
+const MEMBER: &str = "U0MEMBER01";
+const STRANGER: &str = "U0STRANGER";
+const GROUP: &str = "S0PLATFORM";
+const PIPELINE: &str = "web-app";
+
+struct World {
+    aws: FakeCodePipeline,
+    api: FakeSlackApi,
+    socket: FakeSocketMode,
+    env: TestEnv,
+}
+
+impl World {
+    /// App mode with `[slack.approvals]`: LEAD listed, GROUP (holding MEMBER) listed.
+    async fn start() -> Self {
+        let aws = FakeCodePipeline::with_pipelines(&[PIPELINE]).await;
+        let api = FakeSlackApi::start().await;
+        let socket = FakeSocketMode::start().await;
+        api.set_socket_url(socket.link_url());
+        api.set_group_members(GROUP, &[MEMBER]);
+        let mut env = TestEnv::new(&aws.endpoint(), "http://127.0.0.1:9/unused", &[PIPELINE]);
+        env.spec.webhook = WebhookSource::Nothing;
+        env.spec.extra_slack = api.slack_table_lines(CHANNEL);
+        env.set_env("SLACK_BOT_TOKEN", BOT_TOKEN);
+        env.set_env("SLACK_APP_TOKEN", APP_TOKEN);
+        env.write_config();
+        let world = World {
+            aws,
+            api,
+            socket,
+            env,
+        };
+        world.append_config(&format!(
+            "\n[slack.approvals]\napp_token_env = \"SLACK_APP_TOKEN\"\nallow_users = [\"{LEAD}\"]\nallow_groups = [\"{GROUP}\"]\n"
+        ));
+        world
+    }
+
+    fn append_config(&self, toml: &str) {
+        let mut text = self.env.config_text();
+        text.push_str(toml);
+        std::fs::write(&self.env.config_path, text).expect("config");
+    }
+
+    /// The daemon, its Socket Mode connection open and the waiting approval's alert posted;
+    /// returns the daemon and the alert's approval id (the buttons' value).
+    async fn running_with_alert(&self) -> (Daemon, i64) {
+        self.aws.set_state(PIPELINE, Fixture::Waiting);
+        let daemon = self.env.spawn_run();
+        self.socket.wait_for_connection(0, SOON).await;
+        self.api
+            .wait_until(SOON, |r| r.iter().any(|r| r.method == "chat.postMessage" && r.ok()))
+            .await;
+        let alert = &self.api.calls("chat.postMessage")[0];
+        let id = approval_id(&alert.body).expect("the alert carries buttons");
+        (daemon, id)
+    }
+
+    fn click(&self, conn: usize, user: &str, action: &str, id: i64, action_ts: &str) -> String {
+        self.socket.push_interactive(conn, block_actions(user, action, id, action_ts))
+    }
+
+    fn put_calls(&self) -> Vec<Value> {
+        self.aws
+            .requests()
+            .into_iter()
+            .filter(|r| r.operation == PUT_APPROVAL_RESULT)
+            .map(|r| r.body)
+            .collect()
+    }
+
+    async fn audit(&self) -> Vec<Value> {
+        let out = self.env.run(&["audit", "--json"]).await;
+        out.assert_code(0);
+        serde_json::from_str(&out.stdout).expect("audit JSON")
+    }
+}
+
+/// The approval id in an alert's Approve button.
+fn approval_id(body: &Value) -> Option<i64> {
+    body["blocks"]
+        .as_array()?
+        .iter()
+        .find(|b| b["type"] == "actions")?["elements"][0]["value"]
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+fn block_actions(user: &str, action: &str, id: i64, action_ts: &str) -> Value {
+    json!({
+        "type": "block_actions",
+        "user": { "id": user, "username": format!("name-of-{user}"), "name": format!("name-of-{user}") },
+        "channel": { "id": CHANNEL },
+        "container": { "type": "message", "message_ts": "1.1", "channel_id": CHANNEL },
+        "trigger_id": format!("trigger-{action_ts}"),
+        "response_url": "https://hooks.slack.invalid/actions/T0/1/xyz",
+        "actions": [ {
+            "type": "button",
+            "action_id": format!("approval_watch.{action}"),
+            "block_id": "approval_watch.decide",
+            "value": id.to_string(),
+            "action_ts": action_ts,
+        } ],
+    })
+}
+
+fn view_submission(user: &str, id: i64, view_id: &str, reason: &str) -> Value {
+    json!({
+        "type": "view_submission",
+        "user": { "id": user, "username": format!("name-of-{user}"), "name": format!("name-of-{user}") },
+        "view": {
+            "id": view_id,
+            "type": "modal",
+            "callback_id": "approval_watch.reject",
+            "private_metadata": id.to_string(),
+            "state": { "values": { "reason": { "reason": { "type": "plain_text_input", "value": reason } } } },
+        },
+    })
+}
+
+/// Neither token nor a Socket Mode ticket in anything the daemon wrote.
+fn assert_no_secrets(text: &str) {
+    for secret in [APP_TOKEN, BOT_TOKEN, TICKET_MARK, "XSECRETX"] {
+        assert!(!text.contains(secret), "a secret ({secret}) appears in the output");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_allowed_approve_calls_aws_once_with_the_token_and_names_the_slack_user() {
+    let w = World::start().await;
+    let (daemon, id) = w.running_with_alert().await;
+    let alert = &w.api.calls("chat.postMessage")[0];
+    let buttons = alert.body["blocks"]
+        .as_array()
+        .and_then(|b| b.iter().find(|b| b["type"] == "actions"))
+        .expect("buttons")
+        .clone();
+    assert_eq!(buttons["elements"][0]["style"], "primary");
+    assert!(buttons["elements"][0]["confirm"]["text"]["text"].as_str().unwrap().contains(PIPELINE));
+    assert_eq!(buttons["elements"][1]["style"], "danger");
+
+    let envelope = w.click(0, LEAD, "approve", id, "1700000000.000100");
+    w.socket.wait_for_ack(&envelope, SOON).await;
+    assert!(w.aws.wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON).await);
+    let put = &w.put_calls()[0];
+    assert_eq!(put["pipelineName"], PIPELINE);
+    assert_eq!(put["token"], w.aws.token(PIPELINE).as_str());
+    assert_eq!(put["result"]["status"], "Approved");
+    assert_eq!(
+        put["result"]["summary"],
+        format!("Approved in Slack by name-of-{LEAD} ({LEAD})")
+    );
+
+    // The alert loses its buttons at once, then the poll shows the outcome naming the person.
+    w.api
+        .wait_until(SOON, |r| {
+            r.iter().any(|r| {
+                r.method == "chat.update" && r.body.to_string().contains("waiting for CodePipeline to confirm")
+            })
+        })
+        .await;
+    let first_update = &w.api.calls("chat.update")[0];
+    assert!(approval_id(&first_update.body).is_none(), "buttons gone");
+    w.api
+        .wait_until(SOON, |r| {
+            r.iter().filter(|r| r.method == "chat.update").count() >= 2
+        })
+        .await;
+    let resolved = w.api.calls("chat.update")[1].body.to_string();
+    assert!(resolved.contains(&format!("name-of-{LEAD} ({LEAD}) in Slack")), "{resolved}");
+    assert!(!resolved.contains("i-0bastion"), "the daemon's role is not the reviewer: {resolved}");
+
+    let out = daemon.terminate().await;
+    assert_no_secrets(&out.all_output());
+    let audit = w.audit().await;
+    assert_eq!(audit.len(), 1, "{audit:#?}");
+    assert_eq!(audit[0]["result"], "approved");
+    assert_eq!(audit[0]["user_id"], LEAD);
+    assert_eq!(audit[0]["decision"], "approve");
+    assert_eq!(audit[0]["pipeline"], PIPELINE);
+    assert!(audit[0]["request_id"].as_str().is_some_and(|r| !r.is_empty()), "{audit:#?}");
+    assert_eq!(w.put_calls().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reject_opens_a_modal_and_its_reason_goes_to_codepipeline() {
+    let w = World::start().await;
+    let (daemon, id) = w.running_with_alert().await;
+    w.click(0, LEAD, "reject", id, "1700000000.000200");
+    w.api
+        .wait_until(SOON, |r| r.iter().any(|r| r.method == "views.open"))
+        .await;
+    let open = &w.api.calls("views.open")[0];
+    assert_eq!(open.body["trigger_id"], "trigger-1700000000.000200");
+    assert_eq!(open.body["view"]["callback_id"], "approval_watch.reject");
+    assert_eq!(open.body["view"]["private_metadata"], id.to_string());
+    assert!(w.put_calls().is_empty(), "opening the dialog decides nothing");
+
+    let envelope = w
+        .socket
+        .push_interactive(0, view_submission(LEAD, id, "V0MODAL001", "breaks checkout"));
+    w.socket.wait_for_ack(&envelope, SOON).await;
+    assert!(w.aws.wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON).await);
+    let put = &w.put_calls()[0];
+    assert_eq!(put["result"]["status"], "Rejected");
+    assert_eq!(
+        put["result"]["summary"],
+        format!("Rejected in Slack by name-of-{LEAD} ({LEAD}): breaks checkout")
+    );
+    let out = daemon.terminate().await;
+    assert_no_secrets(&out.all_output());
+    let audit = w.audit().await;
+    assert_eq!(audit[0]["result"], "rejected");
+    assert_eq!(audit[0]["reason"], "breaks checkout");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_not_allowed_gets_an_ephemeral_and_a_denied_row_and_aws_is_not_called() {
+    let w = World::start().await;
+    let (daemon, id) = w.running_with_alert().await;
+    w.click(0, STRANGER, "approve", id, "1700000000.000300");
+    w.api
+        .wait_until(SOON, |r| r.iter().any(|r| r.method == "chat.postEphemeral"))
+        .await;
+    let eph = &w.api.calls("chat.postEphemeral")[0];
+    assert_eq!(eph.body["user"], STRANGER);
+    assert_eq!(eph.body["channel"], CHANNEL);
+    let text = eph.body["text"].as_str().unwrap_or_default();
+    assert!(text.contains(&format!("<@{LEAD}>")) && text.contains(GROUP), "{text}");
+    // A Reject click by a stranger opens no dialog either.
+    w.click(0, STRANGER, "reject", id, "1700000000.000301");
+    w.api
+        .wait_until(SOON, |r| r.iter().filter(|r| r.method == "chat.postEphemeral").count() >= 2)
+        .await;
+    assert!(w.api.calls("views.open").is_empty());
+    daemon.terminate().await;
+    assert!(w.put_calls().is_empty(), "no AWS call for a stranger");
+    let audit = w.audit().await;
+    assert_eq!(audit.len(), 2, "{audit:#?}");
+    assert!(audit.iter().all(|a| a["result"] == "denied" && a["user_id"] == STRANGER));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_of_an_allowed_group_may_approve() {
+    let w = World::start().await;
+    let (daemon, id) = w.running_with_alert().await;
+    w.api
+        .wait_until(SOON, |r| r.iter().any(|r| r.method == "usergroups.users.list"))
+        .await;
+    let list = &w.api.calls("usergroups.users.list")[0];
+    assert_eq!(list.body["usergroup"], GROUP);
+    w.click(0, MEMBER, "approve", id, "1700000000.000400");
+    assert!(w.aws.wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON).await);
+    daemon.terminate().await;
+    assert_eq!(w.audit().await[0]["result"], "approved");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn double_clicks_and_two_people_at_once_call_aws_once() {
+    let w = World::start().await;
+    let (daemon, id) = w.running_with_alert().await;
+    // AWS is slow, so every click arrives while the first is in flight.
+    w.aws
+        .delay_next(PUT_APPROVAL_RESULT, PIPELINE, 1, Duration::from_secs(2));
+    w.click(0, LEAD, "approve", id, "1700000000.000500");
+    w.click(0, LEAD, "approve", id, "1700000000.000501");
+    w.click(0, MEMBER, "approve", id, "1700000000.000502");
+    // A replay of the first envelope (Slack retrying) is not a new click.
+    w.click(0, LEAD, "approve", id, "1700000000.000500");
+    w.api
+        .wait_until(SOON, |r| {
+            r.iter().any(|r| r.method == "chat.update" && r.body.to_string().contains("waiting for CodePipeline"))
+        })
+        .await;
+    daemon.terminate().await;
+    assert_eq!(w.put_calls().len(), 1, "one decision");
+    let audit = w.audit().await;
+    let results: Vec<&str> = audit.iter().filter_map(|a| a["result"].as_str()).collect();
+    assert_eq!(results.iter().filter(|r| **r == "approved").count(), 1, "{results:?}");
+    assert_eq!(
+        results.iter().filter(|r| **r == "already_resolved").count(),
+        2,
+        "the second click and the other person: {results:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn someone_faster_in_the_console_is_no_error() {
+    let w = World::start().await;
+    let (daemon, id) = w.running_with_alert().await;
+    // Approved in the console; the daemon has not polled since.
+    w.aws.set_state(PIPELINE, Fixture::Approved);
+    w.click(0, LEAD, "approve", id, "1700000000.000600");
+    w.api
+        .wait_until(SOON, |r| r.iter().any(|r| r.method == "chat.postEphemeral"))
+        .await;
+    let out = daemon.terminate().await;
+    let audit = w.audit().await;
+    // Either the poll saw it first (no AWS call) or AWS said so; never an error.
+    assert!(
+        audit.iter().all(|a| a["result"] == "already_resolved"),
+        "{audit:#?}"
+    );
+    assert!(
+        out.stderr_lines_with(&["ERROR"]).is_empty(),
+        "{}",
+        out.stderr_lines_with(&["ERROR"]).join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clicks_are_acked_within_three_seconds_while_aws_is_slow() {
+    let w = World::start().await;
+    let (daemon, id) = w.running_with_alert().await;
+    w.aws
+        .delay_next(PUT_APPROVAL_RESULT, PIPELINE, 1, Duration::from_secs(8));
+    let first = w.click(0, LEAD, "approve", id, "1700000000.000700");
+    assert!(w.aws.wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON).await);
+    // AWS is now answering slowly; the next envelope is still acknowledged at once.
+    let second = w.click(0, STRANGER, "approve", id, "1700000000.000701");
+    for envelope in [&first, &second] {
+        let ack = w.socket.wait_for_ack(envelope, SOON).await;
+        let pushed = w.socket.pushed_at(envelope).expect("pushed");
+        let took = ack.at.duration_since(pushed);
+        assert!(took < Duration::from_secs(3), "ack of {envelope} took {took:?}");
+    }
+    daemon.terminate().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_refresh_or_a_dropped_connection_the_next_click_works() {
+    let w = World::start().await;
+    let (daemon, id) = w.running_with_alert().await;
+    w.socket.disconnect(0, "refresh_requested");
+    w.socket.wait_for_connection(1, SOON).await;
+    w.socket.drop_connection(1);
+    w.socket.wait_for_connection(2, SOON).await;
+    w.click(2, LEAD, "approve", id, "1700000000.000800");
+    assert!(w.aws.wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON).await);
+    let out = daemon.terminate().await;
+    assert_no_secrets(&out.all_output());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn link_disabled_stops_reconnecting_and_status_says_so() {
+    let w = World::start().await;
+    let (daemon, _id) = w.running_with_alert().await;
+    w.socket.disconnect(0, "link_disabled");
+    w.socket.wait_for_close(0, SOON).await;
+    let mut found = false;
+    for _ in 0..100 {
+        let out = w.env.run(&["status", "--json"]).await;
+        let doc: Value = serde_json::from_str(&out.stdout).expect("status JSON");
+        if doc["approvals"]["state"] == "disabled" {
+            found = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(found, "status never said disabled");
+    let opens = w.api.calls("apps.connections.open").len();
+    // Cycles go on (a poll or two), and no new connection is asked for.
+    let polls = w.aws.calls("GetPipelineState", PIPELINE);
+    assert!(w.aws.wait_for_calls("GetPipelineState", PIPELINE, polls + 2, SOON).await);
+    assert_eq!(w.api.calls("apps.connections.open").len(), opens);
+    assert_eq!(w.socket.connections().len(), 1);
+    let out = daemon.terminate().await;
+    assert!(out.stderr_plain().contains("link_disabled") || out.stderr_plain().contains("turned off"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_between_the_audit_row_and_aws_no_second_call_without_a_new_click() {
+    let w = World::start().await;
+    let (daemon, id) = w.running_with_alert().await;
+    // AWS hangs; the click's audit row is written and the call is in flight when the kill lands.
+    w.aws
+        .delay_next(PUT_APPROVAL_RESULT, PIPELINE, 1, Duration::from_secs(60));
+    w.click(0, LEAD, "approve", id, "1700000000.000900");
+    assert!(w.aws.wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON).await);
+    daemon.signal("KILL").await;
+    let _ = daemon.wait(SOON).await;
+
+    let daemon = w.env.spawn_run();
+    w.socket.wait_for_connection(1, SOON).await;
+    // A few cycles of the new daemon, and Slack replaying the old envelope: no second call.
+    let polls = w.aws.calls("GetPipelineState", PIPELINE);
+    w.click(1, LEAD, "approve", id, "1700000000.000900");
+    assert!(w.aws.wait_for_calls("GetPipelineState", PIPELINE, polls + 3, SOON).await);
+    assert_eq!(w.put_calls().len(), 1, "no call without a new click");
+    // A new click decides.
+    w.click(1, LEAD, "approve", id, "1700000000.000901");
+    assert!(w.aws.wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 2, SOON).await);
+    daemon.terminate().await;
+    let audit = w.audit().await;
+    let results: Vec<&str> = audit.iter().filter_map(|a| a["result"].as_str()).collect();
+    assert!(results.iter().any(|r| r.starts_with("failed: interrupted")), "{results:?}");
+    assert!(results.contains(&"approved"), "{results:?}");
+}
