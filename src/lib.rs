@@ -29,6 +29,7 @@ mod render;
 mod slack;
 mod slack_api;
 mod small_file;
+pub mod socket_mode;
 pub mod startup;
 pub mod status;
 mod store;
