@@ -32,6 +32,9 @@ use frame::{Disconnect, Frame};
 
 pub use crate::slack_api::{ApiError, ConnectionOpener};
 
+/// A `Retry-After` longer than this is not believed (ARCHITECTURE.md: every wait is bounded).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
 /// One envelope of type `interactive` (a click, a modal submission), already acknowledged.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Interaction {
@@ -200,6 +203,8 @@ impl Runner {
                 () = self.shutdown.cancelled() => break,
                 opened = connection::open(&self.opener, &self.timing) => opened,
             };
+            // Slack's Retry-After, when it gave one, is a floor for the wait.
+            let mut at_least = Duration::ZERO;
             let error = match opened {
                 Ok(conn) => {
                     if connected_before {
@@ -208,7 +213,7 @@ impl Runner {
                     connected_before = true;
                     if backoff.attempt() > 0 {
                         tracing::info!(
-                            attempts = backoff.attempt(),
+                            failed_attempts = backoff.attempt(),
                             "Socket Mode connected again (approvals from Slack)"
                         );
                     } else {
@@ -236,10 +241,16 @@ impl Runner {
                 }
                 Err(e) => {
                     self.log_failure(&e, backoff.attempt() + 1);
+                    if let ConnectError::Open(ApiError::RateLimited {
+                        retry_after: Some(after),
+                    }) = &e
+                    {
+                        at_least = (*after).min(MAX_RETRY_AFTER);
+                    }
                     e.to_string()
                 }
             };
-            let delay = backoff.fail(backoff::jitter());
+            let delay = backoff.fail(backoff::jitter()).max(at_least);
             self.set(ConnectionState::Retrying {
                 attempt: backoff.attempt(),
                 error,
@@ -323,8 +334,8 @@ impl Runner {
                     Err(e) => Next::Closed(e),
                 },
                 () = &mut silence => Next::Closed(format!(
-                    "no frame from Slack for {} s",
-                    self.timing.silence_limit.as_secs()
+                    "no frame from Slack for {}",
+                    humantime::format_duration(self.timing.silence_limit)
                 )),
             };
             match next {
