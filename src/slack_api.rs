@@ -139,70 +139,71 @@ impl SlackApi {
 
     /// One Web API call with the bot token; `Ok` is the answer of an `"ok": true`.
     async fn call(&self, method: &str, body: &Value) -> Result<Value, ApiError> {
-        call(&self.http, &self.base, self.token.expose(), method, body).await
+        Self::call_with(&self.http, &self.base, self.token.expose(), method, body).await
     }
-}
 
-/// One Web API call with `token` in the `Authorization` header; `Ok` is the answer of an
-/// `"ok": true`.
-async fn call(
-    http: &reqwest::Client,
-    base: &url::Url,
-    token: &str,
-    method: &str,
-    body: &Value,
-) -> Result<Value, ApiError> {
-    let url = base
-        .join(method)
-        .map_err(|e| ApiError::Temporary(format!("{method}: bad URL: {e}")))?;
-    let mut response = http
-        .post(url)
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .map_err(|e| ApiError::Temporary(format!("{method}: {}", describe(e))))?;
-    let status = response.status();
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    if status.as_u16() == 429 {
-        return Err(ApiError::RateLimited { retry_after });
-    }
-    let bytes = read_bounded(&mut response)
-        .await
-        .map_err(|e| ApiError::Temporary(format!("{method}: {e}")))?;
-    match status.as_u16() {
-        200 => {}
-        code @ (408 | 500..=599) => {
-            return Err(ApiError::Temporary(format!("{method}: HTTP {code}")));
+    /// One Web API call with `token` (the bot token, or the app-level token for
+    /// [`ConnectionOpener`]) in the `Authorization` header.
+    async fn call_with(
+        http: &reqwest::Client,
+        base: &url::Url,
+        token: &str,
+        method: &str,
+        body: &Value,
+    ) -> Result<Value, ApiError> {
+        let url = base
+            .join(method)
+            .map_err(|e| ApiError::Temporary(format!("{method}: bad URL: {e}")))?;
+        let mut response = http
+            .post(url)
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| ApiError::Temporary(format!("{method}: {}", describe(e))))?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        if status.as_u16() == 429 {
+            return Err(ApiError::RateLimited { retry_after });
         }
-        code => {
-            return Err(ApiError::Permanent {
-                error: format!("HTTP {code}"),
-            });
+        let bytes = read_bounded(&mut response)
+            .await
+            .map_err(|e| ApiError::Temporary(format!("{method}: {e}")))?;
+        match status.as_u16() {
+            200 => {}
+            code @ (408 | 500..=599) => {
+                return Err(ApiError::Temporary(format!("{method}: HTTP {code}")));
+            }
+            code => {
+                return Err(ApiError::Permanent {
+                    error: format!("HTTP {code}"),
+                });
+            }
         }
-    }
-    let answer: Value = serde_json::from_slice(&bytes)
-        .map_err(|_| ApiError::Temporary(format!("{method}: the answer is not JSON (HTTP 200)")))?;
-    if answer.get("ok").and_then(Value::as_bool) == Some(true) {
-        return Ok(answer);
-    }
-    let error = answer
-        .get("error")
-        .and_then(Value::as_str)
-        .unwrap_or("unknown_error");
-    let error = clip(&redact(error, token), MAX_ERROR_CHARS);
-    Err(match error.as_str() {
-        "ratelimited" | "rate_limited" => ApiError::RateLimited { retry_after },
-        "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => {
-            ApiError::Temporary(format!("{method}: {error}"))
+        let answer: Value = serde_json::from_slice(&bytes).map_err(|_| {
+            ApiError::Temporary(format!("{method}: the answer is not JSON (HTTP 200)"))
+        })?;
+        if answer.get("ok").and_then(Value::as_bool) == Some(true) {
+            return Ok(answer);
         }
-        _ => ApiError::Permanent { error },
-    })
+        let error = answer
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown_error");
+        let error = clip(&redact(error, token), MAX_ERROR_CHARS);
+        Err(match error.as_str() {
+            "ratelimited" | "rate_limited" => ApiError::RateLimited { retry_after },
+            "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => {
+                ApiError::Temporary(format!("{method}: {error}"))
+            }
+            _ => ApiError::Permanent { error },
+        })
+    }
 }
 
 /// The one HTTP client setup for the Web API, whichever token it carries.
@@ -334,7 +335,7 @@ impl ConnectionOpener {
     /// never travels in the clear.
     pub async fn open(&self) -> Result<url::Url, ApiError> {
         const METHOD: &str = "apps.connections.open";
-        let answer = call(
+        let answer = SlackApi::call_with(
             &self.http,
             &self.base,
             self.token.expose(),
