@@ -1,8 +1,8 @@
 //! An in-process fake of Slack's Web API on 127.0.0.1:0: `auth.test`, `chat.postMessage`
 //! (a fresh `ts` per message), `chat.update`, `apps.connections.open` (with the app-level
-//! token: a URL to the fake Socket Mode server with a fresh ticket), with the messages it holds (so a test can read
-//! the channel and its threads as a person would), scripted error answers per method, and a
-//! log of every request with its headers.
+//! token: a URL to the fake Socket Mode server with a fresh ticket), with the messages it
+//! holds (so a test can read the channel and its threads as a person would), scripted error
+//! answers per method, and a log of every request with its headers.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
