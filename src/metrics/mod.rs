@@ -75,7 +75,8 @@ pub fn slack_error(error: &str) {
         .add(1);
 }
 
-/// The Socket Mode connection is now in `state` (`connecting`, `connected`, …).
+/// The Socket Mode connection is now in `state` (`connecting`, `connected`, …); any other
+/// word (`off`) takes it out of `/metrics` and `/healthz`, for when approvals are turned off.
 pub fn socket_state(state: &str) {
     let code = SOCKET_STATES
         .iter()
