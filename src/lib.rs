@@ -7,6 +7,7 @@
 //!
 //! Modules are private unless the integration tests, the demo or the benchmark drive them.
 
+mod approve;
 pub mod aws;
 mod budget;
 pub mod cli;
@@ -29,6 +30,7 @@ mod render;
 mod slack;
 mod slack_api;
 mod small_file;
+pub mod socket_mode;
 pub mod startup;
 pub mod status;
 pub mod store;

@@ -14,8 +14,16 @@ mod escape;
 use escape::EscapedFields;
 
 /// HTTP client internals log request URLs at debug and trace; one of those URLs is the
-/// Slack webhook, a secret. They are capped at `info` whatever `RUST_LOG` asks for.
-const SECRET_SAFE_CAPS: [&str; 4] = ["reqwest=info", "hyper=info", "hyper_util=info", "h2=info"];
+/// Slack webhook, a secret, and the WebSocket library logs its request (the Socket Mode URL
+/// with its ticket) at trace. They are capped at `info` whatever `RUST_LOG` asks for.
+const SECRET_SAFE_CAPS: [&str; 6] = [
+    "reqwest=info",
+    "hyper=info",
+    "hyper_util=info",
+    "h2=info",
+    "tungstenite=info",
+    "tokio_tungstenite=info",
+];
 
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

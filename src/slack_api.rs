@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::BotToken;
+use crate::config::{AppToken, BotToken};
 
 /// A Web API answer, as far as delivery cares.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,14 +101,11 @@ pub struct SlackApi {
 impl SlackApi {
     /// `base` ends with `/` (the config makes sure), so methods join onto it.
     pub fn new(base: url::Url, token: BotToken) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(Duration::from_secs(5))
-            // A redirect could carry the Authorization header elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("approval-watch/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self { http, base, token })
+        Ok(Self {
+            http: http_client()?,
+            base,
+            token,
+        })
     }
 
     /// `chat.postMessage`: the channel and `ts` of the posted message.
@@ -179,16 +176,26 @@ impl SlackApi {
             .collect())
     }
 
-    /// One Web API call; `Ok` is the answer of an `"ok": true`.
+    /// One Web API call with the bot token; `Ok` is the answer of an `"ok": true`.
     async fn call(&self, method: &str, body: &Value) -> Result<Value, ApiError> {
-        let url = self
-            .base
+        Self::call_with(&self.http, &self.base, self.token.expose(), method, body).await
+    }
+
+    /// One Web API call with `token` (the bot token, or the app-level token for
+    /// [`ConnectionOpener`]) in the `Authorization` header.
+    async fn call_with(
+        http: &reqwest::Client,
+        base: &url::Url,
+        token: &str,
+        method: &str,
+        body: &Value,
+    ) -> Result<Value, ApiError> {
+        let url = base
             .join(method)
             .map_err(|e| ApiError::Temporary(format!("{method}: bad URL: {e}")))?;
-        let mut response = self
-            .http
+        let mut response = http
             .post(url)
-            .bearer_auth(self.token.expose())
+            .bearer_auth(token)
             .json(body)
             .send()
             .await
@@ -227,7 +234,7 @@ impl SlackApi {
             .get("error")
             .and_then(Value::as_str)
             .unwrap_or("unknown_error");
-        let error = clip(&redact(error, self.token.expose()), MAX_ERROR_CHARS);
+        let error = clip(&redact(error, token), MAX_ERROR_CHARS);
         Err(match error.as_str() {
             "ratelimited" | "rate_limited" => ApiError::RateLimited { retry_after },
             "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => {
@@ -246,6 +253,17 @@ pub fn is_user_id(s: &str) -> bool {
     (2..=32).contains(&s.len())
         && s.starts_with(['U', 'W'])
         && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+/// The one HTTP client setup for the Web API, whichever token it carries.
+fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(Duration::from_secs(5))
+        // A redirect could carry the Authorization header elsewhere.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("approval-watch/", env!("CARGO_PKG_VERSION")))
+        .build()
 }
 
 fn posted(answer: &Value) -> Option<Posted> {
@@ -317,6 +335,118 @@ fn clip(s: &str, max: usize) -> String {
     out
 }
 
+// ---------------------------------------------------------------------------------------------
+// Socket Mode: `apps.connections.open` with the app-level token (see ARCHITECTURE.md,
+// `socket_mode`).
+
+/// Where the app-level token is configured, for advice when no key is given.
+const APP_TOKEN_KEYS: &str = "slack.approvals.app_token_*";
+
+/// Opens Socket Mode connections: `apps.connections.open` with the app-level token (`xapp-…`) in
+/// the `Authorization` header only. The URL it returns carries a one-time ticket, so it is a
+/// secret too: only its scheme and host ever reach a log or an error.
+#[derive(Clone)]
+pub struct ConnectionOpener {
+    http: reqwest::Client,
+    base: url::Url,
+    token: AppToken,
+    token_key: String,
+}
+
+impl std::fmt::Debug for ConnectionOpener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionOpener")
+            .field("base", &self.base.as_str())
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectionOpener {
+    /// `base` is `[slack] api_url` (ends with `/`, as for [`SlackApi::new`]).
+    pub fn new(base: url::Url, token: AppToken) -> Result<Self, reqwest::Error> {
+        Ok(Self {
+            http: http_client()?,
+            base,
+            token,
+            token_key: APP_TOKEN_KEYS.to_owned(),
+        })
+    }
+
+    /// The config key the token came from, named by [`ConnectionOpener::advice`].
+    pub fn with_token_key(mut self, key: impl Into<String>) -> Self {
+        self.token_key = key.into();
+        self
+    }
+
+    /// `apps.connections.open` → the WebSocket URL: `wss://` to any host, `ws://` only to a
+    /// loopback host (the tests' fake). Anything else is refused, so the app token's ticket
+    /// never travels in the clear.
+    pub async fn open(&self) -> Result<url::Url, ApiError> {
+        const METHOD: &str = "apps.connections.open";
+        let answer = SlackApi::call_with(
+            &self.http,
+            &self.base,
+            self.token.expose(),
+            METHOD,
+            &serde_json::json!({}),
+        )
+        .await?;
+        let raw = answer
+            .get("url")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::Temporary(format!("{METHOD} answered ok without a url")))?;
+        socket_url(raw).map_err(|why| ApiError::Temporary(format!("{METHOD}: {why}")))
+    }
+
+    /// What a person must fix for a permanent error of [`ConnectionOpener::open`].
+    pub fn advice(&self, error: &str) -> Option<String> {
+        socket_advice(error, &self.token_key)
+    }
+}
+
+/// What to do about a permanent error from `apps.connections.open`; `None` for the rest.
+pub fn socket_advice(error: &str, token_key: &str) -> Option<String> {
+    if AUTH_ERRORS.contains(&error) || error == "not_allowed_token_type" {
+        return Some(format!(
+            "the app-level token was refused: create one under Basic Information → App-Level Tokens with the connections:write scope and put it (xapp-…) in {token_key}"
+        ));
+    }
+    match error {
+        "missing_scope" => Some(format!(
+            "the app-level token lacks the connections:write scope: create one with it and put it in {token_key}"
+        )),
+        _ => None,
+    }
+}
+
+/// The URL `apps.connections.open` answered, if it is one to connect to. The error names the
+/// scheme and host only: the query holds the ticket.
+fn socket_url(raw: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("the answered url is not a URL ({e})"))?;
+    let host = match url.host() {
+        Some(host) => host,
+        None => return Err("the answered url has no host".to_owned()),
+    };
+    let loopback = match &host {
+        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    };
+    match url.scheme() {
+        "wss" => Ok(url),
+        "ws" if loopback => Ok(url),
+        "ws" => Err(format!(
+            "refused the unencrypted ws:// URL to {} (only wss://, or ws:// to a loopback host)",
+            clip(&host.to_string(), MAX_ERROR_CHARS)
+        )),
+        other => Err(format!(
+            "refused a {}:// URL (expected wss://)",
+            clip(other, 20)
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,5 +476,49 @@ mod tests {
     fn clip_bounds_and_neutralises_control_characters() {
         assert_eq!(clip("a\nb", 10), "a?b");
         assert_eq!(clip("abcdef", 3), "abc…");
+    }
+
+    #[test]
+    fn socket_urls_are_wss_or_loopback_ws_and_errors_hide_the_ticket() {
+        for ok in [
+            "wss://wss-primary.slack.com/link/?ticket=T1&app_id=A1",
+            "wss://example.org/x",
+            "ws://127.0.0.1:4000/link/?ticket=T1",
+            "ws://[::1]:4000/link/",
+            "ws://localhost:4000/",
+        ] {
+            assert!(socket_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "ws://wss-primary.slack.com/link/?ticket=SECRETTICKET",
+            "http://127.0.0.1/?ticket=SECRETTICKET",
+            "https://slack.com/?ticket=SECRETTICKET",
+            "not a url SECRETTICKET",
+            "wss:///?ticket=SECRETTICKET",
+        ] {
+            let e = socket_url(bad).unwrap_err();
+            assert!(!e.contains("SECRETTICKET"), "{e}");
+        }
+        assert!(
+            socket_url("ws://10.0.0.1/")
+                .unwrap_err()
+                .contains("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn socket_advice_names_the_token_and_its_scope() {
+        for error in ["invalid_auth", "not_allowed_token_type", "token_revoked"] {
+            let a = socket_advice(error, "slack.approvals.app_token_env").unwrap();
+            assert!(a.contains("xapp-"), "{a}");
+            assert!(a.contains("connections:write"), "{a}");
+            assert!(a.contains("slack.approvals.app_token_env"), "{a}");
+        }
+        assert!(
+            socket_advice("missing_scope", "k")
+                .unwrap()
+                .contains("connections:write")
+        );
+        assert_eq!(socket_advice("internal_error", "k"), None);
     }
 }

@@ -11,7 +11,7 @@ mod decide;
 mod payload;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -25,8 +25,8 @@ use crate::slack_api::{ApiError, ConnectionOpener, SlackApi};
 use crate::socket_mode::{self, ConnectionState, Interaction};
 use crate::store::{AuditLog, Claim, ClickTarget, Decision, StoreError};
 
-pub use decide::{MAX_SUMMARY_CHARS, Membership, may_decide, summary};
-pub use payload::{Click, Request, User, parse};
+use decide::{Membership, may_decide, summary};
+use payload::{Click, Request, parse};
 
 /// User groups are read again this often (`usergroups.users.list`).
 const GROUP_REFRESH: Duration = Duration::from_secs(5 * 60);
@@ -52,7 +52,6 @@ pub struct Setup {
 
 /// The running service; dropping it does not stop it, cancelling its token does.
 pub struct Running {
-    pub state: tokio::sync::watch::Receiver<ConnectionState>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -69,7 +68,9 @@ struct Ctx {
     config: Arc<Config>,
     aws: Arc<CodePipeline>,
     slack: SlackApi,
-    audit: Mutex<AuditLog>,
+    /// The audit log is opened afresh for each use: a database put back in place under the
+    /// daemon (see `store/in_place.rs`) is then the one written, and clicks are rare.
+    state_path: PathBuf,
     membership: RwLock<Membership>,
     clock: Clock,
 }
@@ -89,17 +90,16 @@ pub fn spawn(setup: Setup, shutdown: &CancellationToken) -> Result<Running, Stor
     let stop = shutdown.child_token();
     let (tx, rx) = mpsc::channel(QUEUE);
     let socket = socket_mode::spawn(setup.opener, tx, stop.clone());
-    let state = socket.state.clone();
     let ctx = Arc::new(Ctx {
         config: setup.config,
         aws: setup.aws,
         slack: setup.slack,
-        audit: Mutex::new(audit),
+        state_path: setup.state_path,
         membership: RwLock::new(Membership::default()),
         clock: setup.clock,
     });
     let task = tokio::spawn(serve(ctx, rx, socket.state, stop.clone()));
-    Ok(Running { state, stop, task })
+    Ok(Running { stop, task })
 }
 
 async fn serve(
@@ -138,13 +138,20 @@ async fn serve(
     record_state(&ctx, &ConnectionState::Stopped);
 }
 
+impl Ctx {
+    fn audit(&self) -> Result<AuditLog, StoreError> {
+        AuditLog::open(&self.state_path)
+    }
+}
+
 fn record_state(ctx: &Ctx, state: &ConnectionState) {
     let detail = match state {
         ConnectionState::Retrying { error, .. } => Some(error.as_str()),
         _ => None,
     };
-    if let Ok(audit) = ctx.audit.lock()
-        && let Err(e) = audit.set_connection(state.as_str(), detail, ctx.clock.now())
+    if let Err(e) = ctx
+        .audit()
+        .and_then(|a| a.set_connection(state.as_str(), detail, ctx.clock.now()))
     {
         tracing::warn!("cannot record the Socket Mode connection's state: {e}");
     }
@@ -209,11 +216,13 @@ enum Refusal {
 
 /// The approval a click names, if it exists, is waiting and the user may decide it.
 fn check(ctx: &Ctx, click: &Click) -> Result<ClickTarget, (Refusal, Option<ClickTarget>)> {
-    let target = ctx
-        .audit
-        .lock()
-        .ok()
-        .and_then(|a| a.approval(click.approval_id).ok().flatten());
+    let target = match ctx.audit().and_then(|a| a.approval(click.approval_id)) {
+        Ok(target) => target,
+        Err(e) => {
+            tracing::error!(user = %click.user.id, "cannot look up the clicked approval: {e}");
+            None
+        }
+    };
     let Some(target) = target else {
         return Err((Refusal::Unknown, None));
     };
@@ -269,9 +278,8 @@ async fn refuse(ctx: &Ctx, click: &Click, decision: Decision, refusal: Refusal, 
 fn audit_record(ctx: &Ctx, click: &Click, decision: Decision, target: Option<&ClickTarget>, result: &str) {
     let row = audit_click(click, decision, None);
     let written = ctx
-        .audit
-        .lock()
-        .map_err(|_| "the audit log is poisoned".to_owned())
+        .audit()
+        .map_err(|e| e.to_string())
         .and_then(|a| a.record(&row, target, result, ctx.clock.now()).map_err(|e| e.to_string()));
     if let Err(e) = written {
         tracing::error!(user = %click.user.id, result, "cannot write the audit row: {e}");
@@ -319,9 +327,8 @@ async fn decide(ctx: &Ctx, click: &Click, verdict: Verdict, reason: Option<&str>
     let row = audit_click(click, decision, reason);
     // The durable record comes first: a second click, a replay or a restart finds it.
     let claim = ctx
-        .audit
-        .lock()
-        .map_err(|_| "the audit log is poisoned".to_owned())
+        .audit()
+        .map_err(|e| e.to_string())
         .and_then(|a| a.claim(&row, &target, ctx.clock.now()).map_err(|e| e.to_string()));
     let audit_id = match claim {
         Ok(Claim::Go(id)) => id,
@@ -358,9 +365,8 @@ async fn decide(ctx: &Ctx, click: &Click, verdict: Verdict, reason: Option<&str>
         Err(e) => (format!("failed: {}: {}", e.code, e.message), e.request_id.clone()),
     };
     let finished = ctx
-        .audit
-        .lock()
-        .map_err(|_| "the audit log is poisoned".to_owned())
+        .audit()
+        .map_err(|e| e.to_string())
         .and_then(|a| a.finish(audit_id, &result, request_id.as_deref()).map_err(|e| e.to_string()));
     if let Err(e) = finished {
         tracing::error!(audit_id, "cannot record AWS's answer in the audit: {e}");
@@ -380,7 +386,15 @@ async fn decide(ctx: &Ctx, click: &Click, verdict: Verdict, reason: Option<&str>
                 Verdict::Approve => render::Decided::Approved,
                 Verdict::Reject => render::Decided::Rejected,
             };
-            if let Some(message) = &target.slack {
+            // Read again: an alert posted a moment before the click may have had its place
+            // recorded only now.
+            let slack = ctx
+                .audit()
+                .ok()
+                .and_then(|a| a.approval(click.approval_id).ok().flatten())
+                .and_then(|t| t.slack)
+                .or(target.slack.clone());
+            if let Some(message) = &slack {
                 let mut body = render::decided_alert(
                     &target.approval,
                     decided,

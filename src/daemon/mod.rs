@@ -215,7 +215,11 @@ fn start_approvals(
     shutdown: &CancellationToken,
 ) -> Option<approve::Running> {
     let state_path = watcher.config().state_path.clone();
-    let setup = watcher.take_approvals(&state_path)?;
+    let Some(setup) = watcher.take_approvals(&state_path) else {
+        // Approvals turned off (or never on): no connection series in the metrics.
+        metrics::socket_state("off");
+        return None;
+    };
     match approve::spawn(setup, shutdown) {
         Ok(running) => Some(running),
         Err(e) => {

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,12 @@ const CYCLE_BUCKETS: [f64; 12] = [
 /// rate() over them works from the start.
 const MESSAGE_KINDS: [&str; 4] = ["alert", "reminder", "resolution", "digest"];
 const SLACK_FAILURE_KINDS: [&str; 3] = ["rate_limited", "temporary", "permanent"];
+
+/// The Socket Mode connection's states (`socket_mode::ConnectionState::as_str`), stored as
+/// their position + 1 so `/healthz` reads them from an atomic; 0 = no connection task.
+const SOCKET_STATES: [&str; 5] = ["connecting", "connected", "retrying", "disabled", "stopped"];
+/// Why a new Socket Mode connection replaced the last one.
+const SOCKET_RECONNECT_REASONS: [&str; 2] = ["refresh", "dropped"];
 
 /// `/healthz` turns unhealthy after this many poll intervals without a successful cycle.
 const UNHEALTHY_AFTER_INTERVALS: u32 = 3;
@@ -65,6 +71,27 @@ pub fn slack_error(error: &str) {
         .lock()
         .slack_errors
         .entry(error.to_owned())
+        .or_default()
+        .add(1);
+}
+
+/// The Socket Mode connection is now in `state` (`connecting`, `connected`, …); any other
+/// word (`off`) takes it out of `/metrics` and `/healthz`, for when approvals are turned off.
+pub fn socket_state(state: &str) {
+    let code = SOCKET_STATES
+        .iter()
+        .position(|s| *s == state)
+        .and_then(|i| u8::try_from(i + 1).ok())
+        .unwrap_or(0);
+    global().socket_state.store(code, Ordering::Relaxed);
+}
+
+/// A new Socket Mode connection replaced the last one: `refresh` (Slack asked) or `dropped`.
+pub fn socket_reconnect(reason: &str) {
+    global()
+        .lock()
+        .socket_reconnects
+        .entry(reason.to_owned())
         .or_default()
         .add(1);
 }
@@ -147,6 +174,8 @@ struct Inner {
     reloads_failed: Counter,
     /// Seconds between reads of an idle pipeline, per (account, region).
     idle_rhythms: BTreeMap<(String, String), u64>,
+    /// New Socket Mode connections after the first, by reason.
+    socket_reconnects: BTreeMap<String, Counter>,
 }
 
 /// The registry. One per process ([`global`]); tests make their own.
@@ -159,6 +188,8 @@ pub struct Metrics {
     /// of the last successful cycle in nanoseconds after `started`, plus one (0: none yet).
     poll_interval_ms: AtomicU64,
     last_success_ns: AtomicU64,
+    /// The Socket Mode connection's state ([`SOCKET_STATES`] position + 1; 0 = none).
+    socket_state: AtomicU8,
 }
 
 impl Default for Metrics {
@@ -205,6 +236,7 @@ impl Metrics {
             inner: Mutex::new(inner),
             poll_interval_ms: AtomicU64::new(30_000),
             last_success_ns: AtomicU64::new(0),
+            socket_state: AtomicU8::new(0),
         }
     }
 
@@ -278,12 +310,21 @@ impl Metrics {
             ),
         };
         let ago = since.elapsed();
-        let text = format!(
+        let mut text = format!(
             "{what} {:.1} s ago (unhealthy after {} s)",
             ago.as_secs_f64(),
             limit.as_secs()
         );
+        // Approvals from Slack are an extra: their connection is told, never judged here.
+        if let Some(state) = self.socket_state_name() {
+            let _ = write!(text, "; Slack Socket Mode: {state}");
+        }
         if ago <= limit { Ok(text) } else { Err(text) }
+    }
+
+    fn socket_state_name(&self) -> Option<&'static str> {
+        let code = usize::from(self.socket_state.load(Ordering::Relaxed));
+        SOCKET_STATES.get(code.checked_sub(1)?).copied()
     }
 
     /// The Prometheus text exposition format.
@@ -533,6 +574,34 @@ impl Metrics {
                 label(region)
             );
         }
+
+        // Only once a Socket Mode task ran: a 0 would page people who never turned it on.
+        if let Some(state) = self.socket_state_name() {
+            header(
+                &mut out,
+                "slack_socket_connected",
+                "gauge",
+                "1 while the Socket Mode connection (approvals from Slack) is open, else 0.",
+            );
+            let _ = writeln!(
+                out,
+                "approval_watch_slack_socket_connected {}",
+                u8::from(state == "connected")
+            );
+            header(
+                &mut out,
+                "slack_socket_reconnects_total",
+                "counter",
+                "New Socket Mode connections after the first, by reason: refresh (Slack asked) or dropped (the last one was lost).",
+            );
+            for reason in SOCKET_RECONNECT_REASONS {
+                let n = inner.socket_reconnects.get(reason).map_or(0, |c| c.0);
+                let _ = writeln!(
+                    out,
+                    "approval_watch_slack_socket_reconnects_total{{reason=\"{reason}\"}} {n}"
+                );
+            }
+        }
         out
     }
 }
@@ -670,5 +739,33 @@ mod tests {
             reads_saved: 0,
         });
         assert!(m.health().unwrap().contains("last successful cycle"));
+    }
+
+    #[test]
+    fn the_socket_connection_is_shown_once_a_task_ran() {
+        let m = Metrics::new();
+        m.set_poll_interval(Duration::from_secs(60));
+        assert!(!m.render().contains("slack_socket"));
+        assert!(!m.health().unwrap().contains("Socket Mode"));
+        m.socket_state.store(2, Ordering::Relaxed);
+        let text = m.render();
+        assert!(
+            text.contains("approval_watch_slack_socket_connected 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("approval_watch_slack_socket_reconnects_total{reason=\"refresh\"} 0\n")
+        );
+        assert!(
+            m.health()
+                .unwrap()
+                .ends_with("; Slack Socket Mode: connected")
+        );
+        m.socket_state.store(4, Ordering::Relaxed);
+        assert!(
+            m.render()
+                .contains("approval_watch_slack_socket_connected 0\n")
+        );
+        assert!(m.health().unwrap().ends_with("Slack Socket Mode: disabled"));
     }
 }

@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::{context, mrkdwn_field, name, plain_text, section, subject};
+use super::{context, mrkdwn_field, plain_text, section, subject};
 use crate::model::{Approval, ApprovalKey};
 
 /// `action_id`s of the two buttons and `callback_id` of the modal; anything else that arrives
@@ -137,11 +137,6 @@ pub fn who_may(users: &[String], groups: &[String]) -> String {
     } else {
         names.join(", ")
     }
-}
-
-/// The pipeline, stage and action of `key`, escaped, for ephemerals.
-pub fn subject_line(key: &ApprovalKey) -> String {
-    subject(key)
 }
 
 #[cfg(test)]

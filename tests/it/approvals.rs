@@ -8,7 +8,7 @@ use crate::support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::fake_codepipeline::PUT_APPROVAL_RESULT;
+use support::fake_codepipeline::{InjectedError, PUT_APPROVAL_RESULT};
 use support::fake_slack_api::{APP_TOKEN, BOT_TOKEN, FakeSlackApi, TICKET_MARK};
 use support::fake_socket_mode::FakeSocketMode;
 use support::{Daemon, FakeCodePipeline, Fixture, SOON, TestEnv, WebhookSource};
@@ -70,6 +70,13 @@ impl World {
             .await;
         let alert = &self.api.calls("chat.postMessage")[0];
         let id = approval_id(&alert.body).expect("the alert carries buttons");
+        // Clicks come after the alert's place is recorded, as they do in Slack (a person
+        // needs longer than the daemon's write).
+        let recorded = support::runner::eventually(SOON, || {
+            support::state_db::slack_ts_recorded(&self.env.state_path)
+        })
+        .await;
+        assert!(recorded, "the alert's channel and ts were never recorded");
         (daemon, id)
     }
 
@@ -390,9 +397,16 @@ async fn link_disabled_stops_reconnecting_and_status_says_so() {
 async fn killed_between_the_audit_row_and_aws_no_second_call_without_a_new_click() {
     let w = World::start().await;
     let (daemon, id) = w.running_with_alert().await;
-    // AWS hangs; the click's audit row is written and the call is in flight when the kill lands.
+    // AWS hangs without taking the decision; the click's audit row is written and the call is
+    // in flight when the kill lands.
     w.aws
         .delay_next(PUT_APPROVAL_RESULT, PIPELINE, 1, Duration::from_secs(60));
+    w.aws.fail_next(
+        PUT_APPROVAL_RESULT,
+        PIPELINE,
+        1,
+        InjectedError::new(500, "InternalServerException", "never answered"),
+    );
     w.click(0, LEAD, "approve", id, "1700000000.000900");
     assert!(w.aws.wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON).await);
     daemon.signal("KILL").await;
@@ -407,8 +421,9 @@ async fn killed_between_the_audit_row_and_aws_no_second_call_without_a_new_click
     assert_eq!(w.put_calls().len(), 1, "no call without a new click");
     // A new click decides.
     w.click(1, LEAD, "approve", id, "1700000000.000901");
-    assert!(w.aws.wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 2, SOON).await);
-    daemon.terminate().await;
+    let called = w.aws.wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 2, SOON).await;
+    let out = daemon.terminate().await;
+    assert!(called, "{}", out.stderr_lines_with(&["Slack"]).join("\n"));
     let audit = w.audit().await;
     let results: Vec<&str> = audit.iter().filter_map(|a| a["result"].as_str()).collect();
     assert!(results.iter().any(|r| r.starts_with("failed: interrupted")), "{results:?}");

@@ -41,5 +41,6 @@ mod polling;
 mod readme_schemas;
 mod routing;
 mod shutdown;
+mod socket_mode;
 mod state_file;
 mod systemd;

@@ -1,7 +1,8 @@
 //! An in-process fake of Slack's Web API on 127.0.0.1:0: `auth.test`, `chat.postMessage`
-//! (a fresh `ts` per message), `chat.update`, with the messages it holds (so a test can read
-//! the channel and its threads as a person would), scripted error answers per method, and a
-//! log of every request with its headers.
+//! (a fresh `ts` per message), `chat.update`, `apps.connections.open` (with the app-level
+//! token: a URL to the fake Socket Mode server with a fresh ticket), with the messages it
+//! holds (so a test can read the channel and its threads as a person would), scripted error
+//! answers per method, and a log of every request with its headers.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -19,6 +20,10 @@ use tokio::task::JoinHandle;
 
 /// The bot token the fake accepts. It must never show up in any output of the binary.
 pub const BOT_TOKEN: &str = "xoxb-111-222-XSECRETXbotXtokenX9876";
+/// The app-level token the fake accepts for `apps.connections.open`. Never in any output.
+pub const APP_TOKEN: &str = "xapp-1-A0TEST-1234-XSECRETXappXtokenX5678";
+/// Every ticket in a Socket Mode URL starts with this; it must never show up in any output.
+pub const TICKET_MARK: &str = "XTICKETX";
 
 /// A scripted answer for the next call of one method.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +64,11 @@ impl ApiRequest {
     pub fn ok(&self) -> bool {
         self.status == 200 && self.answer["ok"] == true
     }
+
+    /// The token of the `Authorization: Bearer …` header.
+    pub fn bearer(&self) -> Option<&str> {
+        self.headers.get("authorization")?.strip_prefix("Bearer ")
+    }
 }
 
 /// A message as the channel holds it.
@@ -82,6 +92,11 @@ struct Inner {
     next_ts: u64,
     /// Every answer waits this long (so a kill can land mid-request).
     delay: Option<Duration>,
+    /// `apps.connections.open` hands out this URL plus a ticket (`FakeSocketMode::link_url`).
+    socket_url: Option<String>,
+    tickets: u64,
+    /// `usergroups.users.list` answers: group id → its members.
+    groups: HashMap<String, Vec<String>>,
 }
 
 #[derive(Clone)]
@@ -142,6 +157,19 @@ impl FakeSlackApi {
     /// Every answer from now on waits `delay` (the request is logged on arrival).
     pub fn set_delay(&self, delay: Duration) {
         self.shared.inner.lock().unwrap().delay = Some(delay);
+    }
+
+    /// `apps.connections.open` answers `url?ticket=XTICKETX-n&app_id=A0TEST` from now on.
+    pub fn set_socket_url(&self, url: impl Into<String>) {
+        self.shared.inner.lock().unwrap().socket_url = Some(url.into());
+    }
+
+    /// `usergroups.users.list` for `group` answers `members` from now on.
+    pub fn set_group_members(&self, group: &str, members: &[&str]) {
+        self.shared.inner.lock().unwrap().groups.insert(
+            group.to_owned(),
+            members.iter().map(|m| (*m).to_owned()).collect(),
+        );
     }
 
     /// Answers the next call of `method` with `answer` (after those already queued).
@@ -266,8 +294,14 @@ async fn handle(
             }
             _ => inner.delay,
         };
-        let authorized = headers.get("authorization").map(String::as_str)
-            == Some(&format!("Bearer {BOT_TOKEN}"));
+        // apps.connections.open takes the app-level token, every other method the bot token.
+        let token = if method == "apps.connections.open" {
+            APP_TOKEN
+        } else {
+            BOT_TOKEN
+        };
+        let authorized =
+            headers.get("authorization").map(String::as_str) == Some(&format!("Bearer {token}"));
         let (status, answer, retry_after) = match scripted {
             Some(ApiAnswer::Http {
                 status,
@@ -275,7 +309,15 @@ async fn handle(
             }) => (status, json!({"ok": false}), retry_after),
             Some(ApiAnswer::Error(e)) => (200, json!({"ok": false, "error": e}), None),
             Some(ApiAnswer::Raw { status, body }) => (status, Value::String(body), None),
-            _ if !authorized => (200, json!({"ok": false, "error": "invalid_auth"}), None),
+            _ if !authorized => {
+                let error = match headers.get("authorization") {
+                    Some(h) if method == "apps.connections.open" && h.contains("xoxb-") => {
+                        "not_allowed_token_type"
+                    }
+                    _ => "invalid_auth",
+                };
+                (200, json!({"ok": false, "error": error}), None)
+            }
             _ => (200, answer_for(&mut inner, &method, &body), None),
         };
         inner.requests.push(ApiRequest {
@@ -355,6 +397,36 @@ fn answer_for(inner: &mut Inner, method: &str, body: &Value) -> Value {
                     json!({"ok": true, "channel": channel, "ts": ts})
                 }
                 None => json!({"ok": false, "error": "message_not_found"}),
+            }
+        }
+        "apps.connections.open" => match &inner.socket_url {
+            Some(url) => {
+                inner.tickets += 1;
+                let url = format!(
+                    "{url}?ticket={TICKET_MARK}-{}-secret&app_id=A0TEST",
+                    inner.tickets
+                );
+                json!({"ok": true, "url": url})
+            }
+            None => json!({"ok": false, "error": "socket_mode_not_enabled"}),
+        },
+        "views.open" => {
+            if body["trigger_id"].as_str().unwrap_or_default().is_empty() {
+                return json!({"ok": false, "error": "invalid_trigger_id"});
+            }
+            json!({"ok": true, "view": {"id": "V0OPENED01"}})
+        }
+        "chat.postEphemeral" => {
+            if channel.is_empty() || body["user"].as_str().unwrap_or_default().is_empty() {
+                return json!({"ok": false, "error": "channel_not_found"});
+            }
+            json!({"ok": true, "message_ts": "1700000000.999999"})
+        }
+        "usergroups.users.list" => {
+            let group = body["usergroup"].as_str().unwrap_or_default();
+            match inner.groups.get(group) {
+                Some(users) => json!({"ok": true, "users": users}),
+                None => json!({"ok": false, "error": "no_such_subteam"}),
             }
         }
         _ => json!({"ok": false, "error": "unknown_method"}),

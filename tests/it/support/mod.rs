@@ -8,6 +8,7 @@ pub mod fake_codepipeline;
 pub mod fake_heartbeat;
 pub mod fake_slack;
 pub mod fake_slack_api;
+pub mod fake_socket_mode;
 pub mod fake_sts;
 pub mod fixtures;
 pub mod flaky_port;

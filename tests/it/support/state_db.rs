@@ -94,6 +94,19 @@ pub fn approvals(path: &Path) -> Vec<ApprovalRow> {
     .unwrap_or_default()
 }
 
+/// Whether some approval has the channel and `ts` of its app-mode alert recorded.
+pub fn slack_ts_recorded(path: &Path) -> bool {
+    open(path)
+        .and_then(|conn| {
+            conn.query_row(
+                "SELECT COUNT(*) FROM approvals WHERE slack_ts IS NOT NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .is_ok_and(|n| n > 0)
+}
+
 /// `PRAGMA integrity_check` (`"ok"` when consistent), opened read-write so that a WAL left by
 /// a killed process is recovered the way the daemon would.
 pub fn integrity_check(path: &Path) -> String {
