@@ -3,7 +3,8 @@
 //! and every Slack message printed in the terminal as a reader would see it.
 //!
 //!     cargo run --example demo
-//!     cargo run --example demo -- --app    # Slack app mode: one message, its thread, the edit
+//!     cargo run --example demo -- --app    # Slack app mode: one message, its thread, the edit,
+//!                                          # and an approval clicked in Slack
 
 #[path = "demo/app.rs"]
 mod app;
@@ -35,9 +36,18 @@ fn main() -> ExitCode {
             .enable_all()
             .start_paused(true)
             .build();
+        // Then a click on Approve, on real time (the WebSocket is real).
+        let clicked = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(app::click()))
+        };
         return match runtime
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(app::demo()))
+            .and_then(|()| clicked())
         {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -210,6 +220,18 @@ fn print_message(message: &Value) {
                         .collect()
                 })
                 .unwrap_or_default(),
+            Some("actions") => vec![
+                block["elements"]
+                    .as_array()
+                    .map(|els| {
+                        els.iter()
+                            .filter_map(|e| e["text"]["text"].as_str())
+                            .map(|t| format!("[ {t} ]"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_default(),
+            ],
             _ => Vec::new(),
         };
         for text in texts {

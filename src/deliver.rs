@@ -189,7 +189,12 @@ fn buttons(config: &Config) -> HashSet<String> {
     config
         .all_routes()
         .filter(|r| r.channel().is_some())
-        .filter(|r| !r.approvals.as_ref().unwrap_or(&approvals.default).is_empty())
+        .filter(|r| {
+            !r.approvals
+                .as_ref()
+                .unwrap_or(&approvals.default)
+                .is_empty()
+        })
         .map(|r| r.name.clone())
         .collect()
 }

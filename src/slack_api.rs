@@ -252,7 +252,8 @@ pub const MAX_GROUP_MEMBERS: usize = 10_000;
 pub fn is_user_id(s: &str) -> bool {
     (2..=32).contains(&s.len())
         && s.starts_with(['U', 'W'])
-        && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }
 
 /// The one HTTP client setup for the Web API, whichever token it carries.

@@ -69,7 +69,8 @@ pub async fn parts(config: Config, mode: Mode, clock: Clock) -> Result<Parts, St
                 None => None,
             };
             // `[slack.approvals]` is only valid with a bot token (the config checks).
-            if let (Some(settings), Some(app), Some(slack)) = (&config.approvals, &config.app, &api) {
+            if let (Some(settings), Some(app), Some(slack)) = (&config.approvals, &config.app, &api)
+            {
                 let opener = ConnectionOpener::new(app.api_url.clone(), settings.resolve_token()?)
                     .map_err(StartupError::HttpClient)?;
                 approvals = Some(ApprovalsParts {

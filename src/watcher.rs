@@ -2,8 +2,8 @@
 //! `once`, and by `once --dry-run` (on an in-memory copy of the store, capturing instead of
 //! posting, so the dry run decides exactly as `once` would).
 
-use std::sync::Arc;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use futures_util::StreamExt;
 use jiff::Timestamp;
@@ -14,9 +14,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::deliver::{Captured, Deliverer, DeliveryReport};
 use crate::heartbeat::Heartbeat;
-use crate::model::{
-    ApprovalKey, MessageKind, OpenApproval, Outcome, PipelineSnapshot, Revision,
-};
+use crate::model::{ApprovalKey, MessageKind, OpenApproval, Outcome, PipelineSnapshot, Revision};
 use crate::poll::{Discovered, Schedule};
 use crate::reconcile::{self, Plan};
 use crate::remind::Mention;
@@ -380,7 +378,10 @@ impl Watcher {
 
     /// What the approvals service needs (its Slack clients, this config and AWS clients),
     /// once per start or reload; `None` when `[slack.approvals]` is not configured.
-    pub fn take_approvals(&mut self, state_path: &std::path::Path) -> Option<crate::approve::Setup> {
+    pub fn take_approvals(
+        &mut self,
+        state_path: &std::path::Path,
+    ) -> Option<crate::approve::Setup> {
         let parts = self.approvals.take()?;
         Some(crate::approve::Setup {
             config: Arc::new(self.config.clone()),
@@ -402,6 +403,21 @@ impl Watcher {
             match self.store.decided_in_slack(r.id) {
                 Ok(Some((name, id))) => {
                     r.resolution.by = Some(format!("{name} ({id}) in Slack"));
+                    // The summary we sent says who, which the headline now says: keep only a
+                    // rejection's reason as the comment.
+                    let ours = [
+                        format!("Approved in Slack by {name} ({id})"),
+                        format!("Rejected in Slack by {name} ({id})"),
+                    ];
+                    if let Some(comment) = &r.resolution.comment {
+                        let rest = ours
+                            .iter()
+                            .find_map(|prefix| comment.strip_prefix(prefix.as_str()));
+                        if let Some(rest) = rest {
+                            let reason = rest.strip_prefix(": ").unwrap_or(rest).trim();
+                            r.resolution.comment = (!reason.is_empty()).then(|| reason.to_owned());
+                        }
+                    }
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(

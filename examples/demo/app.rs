@@ -149,3 +149,181 @@ name = "web-app"
     watcher.close()?;
     Ok(())
 }
+
+/// Approving from Slack: the daemon's real loop (on real time: the WebSocket is real) with
+/// `[slack.approvals]`, a fake Socket Mode server, and one click on Approve by a listed user.
+/// Prints the call CodePipeline got, the channel, and the audit.
+pub async fn click() -> anyhow::Result<()> {
+    use approval_watch::daemon::{self, Options};
+    use approval_watch::store::Store;
+
+    use crate::support::fake_codepipeline::PUT_APPROVAL_RESULT;
+    use crate::support::fake_slack_api::APP_TOKEN;
+    use crate::support::fake_socket_mode::FakeSocketMode;
+
+    const LEAD: &str = "U0PAYLEAD1";
+    let wait = Duration::from_secs(20);
+    let aws = FakeCodePipeline::with_pipelines(&["web-app"]).await;
+    let api = FakeSlackApi::start().await;
+    let socket = FakeSocketMode::start().await;
+    api.set_socket_url(socket.link_url());
+    let dir = tempfile::tempdir()?;
+    let state = dir.path().join("state.db");
+    let config_text = format!(
+        r#"
+poll_interval = "1s"
+state_path = "{}"
+[aws]
+region = "us-east-1"
+endpoint_url = "{}"
+[slack]
+bot_token = "{BOT_TOKEN}"
+channel = "{CHANNEL}"
+api_url = "{}"
+[slack.approvals]
+app_token = "{APP_TOKEN}"
+allow_users = ["{LEAD}"]
+[[pipeline]]
+name = "web-app"
+"#,
+        state.display(),
+        aws.endpoint(),
+        api.url()
+    );
+    let config = Config::parse(&config_text, "demo.toml".as_ref())?;
+    let watcher = approval_watch::startup::watcher(
+        config,
+        approval_watch::startup::Mode::Live,
+        Clock::System,
+    )
+    .await?;
+    println!(
+        "\n\napproval-watch demo, approving from Slack (a fake Socket Mode server on 127.0.0.1)\n"
+    );
+    aws.set_state("web-app", Fixture::Waiting);
+    let shutdown = CancellationToken::new();
+    let options = Options {
+        notifier: Default::default(),
+        reloads: Box::pin(futures_util::stream::pending()),
+        config_path: dir.path().join("demo.toml"),
+        clock: Clock::System,
+    };
+    // The loop holds the database on this task; the steps run beside it.
+    let steps = async {
+        socket.wait_for_connection(0, wait).await;
+        println!(
+            "── the daemon opened its Socket Mode connection (outbound; no port is listening)"
+        );
+        api.wait_until(wait, |r| {
+            r.iter().any(|r| r.method == "chat.postMessage" && r.ok())
+        })
+        .await;
+        let alert = api.calls("chat.postMessage")[0].body.clone();
+        let approval_id = alert["blocks"]
+            .as_array()
+            .and_then(|b| b.iter().find(|b| b["type"] == "actions"))
+            .and_then(|b| b["elements"][0]["value"].as_str())
+            .ok_or_else(|| anyhow::anyhow!("the alert has no Approve button"))?
+            .to_owned();
+        println!("── the alert, with its buttons:");
+        crate::print_message(&json!({ "blocks": alert["blocks"] }));
+        // A person clicks after the alert's place is recorded (the daemon writes it right
+        // after Slack's answer); so does the demo.
+        let recorded = || {
+            Store::open_read_only(&state)
+                .ok()
+                .flatten()
+                .and_then(|s| s.open_approvals().ok())
+                .is_some_and(|open| open.iter().any(|a| a.slack.is_some()))
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        while !recorded() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        println!("── {LEAD} clicks Approve (and confirms)");
+        let envelope = socket.push_interactive(
+            0,
+            json!({
+                "type": "block_actions",
+                "user": { "id": LEAD, "username": "ana", "name": "ana" },
+                "channel": { "id": CHANNEL },
+                "trigger_id": "demo.trigger",
+                "actions": [ { "action_id": "approval_watch.approve", "value": approval_id,
+                               "action_ts": "1700000000.000001" } ],
+            }),
+        );
+        let ack = socket.wait_for_ack(&envelope, wait).await;
+        let pushed = socket.pushed_at(&envelope).unwrap_or(ack.at);
+        println!(
+            "   acknowledged in {} ms",
+            ack.at.duration_since(pushed).as_millis()
+        );
+        if !aws
+            .wait_for_calls(PUT_APPROVAL_RESULT, "web-app", 1, wait)
+            .await
+        {
+            anyhow::bail!("CodePipeline never got PutApprovalResult");
+        }
+        let put = aws
+            .requests()
+            .into_iter()
+            .find(|r| r.operation == PUT_APPROVAL_RESULT)
+            .map(|r| r.body)
+            .unwrap_or_default();
+        println!(
+            "   PutApprovalResult {} / {} / {}: {} — \"{}\"",
+            put["pipelineName"].as_str().unwrap_or("?"),
+            put["stageName"].as_str().unwrap_or("?"),
+            put["actionName"].as_str().unwrap_or("?"),
+            put["result"]["status"].as_str().unwrap_or("?"),
+            put["result"]["summary"].as_str().unwrap_or("?"),
+        );
+        // The poll sees the approval resolved and edits the alert (the second edit).
+        api.wait_until(wait, |r| {
+            r.iter().filter(|r| r.method == "chat.update").count() >= 2
+        })
+        .await;
+        println!("── the channel now reads:");
+        for message in api.top_level() {
+            crate::print_message(&json!({ "blocks": message.blocks }));
+            let header = message.blocks[0]["text"]["text"]
+                .as_str()
+                .unwrap_or_default();
+            if !header.contains("Approved") {
+                anyhow::bail!("the message was not edited to show the outcome: {header}");
+            }
+        }
+        anyhow::Ok(())
+    };
+    let (ran, stepped) = tokio::join!(daemon::run(watcher, options, shutdown.clone()), async {
+        let stepped = steps.await;
+        shutdown.cancel();
+        stepped
+    });
+    stepped?;
+    ran?;
+
+    println!("── approval-watch audit:");
+    let store =
+        Store::open_read_only(&state)?.ok_or_else(|| anyhow::anyhow!("no state database"))?;
+    let entries = store.audit(Timestamp::UNIX_EPOCH)?;
+    for e in &entries {
+        println!(
+            "   {}  {} ({})  {} / {} / {}  {}  → {}  request {}",
+            e.time.strftime("%Y-%m-%d %H:%M:%S"),
+            e.user_id,
+            e.user_name,
+            e.pipeline.as_deref().unwrap_or("?"),
+            e.stage.as_deref().unwrap_or("?"),
+            e.action.as_deref().unwrap_or("?"),
+            e.decision.as_str(),
+            e.result,
+            e.request_id.as_deref().unwrap_or("-"),
+        );
+    }
+    if !entries.iter().any(|e| e.result == "approved") {
+        anyhow::bail!("the audit has no approved click: {entries:?}");
+    }
+    Ok(())
+}

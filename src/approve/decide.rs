@@ -30,7 +30,10 @@ impl Membership {
 /// listed group. Empty lists allow no one.
 pub fn may_decide(user: &str, approvers: &Approvers, membership: &Membership) -> bool {
     approvers.users.iter().any(|u| u == user)
-        || approvers.groups.iter().any(|g| membership.contains(g, user))
+        || approvers
+            .groups
+            .iter()
+            .any(|g| membership.contains(g, user))
 }
 
 /// The summary CodePipeline records (its reviewer is the daemon's IAM role, so the person
@@ -60,14 +63,24 @@ mod tests {
         let mut m = Membership::default();
         m.groups.insert(
             "S0PLATFORM".into(),
-            (BTreeSet::from(["U0MEMBER1".to_owned()]), Timestamp::UNIX_EPOCH),
+            (
+                BTreeSet::from(["U0MEMBER1".to_owned()]),
+                Timestamp::UNIX_EPOCH,
+            ),
         );
         let a = approvers(&["U0LEAD001"], &["S0PLATFORM", "S0UNREAD1"]);
         assert!(may_decide("U0LEAD001", &a, &m));
         assert!(may_decide("U0MEMBER1", &a, &m));
         assert!(!may_decide("U0STRANGER", &a, &m));
-        assert!(!may_decide("U0LEAD001", &approvers(&[], &[]), &m), "deny by default");
-        assert!(!may_decide("U0MEMBER1", &approvers(&[], &["S0UNREAD1"]), &m));
+        assert!(
+            !may_decide("U0LEAD001", &approvers(&[], &[]), &m),
+            "deny by default"
+        );
+        assert!(!may_decide(
+            "U0MEMBER1",
+            &approvers(&[], &["S0UNREAD1"]),
+            &m
+        ));
     }
 
     #[test]

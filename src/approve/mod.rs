@@ -175,8 +175,12 @@ async fn refresh_groups(ctx: &Ctx, groups: &std::collections::BTreeSet<String>) 
                     .ok()
                     .and_then(|m| m.groups.get(group).map(|(_, at)| *at));
                 let advice = match e.slack_error() {
-                    Some("missing_scope") => " (add the usergroups:read scope and reinstall the app)",
-                    Some("plan_upgrade_required") => " (user groups need a paid Slack plan; list users instead)",
+                    Some("missing_scope") => {
+                        " (add the usergroups:read scope and reinstall the app)"
+                    }
+                    Some("plan_upgrade_required") => {
+                        " (user groups need a paid Slack plan; list users instead)"
+                    }
                     _ => "",
                 };
                 match known {
@@ -247,7 +251,13 @@ fn check(ctx: &Ctx, click: &Click) -> Result<ClickTarget, (Refusal, Option<Click
 }
 
 /// Records a refused click and tells the clicker why.
-async fn refuse(ctx: &Ctx, click: &Click, decision: Decision, refusal: Refusal, target: Option<ClickTarget>) {
+async fn refuse(
+    ctx: &Ctx,
+    click: &Click,
+    decision: Decision,
+    refusal: Refusal,
+    target: Option<ClickTarget>,
+) {
     let (result, text) = match &refusal {
         Refusal::Unknown => (
             "failed: unknown approval",
@@ -255,9 +265,7 @@ async fn refuse(ctx: &Ctx, click: &Click, decision: Decision, refusal: Refusal, 
         ),
         Refusal::Denied(who) => (
             "denied",
-            format!(
-                "You may not approve or reject this pipeline. Who may: {who}."
-            ),
+            format!("You may not approve or reject this pipeline. Who may: {who}."),
         ),
         Refusal::Resolved => (
             "already_resolved",
@@ -275,12 +283,18 @@ async fn refuse(ctx: &Ctx, click: &Click, decision: Decision, refusal: Refusal, 
     ephemeral(ctx, click, target.as_ref(), &text).await;
 }
 
-fn audit_record(ctx: &Ctx, click: &Click, decision: Decision, target: Option<&ClickTarget>, result: &str) {
+fn audit_record(
+    ctx: &Ctx,
+    click: &Click,
+    decision: Decision,
+    target: Option<&ClickTarget>,
+    result: &str,
+) {
     let row = audit_click(click, decision, None);
-    let written = ctx
-        .audit()
-        .map_err(|e| e.to_string())
-        .and_then(|a| a.record(&row, target, result, ctx.clock.now()).map_err(|e| e.to_string()));
+    let written = ctx.audit().map_err(|e| e.to_string()).and_then(|a| {
+        a.record(&row, target, result, ctx.clock.now())
+            .map_err(|e| e.to_string())
+    });
     if let Err(e) = written {
         tracing::error!(user = %click.user.id, result, "cannot write the audit row: {e}");
     }
@@ -300,7 +314,9 @@ fn audit_click(click: &Click, decision: Decision, reason: Option<&str>) -> crate
 async fn open_reject(ctx: &Ctx, click: &Click, trigger_id: &str) {
     let target = match check(ctx, click) {
         Ok(t) => t,
-        Err((refusal, target)) => return refuse(ctx, click, Decision::Reject, refusal, target).await,
+        Err((refusal, target)) => {
+            return refuse(ctx, click, Decision::Reject, refusal, target).await;
+        }
     };
     let view = render::reject_modal(click.approval_id, &target.approval.key);
     if let Err(e) = ctx.slack.views_open(trigger_id, &view).await {
@@ -326,10 +342,10 @@ async fn decide(ctx: &Ctx, click: &Click, verdict: Verdict, reason: Option<&str>
     let key = target.approval.key.clone();
     let row = audit_click(click, decision, reason);
     // The durable record comes first: a second click, a replay or a restart finds it.
-    let claim = ctx
-        .audit()
-        .map_err(|e| e.to_string())
-        .and_then(|a| a.claim(&row, &target, ctx.clock.now()).map_err(|e| e.to_string()));
+    let claim = ctx.audit().map_err(|e| e.to_string()).and_then(|a| {
+        a.claim(&row, &target, ctx.clock.now())
+            .map_err(|e| e.to_string())
+    });
     let audit_id = match claim {
         Ok(Claim::Go(id)) => id,
         Ok(Claim::Replay) => {
@@ -362,12 +378,15 @@ async fn decide(ctx: &Ctx, click: &Click, verdict: Verdict, reason: Option<&str>
         Err(e) if ALREADY_DECIDED.contains(&e.code.as_str()) => {
             ("already_resolved".to_owned(), e.request_id.clone())
         }
-        Err(e) => (format!("failed: {}: {}", e.code, e.message), e.request_id.clone()),
+        Err(e) => (
+            format!("failed: {}: {}", e.code, e.message),
+            e.request_id.clone(),
+        ),
     };
-    let finished = ctx
-        .audit()
-        .map_err(|e| e.to_string())
-        .and_then(|a| a.finish(audit_id, &result, request_id.as_deref()).map_err(|e| e.to_string()));
+    let finished = ctx.audit().map_err(|e| e.to_string()).and_then(|a| {
+        a.finish(audit_id, &result, request_id.as_deref())
+            .map_err(|e| e.to_string())
+    });
     if let Err(e) = finished {
         tracing::error!(audit_id, "cannot record AWS's answer in the audit: {e}");
     }
@@ -416,7 +435,10 @@ async fn decide(ctx: &Ctx, click: &Click, verdict: Verdict, reason: Option<&str>
         }
         Err(e) => {
             tracing::error!(user = %click.user.id, "the decision from Slack failed: {e}");
-            let text = format!("CodePipeline did not take the decision: {}: {}. Nothing changed; you can try again.", e.code, e.message);
+            let text = format!(
+                "CodePipeline did not take the decision: {}: {}. Nothing changed; you can try again.",
+                e.code, e.message
+            );
             ephemeral(ctx, click, Some(&target), &text).await;
         }
     }
@@ -432,7 +454,11 @@ async fn ephemeral(ctx: &Ctx, click: &Click, target: Option<&ClickTarget>, text:
         tracing::debug!(user = %click.user.id, "no channel to answer the click in");
         return;
     };
-    if let Err(e) = ctx.slack.post_ephemeral(&channel, &click.user.id, text).await {
+    if let Err(e) = ctx
+        .slack
+        .post_ephemeral(&channel, &click.user.id, text)
+        .await
+    {
         log_api_error("chat.postEphemeral", &e);
     }
 }

@@ -214,14 +214,29 @@ mod tests {
 
     #[test]
     fn anything_not_ours_is_ignored() {
-        assert!(matches!(parse(&click("someone.else", "1")), Request::Ignored(_)));
-        assert!(matches!(parse(&click(APPROVE_ACTION, "x")), Request::Ignored(_)));
-        assert!(matches!(parse(&click(APPROVE_ACTION, "-3")), Request::Ignored(_)));
-        assert!(matches!(parse(&click(APPROVE_ACTION, &"9".repeat(500))), Request::Ignored(_)));
+        assert!(matches!(
+            parse(&click("someone.else", "1")),
+            Request::Ignored(_)
+        ));
+        assert!(matches!(
+            parse(&click(APPROVE_ACTION, "x")),
+            Request::Ignored(_)
+        ));
+        assert!(matches!(
+            parse(&click(APPROVE_ACTION, "-3")),
+            Request::Ignored(_)
+        ));
+        assert!(matches!(
+            parse(&click(APPROVE_ACTION, &"9".repeat(500))),
+            Request::Ignored(_)
+        ));
         let mut forged = click(APPROVE_ACTION, "1");
         forged["user"]["id"] = json!("<!channel>");
         assert!(matches!(parse(&forged), Request::Ignored(_)));
-        assert!(matches!(parse(&json!({"type": "shortcut"})), Request::Ignored(_)));
+        assert!(matches!(
+            parse(&json!({"type": "shortcut"})),
+            Request::Ignored(_)
+        ));
         assert!(matches!(parse(&json!(null)), Request::Ignored(_)));
     }
 
@@ -244,7 +259,8 @@ mod tests {
 
     #[test]
     fn a_submitted_reason_rejects() {
-        let Request::Reject { click, reason } = parse(&submission(Some(" breaks checkout\n"))) else {
+        let Request::Reject { click, reason } = parse(&submission(Some(" breaks checkout\n")))
+        else {
             panic!("not a reject");
         };
         assert_eq!(click.approval_id, 42);
@@ -255,6 +271,9 @@ mod tests {
     #[test]
     fn a_submission_without_reason_is_ignored() {
         assert!(matches!(parse(&submission(None)), Request::Ignored(_)));
-        assert!(matches!(parse(&submission(Some("  "))), Request::Ignored(_)));
+        assert!(matches!(
+            parse(&submission(Some("  "))),
+            Request::Ignored(_)
+        ));
     }
 }

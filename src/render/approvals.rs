@@ -165,7 +165,10 @@ mod tests {
         assert_eq!(approve["value"], "42");
         assert_eq!(approve["style"], "primary");
         let confirm = approve["confirm"]["text"]["text"].as_str().unwrap();
-        assert!(confirm.contains("payments-api") && confirm.contains("Production"), "{confirm}");
+        assert!(
+            confirm.contains("payments-api") && confirm.contains("Production"),
+            "{confirm}"
+        );
         let reject = &actions["elements"][1];
         assert_eq!(reject["action_id"], REJECT_ACTION);
         assert_eq!(reject["style"], "danger");

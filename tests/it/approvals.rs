@@ -66,7 +66,9 @@ impl World {
         let daemon = self.env.spawn_run();
         self.socket.wait_for_connection(0, SOON).await;
         self.api
-            .wait_until(SOON, |r| r.iter().any(|r| r.method == "chat.postMessage" && r.ok()))
+            .wait_until(SOON, |r| {
+                r.iter().any(|r| r.method == "chat.postMessage" && r.ok())
+            })
             .await;
         let alert = &self.api.calls("chat.postMessage")[0];
         let id = approval_id(&alert.body).expect("the alert carries buttons");
@@ -81,7 +83,8 @@ impl World {
     }
 
     fn click(&self, conn: usize, user: &str, action: &str, id: i64, action_ts: &str) -> String {
-        self.socket.push_interactive(conn, block_actions(user, action, id, action_ts))
+        self.socket
+            .push_interactive(conn, block_actions(user, action, id, action_ts))
     }
 
     fn put_calls(&self) -> Vec<Value> {
@@ -146,7 +149,10 @@ fn view_submission(user: &str, id: i64, view_id: &str, reason: &str) -> Value {
 /// Neither token nor a Socket Mode ticket in anything the daemon wrote.
 fn assert_no_secrets(text: &str) {
     for secret in [APP_TOKEN, BOT_TOKEN, TICKET_MARK, "XSECRETX"] {
-        assert!(!text.contains(secret), "a secret ({secret}) appears in the output");
+        assert!(
+            !text.contains(secret),
+            "a secret ({secret}) appears in the output"
+        );
     }
 }
 
@@ -161,12 +167,21 @@ async fn an_allowed_approve_calls_aws_once_with_the_token_and_names_the_slack_us
         .expect("buttons")
         .clone();
     assert_eq!(buttons["elements"][0]["style"], "primary");
-    assert!(buttons["elements"][0]["confirm"]["text"]["text"].as_str().unwrap().contains(PIPELINE));
+    assert!(
+        buttons["elements"][0]["confirm"]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .contains(PIPELINE)
+    );
     assert_eq!(buttons["elements"][1]["style"], "danger");
 
     let envelope = w.click(0, LEAD, "approve", id, "1700000000.000100");
     w.socket.wait_for_ack(&envelope, SOON).await;
-    assert!(w.aws.wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON).await);
+    assert!(
+        w.aws
+            .wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON)
+            .await
+    );
     let put = &w.put_calls()[0];
     assert_eq!(put["pipelineName"], PIPELINE);
     assert_eq!(put["token"], w.aws.token(PIPELINE).as_str());
@@ -180,7 +195,10 @@ async fn an_allowed_approve_calls_aws_once_with_the_token_and_names_the_slack_us
     w.api
         .wait_until(SOON, |r| {
             r.iter().any(|r| {
-                r.method == "chat.update" && r.body.to_string().contains("waiting for CodePipeline to confirm")
+                r.method == "chat.update"
+                    && r.body
+                        .to_string()
+                        .contains("waiting for CodePipeline to confirm")
             })
         })
         .await;
@@ -192,8 +210,14 @@ async fn an_allowed_approve_calls_aws_once_with_the_token_and_names_the_slack_us
         })
         .await;
     let resolved = w.api.calls("chat.update")[1].body.to_string();
-    assert!(resolved.contains(&format!("name-of-{LEAD} ({LEAD}) in Slack")), "{resolved}");
-    assert!(!resolved.contains("i-0bastion"), "the daemon's role is not the reviewer: {resolved}");
+    assert!(
+        resolved.contains(&format!("name-of-{LEAD} ({LEAD}) in Slack")),
+        "{resolved}"
+    );
+    assert!(
+        !resolved.contains("i-0bastion"),
+        "the daemon's role is not the reviewer: {resolved}"
+    );
 
     let out = daemon.terminate().await;
     assert_no_secrets(&out.all_output());
@@ -203,7 +227,12 @@ async fn an_allowed_approve_calls_aws_once_with_the_token_and_names_the_slack_us
     assert_eq!(audit[0]["user_id"], LEAD);
     assert_eq!(audit[0]["decision"], "approve");
     assert_eq!(audit[0]["pipeline"], PIPELINE);
-    assert!(audit[0]["request_id"].as_str().is_some_and(|r| !r.is_empty()), "{audit:#?}");
+    assert!(
+        audit[0]["request_id"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{audit:#?}"
+    );
     assert_eq!(w.put_calls().len(), 1);
 }
 
@@ -219,18 +248,42 @@ async fn reject_opens_a_modal_and_its_reason_goes_to_codepipeline() {
     assert_eq!(open.body["trigger_id"], "trigger-1700000000.000200");
     assert_eq!(open.body["view"]["callback_id"], "approval_watch.reject");
     assert_eq!(open.body["view"]["private_metadata"], id.to_string());
-    assert!(w.put_calls().is_empty(), "opening the dialog decides nothing");
+    assert!(
+        w.put_calls().is_empty(),
+        "opening the dialog decides nothing"
+    );
 
-    let envelope = w
-        .socket
-        .push_interactive(0, view_submission(LEAD, id, "V0MODAL001", "breaks checkout"));
+    let envelope = w.socket.push_interactive(
+        0,
+        view_submission(LEAD, id, "V0MODAL001", "breaks checkout"),
+    );
     w.socket.wait_for_ack(&envelope, SOON).await;
-    assert!(w.aws.wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON).await);
+    assert!(
+        w.aws
+            .wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON)
+            .await
+    );
     let put = &w.put_calls()[0];
     assert_eq!(put["result"]["status"], "Rejected");
     assert_eq!(
         put["result"]["summary"],
         format!("Rejected in Slack by name-of-{LEAD} ({LEAD}): breaks checkout")
+    );
+    // The poll's edit names the person as the reviewer and keeps the reason as the comment.
+    w.api
+        .wait_until(SOON, |r| {
+            r.iter().filter(|r| r.method == "chat.update").count() >= 2
+        })
+        .await;
+    let resolved = w.api.calls("chat.update")[1].body.to_string();
+    assert!(
+        resolved.contains(&format!("Rejected by name-of-{LEAD} ({LEAD}) in Slack")),
+        "{resolved}"
+    );
+    assert!(resolved.contains("breaks checkout"), "{resolved}");
+    assert!(
+        !resolved.contains("Rejected in Slack by"),
+        "said once: {resolved}"
     );
     let out = daemon.terminate().await;
     assert_no_secrets(&out.all_output());
@@ -251,18 +304,30 @@ async fn a_user_not_allowed_gets_an_ephemeral_and_a_denied_row_and_aws_is_not_ca
     assert_eq!(eph.body["user"], STRANGER);
     assert_eq!(eph.body["channel"], CHANNEL);
     let text = eph.body["text"].as_str().unwrap_or_default();
-    assert!(text.contains(&format!("<@{LEAD}>")) && text.contains(GROUP), "{text}");
+    assert!(
+        text.contains(&format!("<@{LEAD}>")) && text.contains(GROUP),
+        "{text}"
+    );
     // A Reject click by a stranger opens no dialog either.
     w.click(0, STRANGER, "reject", id, "1700000000.000301");
     w.api
-        .wait_until(SOON, |r| r.iter().filter(|r| r.method == "chat.postEphemeral").count() >= 2)
+        .wait_until(SOON, |r| {
+            r.iter()
+                .filter(|r| r.method == "chat.postEphemeral")
+                .count()
+                >= 2
+        })
         .await;
     assert!(w.api.calls("views.open").is_empty());
     daemon.terminate().await;
     assert!(w.put_calls().is_empty(), "no AWS call for a stranger");
     let audit = w.audit().await;
     assert_eq!(audit.len(), 2, "{audit:#?}");
-    assert!(audit.iter().all(|a| a["result"] == "denied" && a["user_id"] == STRANGER));
+    assert!(
+        audit
+            .iter()
+            .all(|a| a["result"] == "denied" && a["user_id"] == STRANGER)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -270,12 +335,18 @@ async fn a_member_of_an_allowed_group_may_approve() {
     let w = World::start().await;
     let (daemon, id) = w.running_with_alert().await;
     w.api
-        .wait_until(SOON, |r| r.iter().any(|r| r.method == "usergroups.users.list"))
+        .wait_until(SOON, |r| {
+            r.iter().any(|r| r.method == "usergroups.users.list")
+        })
         .await;
     let list = &w.api.calls("usergroups.users.list")[0];
     assert_eq!(list.body["usergroup"], GROUP);
     w.click(0, MEMBER, "approve", id, "1700000000.000400");
-    assert!(w.aws.wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON).await);
+    assert!(
+        w.aws
+            .wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON)
+            .await
+    );
     daemon.terminate().await;
     assert_eq!(w.audit().await[0]["result"], "approved");
 }
@@ -294,14 +365,20 @@ async fn double_clicks_and_two_people_at_once_call_aws_once() {
     w.click(0, LEAD, "approve", id, "1700000000.000500");
     w.api
         .wait_until(SOON, |r| {
-            r.iter().any(|r| r.method == "chat.update" && r.body.to_string().contains("waiting for CodePipeline"))
+            r.iter().any(|r| {
+                r.method == "chat.update" && r.body.to_string().contains("waiting for CodePipeline")
+            })
         })
         .await;
     daemon.terminate().await;
     assert_eq!(w.put_calls().len(), 1, "one decision");
     let audit = w.audit().await;
     let results: Vec<&str> = audit.iter().filter_map(|a| a["result"].as_str()).collect();
-    assert_eq!(results.iter().filter(|r| **r == "approved").count(), 1, "{results:?}");
+    assert_eq!(
+        results.iter().filter(|r| **r == "approved").count(),
+        1,
+        "{results:?}"
+    );
     assert_eq!(
         results.iter().filter(|r| **r == "already_resolved").count(),
         2,
@@ -340,14 +417,21 @@ async fn clicks_are_acked_within_three_seconds_while_aws_is_slow() {
     w.aws
         .delay_next(PUT_APPROVAL_RESULT, PIPELINE, 1, Duration::from_secs(8));
     let first = w.click(0, LEAD, "approve", id, "1700000000.000700");
-    assert!(w.aws.wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON).await);
+    assert!(
+        w.aws
+            .wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON)
+            .await
+    );
     // AWS is now answering slowly; the next envelope is still acknowledged at once.
     let second = w.click(0, STRANGER, "approve", id, "1700000000.000701");
     for envelope in [&first, &second] {
         let ack = w.socket.wait_for_ack(envelope, SOON).await;
         let pushed = w.socket.pushed_at(envelope).expect("pushed");
         let took = ack.at.duration_since(pushed);
-        assert!(took < Duration::from_secs(3), "ack of {envelope} took {took:?}");
+        assert!(
+            took < Duration::from_secs(3),
+            "ack of {envelope} took {took:?}"
+        );
     }
     daemon.terminate().await;
 }
@@ -361,7 +445,11 @@ async fn after_a_refresh_or_a_dropped_connection_the_next_click_works() {
     w.socket.drop_connection(1);
     w.socket.wait_for_connection(2, SOON).await;
     w.click(2, LEAD, "approve", id, "1700000000.000800");
-    assert!(w.aws.wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON).await);
+    assert!(
+        w.aws
+            .wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON)
+            .await
+    );
     let out = daemon.terminate().await;
     assert_no_secrets(&out.all_output());
 }
@@ -386,11 +474,17 @@ async fn link_disabled_stops_reconnecting_and_status_says_so() {
     let opens = w.api.calls("apps.connections.open").len();
     // Cycles go on (a poll or two), and no new connection is asked for.
     let polls = w.aws.calls("GetPipelineState", PIPELINE);
-    assert!(w.aws.wait_for_calls("GetPipelineState", PIPELINE, polls + 2, SOON).await);
+    assert!(
+        w.aws
+            .wait_for_calls("GetPipelineState", PIPELINE, polls + 2, SOON)
+            .await
+    );
     assert_eq!(w.api.calls("apps.connections.open").len(), opens);
     assert_eq!(w.socket.connections().len(), 1);
     let out = daemon.terminate().await;
-    assert!(out.stderr_plain().contains("link_disabled") || out.stderr_plain().contains("turned off"));
+    assert!(
+        out.stderr_plain().contains("link_disabled") || out.stderr_plain().contains("turned off")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -408,7 +502,11 @@ async fn killed_between_the_audit_row_and_aws_no_second_call_without_a_new_click
         InjectedError::new(500, "InternalServerException", "never answered"),
     );
     w.click(0, LEAD, "approve", id, "1700000000.000900");
-    assert!(w.aws.wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON).await);
+    assert!(
+        w.aws
+            .wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON)
+            .await
+    );
     daemon.signal("KILL").await;
     let _ = daemon.wait(SOON).await;
 
@@ -417,15 +515,25 @@ async fn killed_between_the_audit_row_and_aws_no_second_call_without_a_new_click
     // A few cycles of the new daemon, and Slack replaying the old envelope: no second call.
     let polls = w.aws.calls("GetPipelineState", PIPELINE);
     w.click(1, LEAD, "approve", id, "1700000000.000900");
-    assert!(w.aws.wait_for_calls("GetPipelineState", PIPELINE, polls + 3, SOON).await);
+    assert!(
+        w.aws
+            .wait_for_calls("GetPipelineState", PIPELINE, polls + 3, SOON)
+            .await
+    );
     assert_eq!(w.put_calls().len(), 1, "no call without a new click");
     // A new click decides.
     w.click(1, LEAD, "approve", id, "1700000000.000901");
-    let called = w.aws.wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 2, SOON).await;
+    let called = w
+        .aws
+        .wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 2, SOON)
+        .await;
     let out = daemon.terminate().await;
     assert!(called, "{}", out.stderr_lines_with(&["Slack"]).join("\n"));
     let audit = w.audit().await;
     let results: Vec<&str> = audit.iter().filter_map(|a| a["result"].as_str()).collect();
-    assert!(results.iter().any(|r| r.starts_with("failed: interrupted")), "{results:?}");
+    assert!(
+        results.iter().any(|r| r.starts_with("failed: interrupted")),
+        "{results:?}"
+    );
     assert!(results.contains(&"approved"), "{results:?}");
 }

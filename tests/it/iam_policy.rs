@@ -182,6 +182,10 @@ fn put_approval_result_is_granted_on_approval_actions_only() {
         assert!(is_action_arn(arn), "not an approval action's ARN: {arn}");
     }
     assert!(!is_action_arn("arn:aws:codepipeline:*:123456789012:*"));
-    assert!(!is_action_arn("arn:aws:codepipeline:eu-west-1:123456789012:web-app"));
-    assert!(!is_action_arn("arn:aws:codepipeline:eu-west-1:123456789012:web-app/*/Approve"));
+    assert!(!is_action_arn(
+        "arn:aws:codepipeline:eu-west-1:123456789012:web-app"
+    ));
+    assert!(!is_action_arn(
+        "arn:aws:codepipeline:eu-west-1:123456789012:web-app/*/Approve"
+    ));
 }

@@ -26,7 +26,8 @@ pub const GET_PIPELINE: &str = "GetPipeline";
 pub const GET_PIPELINE_EXECUTION: &str = "GetPipelineExecution";
 pub const PUT_APPROVAL_RESULT: &str = "PutApprovalResult";
 /// The reviewer CodePipeline records for a result put by the daemon (its IAM role).
-pub const DAEMON_ROLE_ARN: &str = "arn:aws:sts::123456789012:assumed-role/approval-watch/i-0bastion";
+pub const DAEMON_ROLE_ARN: &str =
+    "arn:aws:sts::123456789012:assumed-role/approval-watch/i-0bastion";
 pub const LIST_PIPELINES: &str = "ListPipelines";
 
 /// An error the fake answers with instead of a body.
@@ -713,7 +714,10 @@ fn put_approval_result(entry: &mut PipelineEntry, body: &Value) -> (u16, Value) 
         );
     }
     let Some(stages) = entry.state["stageStates"].as_array_mut() else {
-        return (400, fixtures::error_body("StageNotFoundException", "no stages"));
+        return (
+            400,
+            fixtures::error_body("StageNotFoundException", "no stages"),
+        );
     };
     let Some(stage_state) = stages
         .iter_mut()
@@ -721,16 +725,22 @@ fn put_approval_result(entry: &mut PipelineEntry, body: &Value) -> (u16, Value) 
     else {
         return (
             400,
-            fixtures::error_body("StageNotFoundException", &format!("stage {stage} not found")),
+            fixtures::error_body(
+                "StageNotFoundException",
+                &format!("stage {stage} not found"),
+            ),
         );
     };
-    let Some(action_state) = stage_state["actionStates"]
-        .as_array_mut()
-        .and_then(|a| a.iter_mut().find(|a| a["actionName"].as_str() == Some(action.as_str())))
-    else {
+    let Some(action_state) = stage_state["actionStates"].as_array_mut().and_then(|a| {
+        a.iter_mut()
+            .find(|a| a["actionName"].as_str() == Some(action.as_str()))
+    }) else {
         return (
             400,
-            fixtures::error_body("ActionNotFoundException", &format!("action {action} not found")),
+            fixtures::error_body(
+                "ActionNotFoundException",
+                &format!("action {action} not found"),
+            ),
         );
     };
     let exec = &mut action_state["latestExecution"];
@@ -753,7 +763,11 @@ fn put_approval_result(entry: &mut PipelineEntry, body: &Value) -> (u16, Value) 
         );
     }
     let now = fixtures::now_epoch();
-    exec["status"] = json!(if status == "Approved" { "Succeeded" } else { "Failed" });
+    exec["status"] = json!(if status == "Approved" {
+        "Succeeded"
+    } else {
+        "Failed"
+    });
     exec["summary"] = json!(summary);
     exec["lastUpdatedBy"] = json!(DAEMON_ROLE_ARN);
     exec["lastStatusChange"] = json!(now);
