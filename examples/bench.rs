@@ -1,10 +1,12 @@
 //! Benchmark: the real poller against a fake CodePipeline with N pipelines, a per-call latency
 //! and a throttle; prints a markdown table (cycle time, calls per cycle, throttled calls,
-//! detection latency, peak RSS, CPU time per cycle) with each figure next to its target.
+//! detection latency, peak RSS, CPU time per cycle) with each figure next to its target, then
+//! the calls of a cold start, a warm restart and a version change.
 //!
 //!     cargo run --release --example bench                 # N = 100, 1,000, 5,000 (~5 min)
 //!     cargo run --release --example bench -- --quick      # N = 20, short intervals (~30 s)
 //!     cargo run --release --example bench -- --n 100,1000 --scenario 1,3
+//!     cargo run --release --example bench -- --scenario 4  # the small fleet only (~3 min)
 //!
 //! Processes: this one plans and prints; each case (a scenario at one N) runs in its own
 //! process (`--run-case`), so its peak RSS and CPU time are that case's alone, and that process
@@ -33,13 +35,14 @@ use clap::Parser;
     about = "Runs the real poller against a fake CodePipeline and prints a markdown table"
 )]
 struct Args {
-    /// A smoke test: N = 20 (unless --n), scenario 3 with poll 1s / idle 12s; about 30 s.
+    /// A smoke test: N = 20 (unless --n), scenarios 3 and 4 with poll 1s / idle 12s; about 30 s.
     #[arg(long)]
     quick: bool,
-    /// Pipeline counts, comma-separated [default: 100,1000,5000; with --quick: 20].
+    /// Pipeline counts, comma-separated [default: 100,1000,5000; with --quick: 20]. Scenario 4
+    /// ignores them: its fleet is the largest that fits the default budget's idle share.
     #[arg(long, value_delimiter = ',')]
     n: Vec<usize>,
-    /// Scenarios to run, comma-separated [default: 1,2,3].
+    /// Scenarios to run, comma-separated [default: 1,2,3,4].
     #[arg(long, value_delimiter = ',')]
     scenario: Vec<u8>,
     /// Latency of every call to the fake CodePipeline, ms.
@@ -48,13 +51,13 @@ struct Args {
     /// Also run scenario 2 above 1,000 pipelines (N / 20 s per cycle: 250 s at 5,000).
     #[arg(long)]
     slow: bool,
-    /// Run every case alone (by default scenarios 2 and 3, which mostly wait, run side by side).
+    /// Run every case alone (by default scenarios 2, 3 and 4, which mostly wait, run side by side).
     #[arg(long)]
     sequential: bool,
-    /// Scenario 3's poll_interval [default: 10s; with --quick: 1s].
+    /// Scenarios 3 and 4's poll_interval [default: 10s; with --quick: 1s].
     #[arg(long, value_parser = humantime::parse_duration)]
     poll: Option<Duration>,
-    /// Scenario 3's idle_poll_interval [default: 2m; with --quick: 12s].
+    /// Scenarios 3 and 4's idle_poll_interval [default: 2m; with --quick: 12s].
     #[arg(long, value_parser = humantime::parse_duration)]
     idle: Option<Duration>,
     /// Internal: serve the fake described by this JSON, print its port.
@@ -108,7 +111,7 @@ fn options(args: &Args) -> report::Options {
         (n, _) => n.iter().copied().filter(|n| *n > 0).collect(),
     };
     let scenarios = if args.scenario.is_empty() {
-        vec![1, 2, 3]
+        vec![1, 2, 3, 4]
     } else {
         args.scenario.clone()
     };

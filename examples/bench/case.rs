@@ -1,5 +1,6 @@
 //! One case (a scenario at one N) in its own process: starts the fake as a child, builds the
-//! real watcher with `startup::watcher`, runs a cold cycle, then measures. Prints a
+//! real watcher with `startup::watcher`, runs a cold cycle, then measures; then restarts (a
+//! second watcher on the same state file) and bumps one pipeline's version. Prints a
 //! [`CaseResult`] as one JSON line on stdout.
 
 use std::fmt::Write as _;
@@ -16,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::fake::{epoch_ms, pipeline_name};
 use crate::procfs;
-use crate::spec::{CaseResult, CaseSpec, Cold, FakeSpec, FakeStats, Measure};
+use crate::spec::{CaseResult, CaseSpec, Cold, FakeSpec, FakeStats, Measure, Restart};
 
 /// Slack allows about one message a second per webhook; a fleet this size posts to many team
 /// channels. Pipelines are routed by the last digit of their name.
@@ -132,6 +133,19 @@ impl Control {
             .json()
             .await?)
     }
+
+    /// Bumps one idle pipeline's version and starts a run on it; returns its name. When
+    /// every pipeline has an approval waiting (a small fleet), tries again until one is idle.
+    async fn bump(&self) -> anyhow::Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let answer = self.http.post(format!("{}/bump", self.base)).send().await?;
+            if answer.status() != reqwest::StatusCode::CONFLICT || Instant::now() > deadline {
+                return Ok(answer.error_for_status()?.text().await?);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// Cycles and what they did.
@@ -154,16 +168,21 @@ impl Log {
     }
 }
 
-async fn measure(spec: &CaseSpec, port: u16) -> anyhow::Result<CaseResult> {
-    let base = format!("http://127.0.0.1:{port}");
-    let dir = tempfile::tempdir()?;
-    let config = Config::parse(&config_text(spec, &base, dir.path()), "bench.toml".as_ref())?;
-    let mut watcher = approval_watch::startup::watcher(
+/// A watcher on the case's config and state file, as `run` builds it at start.
+async fn start(config: &Config) -> anyhow::Result<Watcher> {
+    Ok(approval_watch::startup::watcher(
         config.clone(),
         approval_watch::startup::Mode::Live,
         approval_watch::clock::Clock::System,
     )
-    .await?;
+    .await?)
+}
+
+async fn measure(spec: &CaseSpec, port: u16) -> anyhow::Result<CaseResult> {
+    let base = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir()?;
+    let config = Config::parse(&config_text(spec, &base, dir.path()), "bench.toml".as_ref())?;
+    let mut watcher = start(&config).await?;
     let control = Control {
         http: reqwest::Client::new(),
         base,
@@ -240,7 +259,8 @@ async fn measure(spec: &CaseSpec, port: u16) -> anyhow::Result<CaseResult> {
             )
         }
     };
-    watcher.close()?;
+    let peak_rss_kb = procfs::peak_rss_kb();
+    let restart = restart(watcher, &config, &control, poll, spec.idle_ms).await?;
     Ok(CaseResult {
         cold,
         cycles_ms: log.cycles_ms,
@@ -251,8 +271,57 @@ async fn measure(spec: &CaseSpec, port: u16) -> anyhow::Result<CaseResult> {
         calls: counters.calls,
         throttled: counters.throttled,
         cpu_ms,
-        peak_rss_kb: procfs::peak_rss_kb(),
+        peak_rss_kb,
         latencies_ms: latencies,
         expected_approvals: expected,
+        restart,
+    })
+}
+
+/// A restart with the definitions cache warm: the watcher closed (its lock released) and a
+/// second one built on the same state file; the calls of its first cycle. Then one idle
+/// pipeline's `pipelineVersion` is bumped with a run starting, and the restarted watcher
+/// cycles every poll_interval until it has read that pipeline: the calls of those cycles.
+async fn restart(
+    watcher: Watcher,
+    config: &Config,
+    control: &Control,
+    poll: Duration,
+    idle_ms: u64,
+) -> anyhow::Result<Restart> {
+    watcher.close()?;
+    control.reset().await?;
+    let mut watcher = start(config).await?;
+    let started = Instant::now();
+    Log::default().cycle(&mut watcher).await?;
+    let cycle_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let calls = control.stats(0, 0).await?.calls;
+
+    control.reset().await?;
+    let bumped = control.bump().await?;
+    // The bumped pipeline was idle: it is read when idle pipelines come due.
+    let deadline = Instant::now() + Duration::from_millis(idle_ms) + 2 * poll;
+    let mut next = started + poll;
+    let mut cycles = 0;
+    let stats = loop {
+        tokio::time::sleep_until(next).await;
+        let at = Instant::now();
+        Log::default().cycle(&mut watcher).await?;
+        cycles += 1;
+        next = (at + poll).max(Instant::now());
+        let s = control.stats(0, 0).await?;
+        if s.bumped_reads > 0 {
+            break s;
+        }
+        if next > deadline {
+            anyhow::bail!("{bumped} (version bumped) was not read within idle_poll_interval");
+        }
+    };
+    watcher.close()?;
+    Ok(Restart {
+        calls,
+        cycle_ms,
+        version_calls: stats.calls,
+        version_cycles: cycles,
     })
 }

@@ -8,10 +8,14 @@
 //! - `POST /hook/{route}` — the Slack webhook: takes the token out of each review link
 //!   (`#/<stage>/<action>/approve/<token>`) and records when it first arrived.
 //! - `GET /stats?from=MS&to=MS`, `POST /reset` — counters and detection latencies for the parent.
+//! - `POST /bump` — one idle pipeline's `pipelineVersion` goes up and a run starts on it (for
+//!   the version-change figure); answers its name.
 //!
 //! Idle pipelines answer a pre-rendered body (last run approved and deployed). Active pipelines
 //! follow a clock: run k of pipeline i heads for its approval, then waits with token
 //! `{i:08x}-0000-4000-8000-{k:012x}` from a known instant, then is approved and run k+1 starts.
+//! With `approvals_on_idle`, no run is visible before the approval: the pipeline reads as idle
+//! (run k−1 approved and deployed), then run k's approval is suddenly waiting.
 //! The token alone tells the Slack side when its approval started waiting.
 
 use std::collections::{HashMap, VecDeque};
@@ -33,6 +37,10 @@ use crate::spec::{Calls, FakeSpec, FakeStats};
 
 const TARGET_PREFIX: &str = "CodePipeline_20150709.";
 const VERSION: i32 = 7;
+/// A bumped pipeline's version (`POST /bump`).
+const BUMPED_VERSION: i32 = 8;
+/// The run that idle pipelines show as their last one, approved and deployed long ago.
+const IDLE_RUN: i64 = 0xfff_ffff;
 const REVISION: &str = "8f2b1e4c9d0a7b6c5d4e3f2a1b0c9d8e7f6a5b4c";
 const REVIEWER: &str = "arn:aws:sts::123456789012:assumed-role/Deployer/alice@example.com";
 
@@ -75,9 +83,12 @@ fn secs(ms: i64) -> String {
 }
 
 /// Where a pipeline's latest run is.
+#[derive(Clone, Copy)]
 enum Phase {
     /// Nothing in progress: the last run was approved and deployed long ago.
     Idle,
+    /// Nothing in progress: run `k` was approved at `since_ms` and deployed.
+    Deployed { k: i64, since_ms: i64 },
     /// Run `k` is deploying to staging (heading for the approval) since `since_ms`; run
     /// `k - 1`'s approval, if any, was approved.
     Running { k: i64, since_ms: i64 },
@@ -85,16 +96,18 @@ enum Phase {
     Waiting { k: i64, since_ms: i64 },
 }
 
-fn state_body(i: usize, phase: &Phase, now_ms: i64) -> String {
+fn state_body(i: usize, phase: &Phase, now_ms: i64, version: i32) -> String {
     let name = pipeline_name(i);
     let long_ago = now_ms - 86_400_000;
+    let deployed = |k: i64, at: i64| {
+        let exec = execution_id(i, k);
+        let action = approval_json(&token(i, k), "Succeeded", at, true);
+        let stage = stage_latest(&exec, "Succeeded");
+        (exec, "Succeeded", at, stage, action)
+    };
     let (exec, staging, staging_at, approval_stage, approval_action) = match *phase {
-        Phase::Idle => {
-            let exec = execution_id(i, 0xfff_ffff);
-            let action = approval_json(&token(i, 0xfff_ffff), "Succeeded", long_ago, true);
-            let stage = stage_latest(&exec, "Succeeded");
-            (exec, "Succeeded", long_ago, stage, action)
-        }
+        Phase::Idle => deployed(IDLE_RUN, long_ago),
+        Phase::Deployed { k, since_ms } => deployed(k, since_ms),
         Phase::Running { k, since_ms } => {
             let (stage, action) = if k > 0 {
                 let previous = execution_id(i, k - 1);
@@ -126,7 +139,7 @@ fn state_body(i: usize, phase: &Phase, now_ms: i64) -> String {
             r#"],"created":1600871523.204,"updated":1761923344.5}}"#
         ),
         name = name,
-        version = VERSION,
+        version = version,
         rev = REVISION,
         exec = exec,
         started = started,
@@ -153,7 +166,7 @@ fn approval_json(token: &str, status: &str, at_ms: i64, reviewed: bool) -> Strin
     )
 }
 
-fn definition_body(i: usize) -> String {
+fn definition_body(i: usize, version: i32) -> String {
     let name = pipeline_name(i);
     format!(
         concat!(
@@ -165,7 +178,7 @@ fn definition_body(i: usize) -> String {
             r#"],"version":{version},"executionMode":"SUPERSEDED","pipelineType":"V2"}},"metadata":{{"pipelineArn":"arn:aws:codepipeline:us-east-1:123456789012:{name}","created":1600871523.204,"updated":1761923344.5}}}}"#
         ),
         name = name,
-        version = VERSION,
+        version = version,
     )
 }
 
@@ -202,6 +215,9 @@ struct Fake {
     slack_posts: AtomicU64,
     /// (pipeline, run) → when its review link first reached Slack, epoch ms.
     detected: Mutex<HashMap<(usize, i64), i64>>,
+    /// The pipeline `POST /bump` changed and the phase it shows since (a run in progress).
+    bumped: Mutex<Option<(usize, Phase)>>,
+    bumped_reads: AtomicU64,
 }
 
 impl Fake {
@@ -226,9 +242,11 @@ impl Fake {
             latency: Duration::from_millis(spec.latency_ms),
             base_ms: now,
             idle_state: (0..n)
-                .map(|i| Bytes::from(state_body(i, &Phase::Idle, now)))
+                .map(|i| Bytes::from(state_body(i, &Phase::Idle, now, VERSION)))
                 .collect(),
-            definitions: (0..n).map(|i| Bytes::from(definition_body(i))).collect(),
+            definitions: (0..n)
+                .map(|i| Bytes::from(definition_body(i, VERSION)))
+                .collect(),
             offsets,
             spec,
             window: Mutex::new(VecDeque::new()),
@@ -239,6 +257,8 @@ impl Fake {
             throttled: AtomicU64::new(0),
             slack_posts: AtomicU64::new(0),
             detected: Mutex::new(HashMap::new()),
+            bumped: Mutex::new(None),
+            bumped_reads: AtomicU64::new(0),
         }
     }
 
@@ -262,7 +282,17 @@ impl Fake {
         let u = (now_ms - self.base_ms + offset).max(0);
         let (k, within) = (u / self.period(), u % self.period());
         let heading = self.period() - self.wait();
-        if within < heading {
+        if within < heading && self.spec.approvals_on_idle {
+            // Between approvals: the last one approved and deployed, no run visible.
+            if k == 0 {
+                Phase::Idle
+            } else {
+                Phase::Deployed {
+                    k: k - 1,
+                    since_ms: now_ms - within,
+                }
+            }
+        } else if within < heading {
             Phase::Running {
                 k,
                 since_ms: now_ms - within,
@@ -273,6 +303,32 @@ impl Fake {
                 since_ms: now_ms - (within - heading),
             }
         }
+    }
+
+    /// A bumped pipeline's phase and version; else its own.
+    fn current(&self, i: usize, now_ms: i64) -> (Phase, i32) {
+        match self.bumped.lock().ok().and_then(|b| *b) {
+            Some((b, phase)) if b == i => (phase, BUMPED_VERSION),
+            _ => (self.phase(i, now_ms), VERSION),
+        }
+    }
+
+    /// Bumps the version of the first pipeline that is idle now and starts a run on it (the
+    /// run after the last one it showed). Returns its index.
+    fn bump(&self) -> Option<usize> {
+        let now = epoch_ms();
+        let (i, last) = (0..self.spec.pipelines).find_map(|i| match self.phase(i, now) {
+            Phase::Idle => Some((i, IDLE_RUN)),
+            Phase::Deployed { k, .. } => Some((i, k)),
+            _ => None,
+        })?;
+        let running = Phase::Running {
+            k: last + 1,
+            since_ms: now,
+        };
+        *self.bumped.lock().ok()? = Some((i, running));
+        self.bumped_reads.store(0, Ordering::Relaxed);
+        Some(i)
     }
 
     /// Whether a call arriving now is over the rate.
@@ -305,6 +361,7 @@ impl Fake {
             &self.other_calls,
             &self.throttled,
             &self.slack_posts,
+            &self.bumped_reads,
         ] {
             c.store(0, Ordering::Relaxed);
         }
@@ -353,6 +410,7 @@ impl Fake {
             slack_posts: self.slack_posts.load(Ordering::Relaxed),
             latencies_ms: latencies,
             expected,
+            bumped_reads: self.bumped_reads.load(Ordering::Relaxed),
         }
     }
 }
@@ -413,12 +471,20 @@ async fn aws(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) -> 
             "Account '123456789012' does not have a pipeline with that name",
         );
     };
+    let now = epoch_ms();
+    let (phase, version) = fake.current(i, now);
     match operation.as_str() {
-        "GetPipelineState" => match fake.phase(i, epoch_ms()) {
-            Phase::Idle => json(StatusCode::OK, fake.idle_state[i].clone()),
-            phase => json(StatusCode::OK, state_body(i, &phase, epoch_ms())),
-        },
-        "GetPipeline" => json(StatusCode::OK, fake.definitions[i].clone()),
+        "GetPipelineState" => {
+            if version == BUMPED_VERSION {
+                fake.bumped_reads.fetch_add(1, Ordering::Relaxed);
+            }
+            match phase {
+                Phase::Idle => json(StatusCode::OK, fake.idle_state[i].clone()),
+                phase => json(StatusCode::OK, state_body(i, &phase, now, version)),
+            }
+        }
+        "GetPipeline" if version == VERSION => json(StatusCode::OK, fake.definitions[i].clone()),
+        "GetPipeline" => json(StatusCode::OK, definition_body(i, version)),
         "GetPipelineExecution" => {
             let execution = request.execution.unwrap_or_default();
             json(
@@ -472,6 +538,13 @@ async fn reset(State(fake): State<Arc<Fake>>) -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
+async fn bump(State(fake): State<Arc<Fake>>) -> Response {
+    match fake.bump() {
+        Some(i) => (StatusCode::OK, pipeline_name(i)).into_response(),
+        None => (StatusCode::CONFLICT, "no idle pipeline to bump").into_response(),
+    }
+}
+
 /// Serves until the parent closes our stdin (it is done, or it died). Prints the port first.
 pub fn serve(spec: FakeSpec) -> anyhow::Result<()> {
     std::thread::spawn(|| {
@@ -491,6 +564,7 @@ pub fn serve(spec: FakeSpec) -> anyhow::Result<()> {
             .route("/hook/{route}", post(slack))
             .route("/stats", get(stats))
             .route("/reset", post(reset))
+            .route("/bump", post(bump))
             .with_state(fake);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();

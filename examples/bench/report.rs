@@ -18,6 +18,11 @@ const ACTIVE_SHARE: f64 = 0.05;
 const SCENARIO_2_MAX: usize = 1000;
 /// Adaptive polling's default share of the budget for idle reads (`[aws] idle_budget_share`).
 const IDLE_BUDGET_SHARE: f64 = approval_watch::config::DEFAULT_IDLE_BUDGET_SHARE;
+/// The issue's target for a cold start and a warm restart of N idle pipelines: calls ≤ this × N.
+const CALLS_PER_PIPELINE: f64 = 1.02;
+/// Scenario 4: each pipeline's approvals come this many poll intervals apart, and each waits
+/// for half of that; in between the pipeline is idle.
+const SMALL_FLEET_PERIOD_POLLS: u64 = 6;
 
 pub struct Options {
     pub pipelines: Vec<usize>,
@@ -25,7 +30,7 @@ pub struct Options {
     pub latency_ms: u64,
     pub slow: bool,
     pub sequential: bool,
-    /// Scenario 3's poll_interval and idle_poll_interval.
+    /// Scenarios 3 and 4's poll_interval and idle_poll_interval.
     pub poll: Duration,
     pub idle: Duration,
     pub command: String,
@@ -47,8 +52,17 @@ fn plan(o: &Options) -> (Vec<Planned>, Vec<String>) {
         active: 0,
         period_ms: 1,
         wait_ms: 1,
+        approvals_on_idle: false,
     };
     for &scenario in &o.scenarios {
+        if scenario == 4 {
+            // One small fleet, whatever --n says: the one that fits the share.
+            cases.push(Planned {
+                light: true,
+                spec: small_fleet(o),
+            });
+            continue;
+        }
         for &n in &o.pipelines {
             let spec = match scenario {
                 1 => CaseSpec {
@@ -117,6 +131,45 @@ fn plan(o: &Options) -> (Vec<Planned>, Vec<String>) {
     (cases, skipped)
 }
 
+/// The largest fleet whose every pipeline can be read every poll_interval within the default
+/// budget's idle share (10 requests/s × 0.2 = 2 reads/s: 20 pipelines at 10 s).
+fn small_fleet_size(poll: Duration) -> usize {
+    let limits = approval_watch::config::Limits::default();
+    let reads = limits.requests_per_second * IDLE_BUDGET_SHARE * poll.as_secs_f64();
+    ((reads + 1e-9).floor() as usize).max(1)
+}
+
+/// Scenario 4: a small fleet on the default budget (the defaults of `max_requests_per_second`
+/// and `max_concurrency`; `idle_budget_share` left out of the config), every pipeline idle
+/// between approvals that appear without a run being seen first.
+fn small_fleet(o: &Options) -> CaseSpec {
+    let limits = approval_watch::config::Limits::default();
+    let n = small_fleet_size(o.poll);
+    let poll = o.poll.as_millis() as u64;
+    let idle = o.idle.as_millis() as u64;
+    CaseSpec {
+        scenario: 4,
+        pipelines: n,
+        max_requests_per_second: limits.requests_per_second,
+        max_concurrency: limits.max_concurrency,
+        poll_ms: poll,
+        idle_ms: idle,
+        measure: Measure::Window {
+            window_ms: idle,
+            grace_ms: 2 * poll,
+        },
+        fake: FakeSpec {
+            pipelines: n,
+            latency_ms: o.latency_ms,
+            throttle_per_sec: 0,
+            active: n,
+            period_ms: SMALL_FLEET_PERIOD_POLLS * poll,
+            wait_ms: SMALL_FLEET_PERIOD_POLLS * poll / 2,
+            approvals_on_idle: true,
+        },
+    }
+}
+
 fn label(spec: &CaseSpec) -> String {
     format!(
         "scenario {}, N = {}",
@@ -161,7 +214,7 @@ pub fn main(o: Options) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut results: Vec<Option<anyhow::Result<CaseResult>>> = cases.iter().map(|_| None).collect();
     // Cases that mostly compute run alone; the ones that mostly wait on timers and budgets
-    // (scenarios 2 and 3) run side by side, each in its own processes, unless --sequential.
+    // (scenarios 2, 3 and 4) run side by side, each in its own processes, unless --sequential.
     for (i, case) in cases.iter().enumerate() {
         if o.sequential || !case.light {
             results[i] = Some(run_case(&case.spec));
@@ -259,6 +312,11 @@ fn scenario_title(spec: &CaseSpec, o: &Options) -> String {
     match spec.scenario {
         1 => "1 · no cap (16 in flight)".to_owned(),
         2 => "2 · 20 req/s budget, throttle > 25/s".to_owned(),
+        4 => format!(
+            "4 · approvals on idle pipelines, default budget, poll {}, idle {}",
+            human(o.poll),
+            human(o.idle)
+        ),
         _ => format!(
             "3 · 5% active, poll {}, idle {}",
             human(o.poll),
@@ -310,7 +368,7 @@ fn render(
         if o.sequential {
             ""
         } else {
-            "; scenarios 2 and 3 (mostly waiting on timers) ran side by side, each case in its own processes"
+            "; scenarios 2, 3 and 4 (mostly waiting on timers) ran side by side, each case in its own processes"
         }
     );
     let _ = writeln!(
@@ -360,20 +418,33 @@ fn render(
                 let max = r.cycles_ms.iter().copied().fold(0.0, f64::max);
                 cycle_cell = format!("{} (max {})", secs(cycle), secs(max));
                 let per_poll = calls as f64 * spec.poll_ms as f64 / r.elapsed_ms.max(1.0);
-                // Adaptive polling spends at most the idle share of the budget on idle reads
-                // (every pipeline each poll while that fits), plus the active pipelines' reads
-                // and their approvals' lookups; 10% for the cycles a window cuts.
-                let active = spec.fake.active as f64;
-                let idle_reads = (n as f64 - active).min(
-                    IDLE_BUDGET_SHARE * spec.max_requests_per_second * spec.poll_ms as f64 / 1000.0,
-                );
-                let allowed = 1.1 * (idle_reads + 2.0 * active);
-                calls_cell = format!(
-                    "{} per poll_interval {} ≤ {}",
-                    thousands(per_poll.round() as u64),
-                    t.check(per_poll <= allowed),
-                    thousands(allowed as u64)
-                );
+                if spec.scenario == 3 {
+                    // Adaptive polling spends at most the idle share of the budget on idle
+                    // reads (every pipeline each poll while that fits), plus the active
+                    // pipelines' reads and their approvals' lookups; 10% for the cycles a
+                    // window cuts.
+                    let active = spec.fake.active as f64;
+                    let idle_reads = (n as f64 - active).min(
+                        IDLE_BUDGET_SHARE * spec.max_requests_per_second * spec.poll_ms as f64
+                            / 1000.0,
+                    );
+                    let allowed = 1.1 * (idle_reads + 2.0 * active);
+                    calls_cell = format!(
+                        "{} per poll_interval {} ≤ {}",
+                        thousands(per_poll.round() as u64),
+                        t.check(per_poll <= allowed),
+                        thousands(allowed as u64)
+                    );
+                } else {
+                    // Every pipeline read every poll, and the new approvals' lookups.
+                    let reads = r.reads.iter().sum::<usize>() as f64 / cycles;
+                    calls_cell = format!(
+                        "{} per poll_interval ({:.1} of {} pipelines read per cycle)",
+                        thousands(per_poll.round() as u64),
+                        reads,
+                        n
+                    );
+                }
                 throttled_cell = thousands(r.throttled);
                 let detected = r.latencies_ms.len() as u64;
                 let limit = spec.poll_ms as f64 + 1000.0;
@@ -405,25 +476,9 @@ fn render(
             thousands(n as u64),
         );
     }
+    let starts = starts(o, rows, &mut t);
     let _ = writeln!(out, "\nTargets met: **{} of {}**.\n", t.met, t.total);
-
-    let _ = writeln!(
-        out,
-        "First (cold) cycle of each case — `GetPipeline` only where a run is in progress (definitions are read on demand):\n"
-    );
-    let _ = writeln!(out, "| scenario | N | first cycle | calls | throttled |");
-    let _ = writeln!(out, "|---|--:|--:|--:|--:|");
-    for (spec, r) in rows {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} |",
-            scenario_title(spec, o),
-            thousands(spec.pipelines as u64),
-            secs(r.cold.cycle_ms),
-            thousands(r.cold.calls),
-            thousands(r.cold.throttled)
-        );
-    }
+    out.push_str(&starts);
     let _ = writeln!(out, "\nHow each scenario runs:\n");
     let _ = writeln!(
         out,
@@ -462,14 +517,114 @@ fn render(
     );
     let _ = writeln!(
         out,
-        "- Peak RSS: VmHWM of the poller process, which runs one case only. CPU: utime + stime of \
-         that process over the measured cycles (10 ms ticks), divided by the cycles."
+        "- **4**: a small fleet on the default budget (`max_requests_per_second` 10, \
+         `max_concurrency` 8, `idle_budget_share` 0.2: {} pipelines is the most whose every \
+         pipeline fits a read every {}), `poll_interval = {}`, `idle_poll_interval = {}`. Every \
+         pipeline is idle (its last run approved and deployed) until an approval appears on it \
+         without a run having been seen first; the approval waits {}, is approved, and the next \
+         one appears {} later. Measured as 3, over one idle_poll_interval: detection \
+         within poll_interval + 1 s is the README's promise for fleets within the share (an idle \
+         read every idle_poll_interval would give up to {}).",
+        small_fleet_size(o.poll),
+        human(o.poll),
+        human(o.poll),
+        human(o.idle),
+        human(o.poll * SMALL_FLEET_PERIOD_POLLS as u32 / 2),
+        human(o.poll * SMALL_FLEET_PERIOD_POLLS as u32 / 2),
+        human(o.idle)
+    );
+    let _ = writeln!(
+        out,
+        "- Restarts: after a case's measured cycles its watcher is closed and a second one is \
+         built on the same state file (`startup::watcher`, as a restart does: the definitions \
+         cached in SQLite are loaded); restart = the calls of its first cycle, at most {CALLS_PER_PIPELINE} × N \
+         plus the lookups (`GetPipelineExecution`) of approvals that appeared since the last \
+         cycle, which a daemon that kept running would make too. Cold start: the first cycle's \
+         calls, with the {CALLS_PER_PIPELINE} × N target where the fleet is idle (1 and 2). Version change: one \
+         idle pipeline's `pipelineVersion` goes up and a run starts on it; the restarted watcher \
+         cycles every poll_interval until it has read it: `GetPipeline` calls in those cycles."
+    );
+    let _ = writeln!(
+        out,
+        "- Peak RSS: VmHWM of the poller process, which runs one case only (before the restart). \
+         CPU: utime + stime of that process over the measured cycles (10 ms ticks), divided by \
+         the cycles."
     );
     for s in skipped {
         let _ = writeln!(out, "- Skipped: {s}.");
     }
     for f in failed {
         let _ = writeln!(out, "- **Failed**: {f}");
+    }
+    out
+}
+
+/// The first (cold) cycle of each case, then restarts and version changes, with their targets.
+fn starts(o: &Options, rows: &[(&CaseSpec, CaseResult)], t: &mut Tally) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "First (cold) cycle of each case — `GetPipeline` only where a run is in progress (definitions are read on demand):\n"
+    );
+    let _ = writeln!(out, "| scenario | N | first cycle | calls | throttled |");
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|");
+    for (spec, r) in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            scenario_title(spec, o),
+            thousands(spec.pipelines as u64),
+            secs(r.cold.cycle_ms),
+            thousands(r.cold.calls),
+            thousands(r.cold.throttled)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nRestarts — a second watcher on the same state file (definitions cached in SQLite), then one pipeline's version bumped:\n"
+    );
+    let _ = writeln!(
+        out,
+        "| scenario | N | cold start | restart (warm) | version change |"
+    );
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|");
+    for (spec, r) in rows {
+        let n = spec.pipelines as f64;
+        let cold = if spec.fake.active == 0 {
+            format!(
+                "{} {} ≤ {}",
+                thousands(r.cold.calls),
+                t.check(r.cold.calls as f64 <= CALLS_PER_PIPELINE * n),
+                thousands((CALLS_PER_PIPELINE * n).floor() as u64)
+            )
+        } else {
+            thousands(r.cold.calls)
+        };
+        let warm = r.restart.calls.total();
+        let lookups = r.restart.calls.get_pipeline_execution;
+        let limit = CALLS_PER_PIPELINE * n + lookups as f64;
+        let restart = format!(
+            "{} {} ≤ {}{}",
+            thousands(warm),
+            t.check(warm as f64 <= limit),
+            thousands(limit.floor() as u64),
+            if lookups > 0 {
+                format!(" ({CALLS_PER_PIPELINE} × N + {lookups} new approvals' lookups)")
+            } else {
+                String::new()
+            }
+        );
+        let get_pipeline = r.restart.version_calls.get_pipeline;
+        let version = format!(
+            "{get_pipeline} `GetPipeline` {} = 1",
+            t.check(get_pipeline == 1)
+        );
+        let _ = writeln!(
+            out,
+            "| {} | {} | {cold} | {restart} | {version} |",
+            scenario_title(spec, o),
+            thousands(spec.pipelines as u64),
+        );
     }
     out
 }

@@ -18,6 +18,9 @@ pub struct FakeSpec {
     /// approval, then the approval waiting (fresh token) for the last `wait_ms`, then approved.
     pub period_ms: u64,
     pub wait_ms: u64,
+    /// The active pipelines show no run before their approval: between approvals they read
+    /// as idle (last run approved and deployed), then an approval is suddenly waiting.
+    pub approvals_on_idle: bool,
 }
 
 /// How a case measures after its first (cold) cycle.
@@ -71,6 +74,8 @@ pub struct FakeStats {
     pub latencies_ms: Vec<i64>,
     /// Approvals that started waiting in [from, to): detected or not.
     pub expected: u64,
+    /// `GetPipelineState` calls on the pipeline `POST /bump` changed, since the last reset.
+    pub bumped_reads: u64,
 }
 
 /// The first cycle: nothing known; definitions fetched for the active pipelines only.
@@ -79,6 +84,18 @@ pub struct Cold {
     pub cycle_ms: f64,
     pub calls: u64,
     pub throttled: u64,
+}
+
+/// After the measured span: the watcher closed and a second one built on the same state file,
+/// as a restart would; then one idle pipeline's `pipelineVersion` bumped (a run starting).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Restart {
+    /// The restarted watcher's first cycle.
+    pub calls: Calls,
+    pub cycle_ms: f64,
+    /// The cycles after the version bump, every poll_interval until the pipeline was read.
+    pub version_calls: Calls,
+    pub version_cycles: usize,
 }
 
 /// What a case measured (the poller process only).
@@ -101,4 +118,5 @@ pub struct CaseResult {
     pub peak_rss_kb: u64,
     pub latencies_ms: Vec<i64>,
     pub expected_approvals: u64,
+    pub restart: Restart,
 }
