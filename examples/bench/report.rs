@@ -609,7 +609,14 @@ fn starts(o: &Options, rows: &[(&CaseSpec, CaseResult)], t: &mut Tally) -> Strin
             t.check(warm as f64 <= limit),
             thousands(limit.floor() as u64),
             if lookups > 0 {
-                format!(" ({CALLS_PER_PIPELINE} × N + {lookups} new approvals' lookups)")
+                format!(
+                    " ({CALLS_PER_PIPELINE} × N + {lookups} {})",
+                    if lookups == 1 {
+                        "lookup of a new approval"
+                    } else {
+                        "lookups of new approvals"
+                    }
+                )
             } else {
                 String::new()
             }

@@ -218,8 +218,14 @@ enum Refusal {
     Resolved,
 }
 
+/// What [`check`] found: the approval to decide, or why not (with the approval, if known).
+enum Checked {
+    Go(ClickTarget),
+    Refused(Refusal, Option<ClickTarget>),
+}
+
 /// The approval a click names, if it exists, is waiting and the user may decide it.
-fn check(ctx: &Ctx, click: &Click) -> Result<ClickTarget, (Refusal, Option<ClickTarget>)> {
+fn check(ctx: &Ctx, click: &Click) -> Checked {
     let target = match ctx.audit().and_then(|a| a.approval(click.approval_id)) {
         Ok(target) => target,
         Err(e) => {
@@ -228,7 +234,7 @@ fn check(ctx: &Ctx, click: &Click) -> Result<ClickTarget, (Refusal, Option<Click
         }
     };
     let Some(target) = target else {
-        return Err((Refusal::Unknown, None));
+        return Checked::Refused(Refusal::Unknown, None);
     };
     let allowed = match ctx.config.approvers_for(&target.approval.key.pipeline) {
         Some(approvers) => {
@@ -242,12 +248,12 @@ fn check(ctx: &Ctx, click: &Click) -> Result<ClickTarget, (Refusal, Option<Click
         None => Some(render::who_may(&[], &[])),
     };
     if let Some(who) = allowed {
-        return Err((Refusal::Denied(who), Some(target)));
+        return Checked::Refused(Refusal::Denied(who), Some(target));
     }
     if target.resolved {
-        return Err((Refusal::Resolved, Some(target)));
+        return Checked::Refused(Refusal::Resolved, Some(target));
     }
-    Ok(target)
+    Checked::Go(target)
 }
 
 /// Records a refused click and tells the clicker why.
@@ -280,6 +286,7 @@ async fn refuse(
         "click from Slack refused"
     );
     audit_record(ctx, click, decision, target.as_ref(), result);
+    crate::metrics::slack_decision(result);
     ephemeral(ctx, click, target.as_ref(), &text).await;
 }
 
@@ -313,8 +320,8 @@ fn audit_click(click: &Click, decision: Decision, reason: Option<&str>) -> crate
 
 async fn open_reject(ctx: &Ctx, click: &Click, trigger_id: &str) {
     let target = match check(ctx, click) {
-        Ok(t) => t,
-        Err((refusal, target)) => {
+        Checked::Go(t) => t,
+        Checked::Refused(refusal, target) => {
             return refuse(ctx, click, Decision::Reject, refusal, target).await;
         }
     };
@@ -336,8 +343,10 @@ async fn decide(ctx: &Ctx, click: &Click, verdict: Verdict, reason: Option<&str>
         Verdict::Reject => Decision::Reject,
     };
     let target = match check(ctx, click) {
-        Ok(t) => t,
-        Err((refusal, target)) => return refuse(ctx, click, decision, refusal, target).await,
+        Checked::Go(t) => t,
+        Checked::Refused(refusal, target) => {
+            return refuse(ctx, click, decision, refusal, target).await;
+        }
     };
     let key = target.approval.key.clone();
     let row = audit_click(click, decision, reason);
@@ -349,10 +358,12 @@ async fn decide(ctx: &Ctx, click: &Click, verdict: Verdict, reason: Option<&str>
     let audit_id = match claim {
         Ok(Claim::Go(id)) => id,
         Ok(Claim::Replay) => {
+            crate::metrics::slack_decision("ignored");
             tracing::debug!(user = %click.user.id, "a replayed click; already handled");
             return;
         }
         Ok(Claim::Taken) => {
+            crate::metrics::slack_decision("already_resolved");
             let text = "Someone already decided this approval (or is deciding it right now); the channel will show the outcome.";
             ephemeral(ctx, click, Some(&target), text).await;
             return;
@@ -390,6 +401,7 @@ async fn decide(ctx: &Ctx, click: &Click, verdict: Verdict, reason: Option<&str>
     if let Err(e) = finished {
         tracing::error!(audit_id, "cannot record AWS's answer in the audit: {e}");
     }
+    crate::metrics::slack_decision(&result);
     match answer {
         Ok(_) => {
             tracing::info!(

@@ -96,6 +96,31 @@ pub fn socket_reconnect(reason: &str) {
         .add(1);
 }
 
+/// The results a click from Slack is counted under (a `failed: …` result is `failed`).
+const DECISION_RESULTS: [&str; 6] = [
+    "approved",
+    "rejected",
+    "denied",
+    "already_resolved",
+    "failed",
+    "ignored",
+];
+
+/// A click from Slack was answered with `result` (the audit's word; `failed: …` → `failed`).
+pub fn slack_decision(result: &str) {
+    let label = DECISION_RESULTS
+        .iter()
+        .find(|r| result == **r)
+        .copied()
+        .unwrap_or("failed");
+    global()
+        .lock()
+        .slack_decisions
+        .entry(label)
+        .or_default()
+        .add(1);
+}
+
 /// One AWS API call was made (`GetPipelineState`, …), successful or not.
 pub fn aws_call(operation: &str) {
     global()
@@ -176,6 +201,8 @@ struct Inner {
     idle_rhythms: BTreeMap<(String, String), u64>,
     /// New Socket Mode connections after the first, by reason.
     socket_reconnects: BTreeMap<String, Counter>,
+    /// Clicks on Approve / Reject (and reject dialogs submitted), by result.
+    slack_decisions: BTreeMap<&'static str, Counter>,
 }
 
 /// The registry. One per process ([`global`]); tests make their own.
@@ -599,6 +626,19 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "approval_watch_slack_socket_reconnects_total{{reason=\"{reason}\"}} {n}"
+                );
+            }
+            header(
+                &mut out,
+                "slack_decisions_total",
+                "counter",
+                "Clicks from Slack by result: approved, rejected (PutApprovalResult taken), denied (not on the allow-lists), already_resolved, failed, ignored (a replay).",
+            );
+            for result in DECISION_RESULTS {
+                let n = inner.slack_decisions.get(result).map_or(0, |c| c.0);
+                let _ = writeln!(
+                    out,
+                    "approval_watch_slack_decisions_total{{result=\"{result}\"}} {n}"
                 );
             }
         }

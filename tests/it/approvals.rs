@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::fake_codepipeline::{InjectedError, PUT_APPROVAL_RESULT};
-use support::fake_slack_api::{APP_TOKEN, BOT_TOKEN, FakeSlackApi, TICKET_MARK};
+use support::fake_slack_api::{APP_TOKEN, ApiAnswer, BOT_TOKEN, FakeSlackApi, TICKET_MARK};
 use support::fake_socket_mode::FakeSocketMode;
 use support::{Daemon, FakeCodePipeline, Fixture, SOON, TestEnv, WebhookSource};
 
@@ -294,8 +294,14 @@ async fn reject_opens_a_modal_and_its_reason_goes_to_codepipeline() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_user_not_allowed_gets_an_ephemeral_and_a_denied_row_and_aws_is_not_called() {
-    let w = World::start().await;
-    let (daemon, id) = w.running_with_alert().await;
+    let mut w = World::start().await;
+    w.env.spec.extra_top = "[metrics]\nlisten = \"127.0.0.1:0\"\n".into();
+    w.env.write_config();
+    w.append_config(&format!(
+        "\n[slack.approvals]\napp_token_env = \"SLACK_APP_TOKEN\"\nallow_users = [\"{LEAD}\"]\nallow_groups = [\"{GROUP}\"]\n"
+    ));
+    let (mut daemon, id) = w.running_with_alert().await;
+    let base = crate::metrics::metrics_base(&mut daemon).await;
     w.click(0, STRANGER, "approve", id, "1700000000.000300");
     w.api
         .wait_until(SOON, |r| r.iter().any(|r| r.method == "chat.postEphemeral"))
@@ -319,6 +325,26 @@ async fn a_user_not_allowed_gets_an_ephemeral_and_a_denied_row_and_aws_is_not_ca
         })
         .await;
     assert!(w.api.calls("views.open").is_empty());
+    // The metrics count both refusals and show the connection; /healthz names it.
+    let (_, text) = crate::metrics::get(&format!("{base}/metrics")).await;
+    let samples = crate::metrics::parse(&text);
+    let denied = crate::metrics::value(
+        &samples,
+        "approval_watch_slack_decisions_total",
+        &[("result", "denied")],
+    );
+    assert_eq!(denied, Some(2.0), "{text}");
+    assert_eq!(
+        crate::metrics::value(&samples, "approval_watch_slack_socket_connected", &[]),
+        Some(1.0),
+        "{text}"
+    );
+    let (status, health) = crate::metrics::get(&format!("{base}/healthz")).await;
+    assert_eq!(status, 200, "{health}");
+    assert!(
+        health.trim_end().ends_with("Slack Socket Mode: connected"),
+        "{health}"
+    );
     daemon.terminate().await;
     assert!(w.put_calls().is_empty(), "no AWS call for a stranger");
     let audit = w.audit().await;
@@ -349,6 +375,29 @@ async fn a_member_of_an_allowed_group_may_approve() {
     );
     daemon.terminate().await;
     assert_eq!(w.audit().await[0]["result"], "approved");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_that_cannot_be_read_lets_nobody_in_and_the_log_says_why() {
+    let w = World::start().await;
+    w.api
+        .push("usergroups.users.list", ApiAnswer::error("missing_scope"));
+    let (daemon, id) = w.running_with_alert().await;
+    w.click(0, MEMBER, "approve", id, "1700000000.000450");
+    w.api
+        .wait_until(SOON, |r| r.iter().any(|r| r.method == "chat.postEphemeral"))
+        .await;
+    let out = daemon.terminate().await;
+    assert!(w.put_calls().is_empty(), "never \"allow all\"");
+    assert_eq!(w.audit().await[0]["result"], "denied");
+    let warned = out.stderr_lines_with(&[GROUP, "usergroups:read"]);
+    assert!(
+        warned
+            .iter()
+            .any(|l| l.contains("cannot approve until it can be read")),
+        "{}",
+        out.stderr_plain()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -10,7 +10,7 @@ use support::{Daemon, Fixture, GET_PIPELINE_STATE, InjectedError, SOON, World};
 
 /// One sample: name, labels, value.
 #[derive(Debug, Clone, PartialEq)]
-struct Sample {
+pub(crate) struct Sample {
     name: String,
     labels: BTreeMap<String, String>,
     value: f64,
@@ -18,7 +18,7 @@ struct Sample {
 
 /// Parses the text format strictly: every line is `# HELP`, `# TYPE` or a sample, every
 /// sample belongs to a family declared by `# TYPE` before it, label values are quoted.
-fn parse(text: &str) -> Vec<Sample> {
+pub(crate) fn parse(text: &str) -> Vec<Sample> {
     let mut types: BTreeMap<String, String> = BTreeMap::new();
     let mut samples = Vec::new();
     assert!(
@@ -118,7 +118,7 @@ fn parse_labels(body: &str, line: &str) -> BTreeMap<String, String> {
     labels
 }
 
-fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     samples
         .iter()
         .find(|s| {
@@ -131,7 +131,7 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
 }
 
 /// The metrics address the daemon logged.
-async fn metrics_base(daemon: &mut Daemon) -> String {
+pub(crate) async fn metrics_base(daemon: &mut Daemon) -> String {
     assert!(
         daemon.wait_for_stderr("metrics on http://", SOON).await,
         "no metrics address logged: {}",
@@ -143,7 +143,7 @@ async fn metrics_base(daemon: &mut Daemon) -> String {
     url.strip_suffix("/metrics").unwrap().to_owned()
 }
 
-async fn get(url: &str) -> (u16, String) {
+pub(crate) async fn get(url: &str) -> (u16, String) {
     let response = reqwest::Client::new()
         .get(url)
         .timeout(Duration::from_secs(5))
