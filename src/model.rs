@@ -38,6 +38,27 @@ pub struct ApprovalKey {
 }
 
 impl ApprovalKey {
+    /// A short tag of this very request (its token included), carried next to the store's id
+    /// in Slack buttons: a button whose id names another approval now (a database recreated
+    /// or restored) is refused, never applied to the wrong one. Not a secret (FNV-1a, 64 bits).
+    pub fn fingerprint(&self) -> String {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for part in [
+            &self.account,
+            &self.region,
+            &self.pipeline,
+            &self.stage,
+            &self.action,
+            &self.token,
+        ] {
+            for byte in part.bytes().chain([0]) {
+                hash ^= u64::from(byte);
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        format!("{hash:016x}")
+    }
+
     pub fn target(&self) -> Target {
         Target {
             account: self.account.clone(),

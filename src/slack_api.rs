@@ -157,10 +157,17 @@ impl SlackApi {
 
     /// `usergroups.users.list`: the user IDs in a user group (needs `usergroups:read`).
     /// IDs that do not look like Slack user IDs are left out; at most
-    /// [`MAX_GROUP_MEMBERS`] are kept.
+    /// [`MAX_GROUP_MEMBERS`] are kept. A read method: its argument goes as a form field.
     pub async fn usergroup_members(&self, group: &str) -> Result<Vec<String>, ApiError> {
-        let body = serde_json::json!({ "usergroup": group });
-        let answer = self.call("usergroups.users.list", &body).await?;
+        let fields = [("usergroup", group)];
+        let answer = Self::send(
+            &self.http,
+            &self.base,
+            self.token.expose(),
+            "usergroups.users.list",
+            Body::Form(&fields),
+        )
+        .await?;
         let users = answer
             .get("users")
             .and_then(Value::as_array)
@@ -190,13 +197,36 @@ impl SlackApi {
         method: &str,
         body: &Value,
     ) -> Result<Value, ApiError> {
+        Self::send(http, base, token, method, Body::Json(body)).await
+    }
+
+    /// One call, its arguments as JSON (write methods) or as a form (read methods, which
+    /// Slack does not read from a JSON body).
+    async fn send(
+        http: &reqwest::Client,
+        base: &url::Url,
+        token: &str,
+        method: &str,
+        body: Body<'_>,
+    ) -> Result<Value, ApiError> {
         let url = base
             .join(method)
             .map_err(|e| ApiError::Temporary(format!("{method}: bad URL: {e}")))?;
-        let mut response = http
-            .post(url)
-            .bearer_auth(token)
-            .json(body)
+        let request = http.post(url).bearer_auth(token);
+        let request = match body {
+            Body::Json(body) => request.json(body),
+            Body::Form(fields) => request
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(
+                    url::form_urlencoded::Serializer::new(String::new())
+                        .extend_pairs(fields)
+                        .finish(),
+                ),
+        };
+        let mut response = request
             .send()
             .await
             .map_err(|e| ApiError::Temporary(format!("{method}: {}", describe(e))))?;
@@ -243,6 +273,12 @@ impl SlackApi {
             _ => ApiError::Permanent { error },
         })
     }
+}
+
+/// A call's arguments.
+enum Body<'a> {
+    Json(&'a Value),
+    Form(&'a [(&'a str, &'a str)]),
 }
 
 /// More members than this in one group is not a team that approves deployments.

@@ -272,7 +272,7 @@ impl Runner {
     /// `link_disabled`: said once, then nothing until shutdown (a reload builds a new task).
     async fn disabled(&self) {
         tracing::error!(
-            "Socket Mode was turned off for the app; no more connections until a reload \
+            "Socket Mode was turned off for the app (link_disabled); no more connections until a reload \
              (turn Socket Mode on in the app's settings, then reload)"
         );
         self.set(ConnectionState::Disabled);

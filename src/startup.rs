@@ -72,7 +72,8 @@ pub async fn parts(config: Config, mode: Mode, clock: Clock) -> Result<Parts, St
             if let (Some(settings), Some(app), Some(slack)) = (&config.approvals, &config.app, &api)
             {
                 let opener = ConnectionOpener::new(app.api_url.clone(), settings.resolve_token()?)
-                    .map_err(StartupError::HttpClient)?;
+                    .map_err(StartupError::HttpClient)?
+                    .with_token_key(&settings.token_key);
                 approvals = Some(ApprovalsParts {
                     slack: slack.clone(),
                     opener,

@@ -402,21 +402,23 @@ impl Watcher {
             }
             match self.store.decided_in_slack(r.id) {
                 Ok(Some((name, id))) => {
-                    r.resolution.by = Some(format!("{name} ({id}) in Slack"));
-                    // The summary we sent says who, which the headline now says: keep only a
-                    // rejection's reason as the comment.
-                    let ours = [
-                        format!("Approved in Slack by {name} ({id})"),
-                        format!("Rejected in Slack by {name} ({id})"),
-                    ];
-                    if let Some(comment) = &r.resolution.comment {
-                        let rest = ours
-                            .iter()
-                            .find_map(|prefix| comment.strip_prefix(prefix.as_str()));
-                        if let Some(rest) = rest {
-                            let reason = rest.strip_prefix(": ").unwrap_or(rest).trim();
-                            r.resolution.comment = (!reason.is_empty()).then(|| reason.to_owned());
-                        }
+                    // Only when CodePipeline's comment is the summary sent for this very
+                    // outcome: a console decision racing a Slack click keeps its reviewer.
+                    let word = match r.resolution.outcome {
+                        Outcome::Approved => "Approved",
+                        _ => "Rejected",
+                    };
+                    let ours = format!("{word} in Slack by {name} ({id})");
+                    let rest = r
+                        .resolution
+                        .comment
+                        .as_deref()
+                        .and_then(|c| c.strip_prefix(ours.as_str()))
+                        .map(|rest| rest.strip_prefix(": ").unwrap_or(rest).trim().to_owned());
+                    if let Some(reason) = rest {
+                        r.resolution.by = Some(format!("{name} ({id}) in Slack"));
+                        // The headline says who; a rejection's reason stays as the comment.
+                        r.resolution.comment = (!reason.is_empty()).then_some(reason);
                     }
                 }
                 Ok(None) => {}

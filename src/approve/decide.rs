@@ -16,9 +16,17 @@ pub struct Membership {
     /// Per group: its members and when they were read. A group never read successfully is
     /// absent, and then none of its members may decide (never "allow all").
     pub groups: BTreeMap<String, (BTreeSet<String>, Timestamp)>,
+    /// Groups whose reading was tried at least once, successfully or not.
+    pub attempted: BTreeSet<String>,
 }
 
 impl Membership {
+    /// Whether `group` is still being read for the first time: a click that only a member
+    /// could make is then "try again", not "denied".
+    pub fn unread(&self, group: &str) -> bool {
+        !self.attempted.contains(group)
+    }
+
     pub fn contains(&self, group: &str, user: &str) -> bool {
         self.groups
             .get(group)

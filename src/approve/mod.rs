@@ -22,7 +22,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::render;
 use crate::slack_api::{ApiError, ConnectionOpener, SlackApi};
-use crate::socket_mode::{self, ConnectionState, Interaction};
+use crate::socket_mode::{self, ConnectionState, Interaction, SocketMode};
 use crate::store::{AuditLog, Claim, ClickTarget, Decision, StoreError};
 
 use decide::{Membership, may_decide, summary};
@@ -50,17 +50,28 @@ pub struct Setup {
     pub clock: Clock,
 }
 
-/// The running service; dropping it does not stop it, cancelling its token does.
+/// Group members as last read from Slack; handed from one service to the next on a reload,
+/// so a reload never locks group members out while their groups are read again.
+pub type SharedMembership = Arc<RwLock<Membership>>;
+
+/// The running service; dropping it does not stop it, [`Running::stop`] does.
 pub struct Running {
     stop: CancellationToken,
+    socket: SocketMode,
     task: tokio::task::JoinHandle<()>,
+    refresher: tokio::task::JoinHandle<()>,
+    membership: SharedMembership,
 }
 
 impl Running {
-    /// Stops the connection and waits for the handling of clicks in flight to settle.
-    pub async fn stop(self) {
+    /// Closes the connection, handles the clicks already acknowledged, waits for decisions in
+    /// flight to be recorded, and returns the group membership for the next service.
+    pub async fn stop(self) -> SharedMembership {
         self.stop.cancel();
+        self.socket.stopped().await;
         let _ = self.task.await;
+        let _ = self.refresher.await;
+        self.membership
     }
 }
 
@@ -71,14 +82,19 @@ struct Ctx {
     /// The audit log is opened afresh for each use: a database put back in place under the
     /// daemon (see `store/in_place.rs`) is then the one written, and clicks are rare.
     state_path: PathBuf,
-    membership: RwLock<Membership>,
+    membership: SharedMembership,
     clock: Clock,
 }
 
 /// Starts the Socket Mode connection, the group refresher and the click handler. Rows a
 /// previous process left `pending` (killed between the audit row and AWS's answer) are
-/// marked interrupted first: never retried without a new click.
-pub fn spawn(setup: Setup, shutdown: &CancellationToken) -> Result<Running, StoreError> {
+/// marked interrupted first: never retried without a new click. `membership` is the last
+/// service's (on a reload), or `None` at start.
+pub fn spawn(
+    setup: Setup,
+    membership: Option<SharedMembership>,
+    shutdown: &CancellationToken,
+) -> Result<Running, StoreError> {
     let audit = AuditLog::open(&setup.state_path)?;
     let interrupted = audit.interrupted()?;
     if interrupted > 0 {
@@ -87,19 +103,29 @@ pub fn spawn(setup: Setup, shutdown: &CancellationToken) -> Result<Running, Stor
             "decisions from Slack were interrupted by a restart before AWS answered; the pipeline shows whether they took effect, and a new click decides again"
         );
     }
+    audit.purge(setup.clock.now())?;
     let stop = shutdown.child_token();
     let (tx, rx) = mpsc::channel(QUEUE);
     let socket = socket_mode::spawn(setup.opener, tx, stop.clone());
+    let membership = membership.unwrap_or_default();
     let ctx = Arc::new(Ctx {
         config: setup.config,
         aws: setup.aws,
         slack: setup.slack,
         state_path: setup.state_path,
-        membership: RwLock::new(Membership::default()),
+        membership: membership.clone(),
         clock: setup.clock,
     });
-    let task = tokio::spawn(serve(ctx, rx, socket.state, stop.clone()));
-    Ok(Running { stop, task })
+    // Reading groups takes up to 10 s per group: on a task of its own, so clicks never wait.
+    let refresher = tokio::spawn(refresh_groups(ctx.clone(), stop.clone()));
+    let task = tokio::spawn(serve(ctx, rx, socket.state.clone(), stop.clone()));
+    Ok(Running {
+        stop,
+        socket,
+        task,
+        refresher,
+        membership,
+    })
 }
 
 async fn serve(
@@ -108,17 +134,11 @@ async fn serve(
     mut state: tokio::sync::watch::Receiver<ConnectionState>,
     stop: CancellationToken,
 ) {
-    let groups = ctx.config.approval_groups();
-    let mut refresh = tokio::time::interval(GROUP_REFRESH);
-    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut handlers = tokio::task::JoinSet::new();
     record_state(&ctx, &state.borrow_and_update().clone());
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = refresh.tick(), if !groups.is_empty() => {
-                refresh_groups(&ctx, &groups).await;
-            }
             changed = state.changed() => {
                 if changed.is_err() {
                     break;
@@ -133,7 +153,13 @@ async fn serve(
             Some(_) = handlers.join_next(), if !handlers.is_empty() => {}
         }
     }
-    // A decision whose audit row is written finishes: its AWS answer is recorded.
+    // Clicks already acknowledged are handled (Slack will not send them again), and a
+    // decision whose audit row is written finishes: its AWS answer is recorded.
+    clicks.close();
+    while let Some(interaction) = clicks.recv().await {
+        let ctx = ctx.clone();
+        handlers.spawn(async move { handle(&ctx, interaction).await });
+    }
     while handlers.join_next().await.is_some() {}
     record_state(&ctx, &ConnectionState::Stopped);
 }
@@ -157,44 +183,58 @@ fn record_state(ctx: &Ctx, state: &ConnectionState) {
     }
 }
 
-/// Reads every named user group; a group that cannot be read keeps its last known members.
-async fn refresh_groups(ctx: &Ctx, groups: &std::collections::BTreeSet<String>) {
-    for group in groups {
-        match ctx.slack.usergroup_members(group).await {
-            Ok(members) => {
-                let now = ctx.clock.now();
-                if let Ok(mut m) = ctx.membership.write() {
-                    m.groups
-                        .insert(group.clone(), (members.into_iter().collect(), now));
-                }
-            }
-            Err(e) => {
-                let known = ctx
-                    .membership
-                    .read()
-                    .ok()
-                    .and_then(|m| m.groups.get(group).map(|(_, at)| *at));
-                let advice = match e.slack_error() {
-                    Some("missing_scope") => {
-                        " (add the usergroups:read scope and reinstall the app)"
-                    }
-                    Some("plan_upgrade_required") => {
-                        " (user groups need a paid Slack plan; list users instead)"
-                    }
-                    _ => "",
-                };
-                match known {
-                    Some(at) => tracing::warn!(
-                        group = %group,
-                        "cannot read the user group: {e}{advice}; using its members as read at {at}"
-                    ),
-                    None => tracing::warn!(
-                        group = %group,
-                        "cannot read the user group: {e}{advice}; its members cannot approve until it can be read"
-                    ),
-                }
-            }
+/// Reads every named user group now and every [`GROUP_REFRESH`]; a group that cannot be
+/// read keeps its last known members.
+async fn refresh_groups(ctx: Arc<Ctx>, stop: CancellationToken) {
+    let groups = ctx.config.approval_groups();
+    if groups.is_empty() {
+        return;
+    }
+    loop {
+        for group in &groups {
+            let read = tokio::select! {
+                read = ctx.slack.usergroup_members(group) => read,
+                _ = stop.cancelled() => return,
+            };
+            remember_group(&ctx, group, read);
         }
+        tokio::select! {
+            _ = tokio::time::sleep(GROUP_REFRESH) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+fn remember_group(ctx: &Ctx, group: &str, read: Result<Vec<String>, ApiError>) {
+    let Ok(mut m) = ctx.membership.write() else {
+        return;
+    };
+    m.attempted.insert(group.to_owned());
+    let e = match read {
+        Ok(members) => {
+            let now = ctx.clock.now();
+            m.groups
+                .insert(group.to_owned(), (members.into_iter().collect(), now));
+            return;
+        }
+        Err(e) => e,
+    };
+    let advice = match e.slack_error() {
+        Some("missing_scope") => " (add the usergroups:read scope and reinstall the app)",
+        Some("plan_upgrade_required") => {
+            " (user groups need a paid Slack plan; list users instead)"
+        }
+        _ => "",
+    };
+    match m.groups.get(group).map(|(_, at)| *at) {
+        Some(at) => tracing::warn!(
+            group = %group,
+            "cannot read the user group: {e}{advice}; using its members as read at {at}"
+        ),
+        None => tracing::warn!(
+            group = %group,
+            "cannot read the user group: {e}{advice}; its members cannot approve until it can be read"
+        ),
     }
 }
 
@@ -214,6 +254,10 @@ async fn handle(ctx: &Ctx, interaction: Interaction) {
 /// Why a click may not go on, told to the clicker alone.
 enum Refusal {
     Unknown,
+    /// The button's fingerprint is not the approval's its id names now.
+    Stale,
+    /// Groups that might hold the user are still being read for the first time.
+    NotYet,
     Denied(String),
     Resolved,
 }
@@ -236,19 +280,27 @@ fn check(ctx: &Ctx, click: &Click) -> Checked {
     let Some(target) = target else {
         return Checked::Refused(Refusal::Unknown, None);
     };
-    let allowed = match ctx.config.approvers_for(&target.approval.key.pipeline) {
+    if target.approval.key.fingerprint() != click.fingerprint {
+        return Checked::Refused(Refusal::Stale, None);
+    }
+    let refusal = match ctx.config.approvers_for(&target.approval.key.pipeline) {
         Some(approvers) => {
             let membership = ctx.membership.read().map(|m| m.clone()).unwrap_or_default();
             if may_decide(&click.user.id, approvers, &membership) {
                 None
+            } else if approvers.groups.iter().any(|g| membership.unread(g)) {
+                Some(Refusal::NotYet)
             } else {
-                Some(render::who_may(&approvers.users, &approvers.groups))
+                Some(Refusal::Denied(render::who_may(
+                    &approvers.users,
+                    &approvers.groups,
+                )))
             }
         }
-        None => Some(render::who_may(&[], &[])),
+        None => Some(Refusal::Denied(render::who_may(&[], &[]))),
     };
-    if let Some(who) = allowed {
-        return Checked::Refused(Refusal::Denied(who), Some(target));
+    if let Some(refusal) = refusal {
+        return Checked::Refused(refusal, Some(target));
     }
     if target.resolved {
         return Checked::Refused(Refusal::Resolved, Some(target));
@@ -268,6 +320,14 @@ async fn refuse(
         Refusal::Unknown => (
             "failed: unknown approval",
             "This approval is not known to approval-watch (any more).".to_owned(),
+        ),
+        Refusal::Stale => (
+            "failed: stale button",
+            "This button belongs to an older message that no longer matches an approval; use the latest alert.".to_owned(),
+        ),
+        Refusal::NotYet => (
+            "failed: group membership not read yet",
+            "approval-watch is still reading the user groups that may approve this pipeline; try again in a moment.".to_owned(),
         ),
         Refusal::Denied(who) => (
             "denied",
@@ -389,6 +449,13 @@ async fn decide(ctx: &Ctx, click: &Click, verdict: Verdict, reason: Option<&str>
         Err(e) if ALREADY_DECIDED.contains(&e.code.as_str()) => {
             ("already_resolved".to_owned(), e.request_id.clone())
         }
+        Err(e) if no_answer(e) => (
+            format!(
+                "failed: no answer from AWS, it may have taken effect: {}",
+                e.code
+            ),
+            e.request_id.clone(),
+        ),
         Err(e) => (
             format!("failed: {}: {}", e.code, e.message),
             e.request_id.clone(),
@@ -418,13 +485,17 @@ async fn decide(ctx: &Ctx, click: &Click, verdict: Verdict, reason: Option<&str>
                 Verdict::Reject => render::Decided::Rejected,
             };
             // Read again: an alert posted a moment before the click may have had its place
-            // recorded only now.
-            let slack = ctx
+            // recorded only now, and a poll that already saw the outcome has edited the
+            // alert for good (this edit must not undo it).
+            let now = ctx
                 .audit()
                 .ok()
-                .and_then(|a| a.approval(click.approval_id).ok().flatten())
-                .and_then(|t| t.slack)
-                .or(target.slack.clone());
+                .and_then(|a| a.approval(click.approval_id).ok().flatten());
+            let slack = match &now {
+                Some(t) if t.resolved => None,
+                Some(t) => t.slack.clone().or(target.slack.clone()),
+                None => target.slack.clone(),
+            };
             if let Some(message) = &slack {
                 let mut body = render::decided_alert(
                     &target.approval,
@@ -445,6 +516,11 @@ async fn decide(ctx: &Ctx, click: &Click, verdict: Verdict, reason: Option<&str>
             let text = "This approval was already answered (or it expired) before your click; the channel will show the outcome.";
             ephemeral(ctx, click, Some(&target), text).await;
         }
+        Err(e) if no_answer(&e) => {
+            tracing::error!(user = %click.user.id, "the decision from Slack got no answer: {e}");
+            let text = "CodePipeline did not answer in time, so the decision may or may not have taken effect. The channel will show the outcome at the next poll; if the approval is still waiting then, click again.";
+            ephemeral(ctx, click, Some(&target), text).await;
+        }
         Err(e) => {
             tracing::error!(user = %click.user.id, "the decision from Slack failed: {e}");
             let text = format!(
@@ -456,12 +532,21 @@ async fn decide(ctx: &Ctx, click: &Click, verdict: Verdict, reason: Option<&str>
     }
 }
 
-/// Tells the clicker alone, in the click's channel (or the alert's, for a modal).
+/// A request that may have reached AWS without its answer reaching us.
+fn no_answer(e: &crate::aws::AwsError) -> bool {
+    e.status.is_none()
+        && matches!(
+            e.code.as_str(),
+            "Timeout" | "DispatchFailure" | "ResponseError"
+        )
+}
+
+/// Tells the clicker alone, in the alert's channel as stored (the payload's channel only
+/// when none is: nothing else in a payload is trusted).
 async fn ephemeral(ctx: &Ctx, click: &Click, target: Option<&ClickTarget>, text: &str) {
-    let channel = click
-        .channel
-        .clone()
-        .or_else(|| target.and_then(|t| t.slack.as_ref().map(|s| s.channel.clone())));
+    let channel = target
+        .and_then(|t| t.slack.as_ref().map(|s| s.channel.clone()))
+        .or_else(|| click.channel.clone());
     let Some(channel) = channel else {
         tracing::debug!(user = %click.user.id, "no channel to answer the click in");
         return;

@@ -44,6 +44,9 @@ pub enum Request {
 pub struct Click {
     /// The store's id of the approval.
     pub approval_id: i64,
+    /// The request's fingerprint the button carried ([`crate::model::ApprovalKey::fingerprint`]):
+    /// it must match the approval the id names now.
+    pub fingerprint: String,
     pub user: User,
     /// Where the click happened, for an ephemeral answer (absent for modal submissions).
     pub channel: Option<String>,
@@ -77,7 +80,7 @@ fn block_actions(payload: &Value, user: User) -> Request {
         Some(REJECT_ACTION) => Verdict::Reject,
         _ => return Request::Ignored("not our button"),
     };
-    let Some(approval_id) = text(action, "value").and_then(|v| id(&v)) else {
+    let Some((approval_id, fingerprint)) = text(action, "value").and_then(|v| id(&v)) else {
         return Request::Ignored("the button's value is not an approval id");
     };
     let Some(action_ts) = text(action, "action_ts") else {
@@ -89,6 +92,7 @@ fn block_actions(payload: &Value, user: User) -> Request {
         .filter(|c| is_channel_id(c));
     let click = Click {
         approval_id,
+        fingerprint,
         user,
         channel,
         click_id: format!("{}:{action_ts}", action_id.unwrap_or_default()),
@@ -109,7 +113,8 @@ fn view_submission(payload: &Value, user: User) -> Request {
     if text(view, "callback_id").as_deref() != Some(REJECT_CALLBACK) {
         return Request::Ignored("not our modal");
     }
-    let Some(approval_id) = text(view, "private_metadata").and_then(|v| id(&v)) else {
+    let Some((approval_id, fingerprint)) = text(view, "private_metadata").and_then(|v| id(&v))
+    else {
         return Request::Ignored("the modal's private_metadata is not an approval id");
     };
     let Some(view_id) = text(view, "id") else {
@@ -130,6 +135,7 @@ fn view_submission(payload: &Value, user: User) -> Request {
     Request::Reject {
         click: Click {
             approval_id,
+            fingerprint,
             user,
             channel: None,
             click_id: format!("view:{view_id}"),
@@ -158,8 +164,12 @@ fn text(v: &Value, key: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn id(s: &str) -> Option<i64> {
-    s.parse::<i64>().ok().filter(|id| *id > 0)
+/// `<id>.<fingerprint>` as [`crate::render::button_value`] writes it.
+fn id(s: &str) -> Option<(i64, String)> {
+    let (id, fingerprint) = s.split_once('.')?;
+    let id = id.parse::<i64>().ok().filter(|id| *id > 0)?;
+    let hex = fingerprint.len() == 16 && fingerprint.chars().all(|c| c.is_ascii_hexdigit());
+    hex.then(|| (id, fingerprint.to_owned()))
 }
 
 fn is_channel_id(s: &str) -> bool {
@@ -193,10 +203,11 @@ mod tests {
 
     #[test]
     fn an_approve_click_names_our_approval_and_the_user() {
-        let Request::Approve(c) = parse(&click(APPROVE_ACTION, "42")) else {
+        let Request::Approve(c) = parse(&click(APPROVE_ACTION, "42.00112233aabbccdd")) else {
             panic!("not an approve");
         };
         assert_eq!(c.approval_id, 42);
+        assert_eq!(c.fingerprint, "00112233aabbccdd");
         assert_eq!(c.user.id, "U0PAYLEAD");
         assert_eq!(c.user.name, "ana[31m", "control characters dropped");
         assert_eq!(c.channel.as_deref(), Some("C0PAYMENTS1"));
@@ -205,7 +216,9 @@ mod tests {
 
     #[test]
     fn a_reject_click_opens_the_modal_with_its_trigger() {
-        let Request::OpenReject { click, trigger_id } = parse(&click(REJECT_ACTION, "7")) else {
+        let Request::OpenReject { click, trigger_id } =
+            parse(&click(REJECT_ACTION, "7.00112233aabbccdd"))
+        else {
             panic!("not a reject");
         };
         assert_eq!(click.approval_id, 7);
@@ -230,7 +243,7 @@ mod tests {
             parse(&click(APPROVE_ACTION, &"9".repeat(500))),
             Request::Ignored(_)
         ));
-        let mut forged = click(APPROVE_ACTION, "1");
+        let mut forged = click(APPROVE_ACTION, "1.00112233aabbccdd");
         forged["user"]["id"] = json!("<!channel>");
         assert!(matches!(parse(&forged), Request::Ignored(_)));
         assert!(matches!(
@@ -251,7 +264,7 @@ mod tests {
             "view": {
                 "id": "V0MODAL1",
                 "callback_id": REJECT_CALLBACK,
-                "private_metadata": "42",
+                "private_metadata": "42.00112233aabbccdd",
                 "state": { "values": values },
             },
         })

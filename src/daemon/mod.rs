@@ -83,7 +83,7 @@ pub async fn run(
     let mut next_ping = ping_every.map(|every| Instant::now() + every);
     let mut last = LastCycle::default();
     let mut ready = false;
-    let mut approvals = start_approvals(&mut watcher, &shutdown);
+    let mut approvals = start_approvals(&mut watcher, None, &shutdown);
     let mut next_poll = Instant::now();
     while !shutdown.is_cancelled() {
         // Whether the store failed (a full disk…): then the next try is at the next tick, not
@@ -186,10 +186,11 @@ pub async fn run(
                 };
                 if applied {
                     // A new connection with the new lists (and a new try after link_disabled).
-                    if let Some(running) = approvals.take() {
-                        running.stop().await;
-                    }
-                    approvals = start_approvals(&mut watcher, &shutdown);
+                    let membership = match approvals.take() {
+                        Some(running) => Some(running.stop().await),
+                        None => None,
+                    };
+                    approvals = start_approvals(&mut watcher, membership, &shutdown);
                     poll_interval = watcher.config().poll_interval;
                     metrics.set_poll_interval(poll_interval);
                     // Poll at once: new pipelines are read now, not a whole interval later.
@@ -212,6 +213,7 @@ pub async fn run(
 /// the audit log leaves the buttons without a listener (logged), never the watcher down.
 fn start_approvals(
     watcher: &mut Watcher,
+    membership: Option<approve::SharedMembership>,
     shutdown: &CancellationToken,
 ) -> Option<approve::Running> {
     let state_path = watcher.config().state_path.clone();
@@ -220,7 +222,7 @@ fn start_approvals(
         metrics::socket_state("off");
         return None;
     };
-    match approve::spawn(setup, shutdown) {
+    match approve::spawn(setup, membership, shutdown) {
         Ok(running) => Some(running),
         Err(e) => {
             tracing::error!("cannot start approving from Slack: {e}");

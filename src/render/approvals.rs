@@ -31,9 +31,16 @@ pub enum Decided {
     Rejected,
 }
 
-/// `message` (an alert) with Approve and Reject buttons. Their `value` is the store's id of
-/// the approval, the only thing a click is trusted to say.
+/// What a button (or the reject modal) carries: `<store id>.<fingerprint of the request>`,
+/// the only thing a click is trusted to say about which approval it means.
+pub fn button_value(approval_id: i64, key: &ApprovalKey) -> String {
+    format!("{approval_id}.{}", key.fingerprint())
+}
+
+/// `message` (an alert) with Approve and Reject buttons naming the approval by
+/// [`button_value`].
 pub fn with_buttons(mut message: Value, approval_id: i64, key: &ApprovalKey) -> Value {
+    let value = button_value(approval_id, key);
     let confirm_text = format!(
         "Approve {} at stage {} ({})? CodePipeline continues the run at once.",
         key.pipeline, key.stage, key.action
@@ -47,7 +54,7 @@ pub fn with_buttons(mut message: Value, approval_id: i64, key: &ApprovalKey) -> 
                 "action_id": APPROVE_ACTION,
                 "text": { "type": "plain_text", "text": "Approve" },
                 "style": "primary",
-                "value": approval_id.to_string(),
+                "value": value,
                 "confirm": {
                     "title": { "type": "plain_text", "text": plain_text(&format!("Approve {}?", key.pipeline), CONFIRM_TITLE_MAX_CHARS) },
                     "text": { "type": "plain_text", "text": plain_text(&confirm_text, CONFIRM_TEXT_MAX_CHARS) },
@@ -61,7 +68,7 @@ pub fn with_buttons(mut message: Value, approval_id: i64, key: &ApprovalKey) -> 
                 "action_id": REJECT_ACTION,
                 "text": { "type": "plain_text", "text": "Reject" },
                 "style": "danger",
-                "value": approval_id.to_string(),
+                "value": value,
             },
         ],
     });
@@ -76,7 +83,7 @@ pub fn reject_modal(approval_id: i64, key: &ApprovalKey) -> Value {
     json!({
         "type": "modal",
         "callback_id": REJECT_CALLBACK,
-        "private_metadata": approval_id.to_string(),
+        "private_metadata": button_value(approval_id, key),
         "title": { "type": "plain_text", "text": "Reject deployment" },
         "submit": { "type": "plain_text", "text": "Reject" },
         "close": { "type": "plain_text", "text": "Cancel" },
@@ -162,7 +169,7 @@ mod tests {
         assert_eq!(actions["type"], "actions");
         let approve = &actions["elements"][0];
         assert_eq!(approve["action_id"], APPROVE_ACTION);
-        assert_eq!(approve["value"], "42");
+        assert_eq!(approve["value"], format!("42.{}", key().fingerprint()));
         assert_eq!(approve["style"], "primary");
         let confirm = approve["confirm"]["text"]["text"].as_str().unwrap();
         assert!(
@@ -172,7 +179,7 @@ mod tests {
         let reject = &actions["elements"][1];
         assert_eq!(reject["action_id"], REJECT_ACTION);
         assert_eq!(reject["style"], "danger");
-        assert_eq!(reject["value"], "42");
+        assert_eq!(reject["value"], approve["value"]);
     }
 
     #[test]
@@ -190,7 +197,7 @@ mod tests {
     fn the_modal_asks_for_a_required_reason() {
         let view = reject_modal(7, &key());
         assert_eq!(view["callback_id"], REJECT_CALLBACK);
-        assert_eq!(view["private_metadata"], "7");
+        assert_eq!(view["private_metadata"], button_value(7, &key()));
         let input = &view["blocks"][1];
         assert_eq!(input["block_id"], REASON_BLOCK);
         assert_eq!(input["element"]["action_id"], REASON_ACTION);

@@ -103,7 +103,7 @@ pub struct AuditEntry {
     pub stage: Option<String>,
     pub action: Option<String>,
     pub decision: Decision,
-    /// `pending`, `approved`, `rejected`, `denied`, `already_resolved`, `unknown_approval`,
+    /// `pending`, `approved`, `rejected`, `denied`, `already_resolved`,
     /// `failed: …`.
     pub result: String,
     /// AWS's request id of the `PutApprovalResult` call, when one was made.
@@ -133,13 +133,9 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Opens the existing, migrated database at `path` and purges audit rows older than 400
-    /// days. A database not yet migrated to this build's schema is refused, saying so.
+    /// Opens the existing, migrated database at `path`. A database not yet migrated to this
+    /// build's schema is refused, saying so. Cheap: the approvals service opens it per use.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::open_at(path, Timestamp::now())
-    }
-
-    fn open_at(path: &Path, now: Timestamp) -> Result<Self, StoreError> {
         let sql = |cause| StoreError::Sqlite {
             path: path.to_owned(),
             cause,
@@ -163,10 +159,16 @@ impl AuditLog {
         // A click recorded must survive power loss before AWS is called.
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(sql)?;
-        let log = Self {
+        Ok(Self {
             conn,
             path: path.to_owned(),
-        };
+        })
+    }
+
+    /// Deletes audit rows older than 400 days (so at least 90 are always kept); once when
+    /// the approvals service starts, not on every open, since it takes the write lock.
+    pub fn purge(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let log = self;
         let cutoff = now
             .checked_sub(SignedDuration::from_hours(24 * KEEP_DAYS))
             .unwrap_or(Timestamp::MIN);
@@ -180,7 +182,7 @@ impl AuditLog {
         if purged > 0 {
             tracing::info!(purged, "audit rows older than {KEEP_DAYS} days purged");
         }
-        Ok(log)
+        Ok(purged)
     }
 
     fn sql(&self, cause: rusqlite::Error) -> StoreError {
@@ -242,7 +244,7 @@ impl AuditLog {
     }
 
     /// A row with a final result and no AWS call (`denied`, `already_resolved`,
-    /// `unknown_approval`…); `target` is `None` when the click names no known approval. A
+    /// `failed: unknown approval`…); `target` is `None` when the click names no known approval. A
     /// click recorded before (same user id and click id) writes nothing. Not for `pending`,
     /// `approved` or `rejected`, which only [`AuditLog::claim`] and [`AuditLog::finish`] write.
     pub fn record(

@@ -61,7 +61,7 @@ impl World {
 
     /// The daemon, its Socket Mode connection open and the waiting approval's alert posted;
     /// returns the daemon and the alert's approval id (the buttons' value).
-    async fn running_with_alert(&self) -> (Daemon, i64) {
+    async fn running_with_alert(&self) -> (Daemon, String) {
         self.aws.set_state(PIPELINE, Fixture::Waiting);
         let daemon = self.env.spawn_run();
         self.socket.wait_for_connection(0, SOON).await;
@@ -82,7 +82,7 @@ impl World {
         (daemon, id)
     }
 
-    fn click(&self, conn: usize, user: &str, action: &str, id: i64, action_ts: &str) -> String {
+    fn click(&self, conn: usize, user: &str, action: &str, id: &str, action_ts: &str) -> String {
         self.socket
             .push_interactive(conn, block_actions(user, action, id, action_ts))
     }
@@ -104,17 +104,16 @@ impl World {
 }
 
 /// The approval id in an alert's Approve button.
-fn approval_id(body: &Value) -> Option<i64> {
+fn approval_id(body: &Value) -> Option<String> {
     body["blocks"]
         .as_array()?
         .iter()
         .find(|b| b["type"] == "actions")?["elements"][0]["value"]
-        .as_str()?
-        .parse()
-        .ok()
+        .as_str()
+        .map(str::to_owned)
 }
 
-fn block_actions(user: &str, action: &str, id: i64, action_ts: &str) -> Value {
+fn block_actions(user: &str, action: &str, id: &str, action_ts: &str) -> Value {
     json!({
         "type": "block_actions",
         "user": { "id": user, "username": format!("name-of-{user}"), "name": format!("name-of-{user}") },
@@ -126,13 +125,13 @@ fn block_actions(user: &str, action: &str, id: i64, action_ts: &str) -> Value {
             "type": "button",
             "action_id": format!("approval_watch.{action}"),
             "block_id": "approval_watch.decide",
-            "value": id.to_string(),
+            "value": id,
             "action_ts": action_ts,
         } ],
     })
 }
 
-fn view_submission(user: &str, id: i64, view_id: &str, reason: &str) -> Value {
+fn view_submission(user: &str, id: &str, view_id: &str, reason: &str) -> Value {
     json!({
         "type": "view_submission",
         "user": { "id": user, "username": format!("name-of-{user}"), "name": format!("name-of-{user}") },
@@ -140,7 +139,7 @@ fn view_submission(user: &str, id: i64, view_id: &str, reason: &str) -> Value {
             "id": view_id,
             "type": "modal",
             "callback_id": "approval_watch.reject",
-            "private_metadata": id.to_string(),
+            "private_metadata": id,
             "state": { "values": { "reason": { "reason": { "type": "plain_text_input", "value": reason } } } },
         },
     })
@@ -175,7 +174,7 @@ async fn an_allowed_approve_calls_aws_once_with_the_token_and_names_the_slack_us
     );
     assert_eq!(buttons["elements"][1]["style"], "danger");
 
-    let envelope = w.click(0, LEAD, "approve", id, "1700000000.000100");
+    let envelope = w.click(0, LEAD, "approve", &id, "1700000000.000100");
     w.socket.wait_for_ack(&envelope, SOON).await;
     assert!(
         w.aws
@@ -240,14 +239,14 @@ async fn an_allowed_approve_calls_aws_once_with_the_token_and_names_the_slack_us
 async fn reject_opens_a_modal_and_its_reason_goes_to_codepipeline() {
     let w = World::start().await;
     let (daemon, id) = w.running_with_alert().await;
-    w.click(0, LEAD, "reject", id, "1700000000.000200");
+    w.click(0, LEAD, "reject", &id, "1700000000.000200");
     w.api
         .wait_until(SOON, |r| r.iter().any(|r| r.method == "views.open"))
         .await;
     let open = &w.api.calls("views.open")[0];
     assert_eq!(open.body["trigger_id"], "trigger-1700000000.000200");
     assert_eq!(open.body["view"]["callback_id"], "approval_watch.reject");
-    assert_eq!(open.body["view"]["private_metadata"], id.to_string());
+    assert_eq!(open.body["view"]["private_metadata"], id.as_str());
     assert!(
         w.put_calls().is_empty(),
         "opening the dialog decides nothing"
@@ -255,7 +254,7 @@ async fn reject_opens_a_modal_and_its_reason_goes_to_codepipeline() {
 
     let envelope = w.socket.push_interactive(
         0,
-        view_submission(LEAD, id, "V0MODAL001", "breaks checkout"),
+        view_submission(LEAD, &id, "V0MODAL001", "breaks checkout"),
     );
     w.socket.wait_for_ack(&envelope, SOON).await;
     assert!(
@@ -302,7 +301,7 @@ async fn a_user_not_allowed_gets_an_ephemeral_and_a_denied_row_and_aws_is_not_ca
     ));
     let (mut daemon, id) = w.running_with_alert().await;
     let base = crate::metrics::metrics_base(&mut daemon).await;
-    w.click(0, STRANGER, "approve", id, "1700000000.000300");
+    w.click(0, STRANGER, "approve", &id, "1700000000.000300");
     w.api
         .wait_until(SOON, |r| r.iter().any(|r| r.method == "chat.postEphemeral"))
         .await;
@@ -315,7 +314,7 @@ async fn a_user_not_allowed_gets_an_ephemeral_and_a_denied_row_and_aws_is_not_ca
         "{text}"
     );
     // A Reject click by a stranger opens no dialog either.
-    w.click(0, STRANGER, "reject", id, "1700000000.000301");
+    w.click(0, STRANGER, "reject", &id, "1700000000.000301");
     w.api
         .wait_until(SOON, |r| {
             r.iter()
@@ -367,7 +366,7 @@ async fn a_member_of_an_allowed_group_may_approve() {
         .await;
     let list = &w.api.calls("usergroups.users.list")[0];
     assert_eq!(list.body["usergroup"], GROUP);
-    w.click(0, MEMBER, "approve", id, "1700000000.000400");
+    w.click(0, MEMBER, "approve", &id, "1700000000.000400");
     assert!(
         w.aws
             .wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON)
@@ -383,7 +382,7 @@ async fn a_group_that_cannot_be_read_lets_nobody_in_and_the_log_says_why() {
     w.api
         .push("usergroups.users.list", ApiAnswer::error("missing_scope"));
     let (daemon, id) = w.running_with_alert().await;
-    w.click(0, MEMBER, "approve", id, "1700000000.000450");
+    w.click(0, MEMBER, "approve", &id, "1700000000.000450");
     w.api
         .wait_until(SOON, |r| r.iter().any(|r| r.method == "chat.postEphemeral"))
         .await;
@@ -404,20 +403,28 @@ async fn a_group_that_cannot_be_read_lets_nobody_in_and_the_log_says_why() {
 async fn double_clicks_and_two_people_at_once_call_aws_once() {
     let w = World::start().await;
     let (daemon, id) = w.running_with_alert().await;
+    // MEMBER's group is read before anyone clicks.
+    w.api
+        .wait_until(SOON, |r| {
+            r.iter().any(|r| r.method == "usergroups.users.list")
+        })
+        .await;
     // AWS is slow, so every click arrives while the first is in flight.
     w.aws
         .delay_next(PUT_APPROVAL_RESULT, PIPELINE, 1, Duration::from_secs(2));
-    w.click(0, LEAD, "approve", id, "1700000000.000500");
-    w.click(0, LEAD, "approve", id, "1700000000.000501");
-    w.click(0, MEMBER, "approve", id, "1700000000.000502");
-    // A replay of the first envelope (Slack retrying) is not a new click.
-    w.click(0, LEAD, "approve", id, "1700000000.000500");
+    let envelopes = [
+        w.click(0, LEAD, "approve", &id, "1700000000.000500"),
+        w.click(0, LEAD, "approve", &id, "1700000000.000501"),
+        w.click(0, MEMBER, "approve", &id, "1700000000.000502"),
+        // A replay of the first envelope (Slack retrying) is not a new click.
+        w.click(0, LEAD, "approve", &id, "1700000000.000500"),
+    ];
+    for envelope in &envelopes {
+        w.socket.wait_for_ack(envelope, SOON).await;
+    }
+    // The alert is edited: by the decision, or by the poll that saw it first.
     w.api
-        .wait_until(SOON, |r| {
-            r.iter().any(|r| {
-                r.method == "chat.update" && r.body.to_string().contains("waiting for CodePipeline")
-            })
-        })
+        .wait_until(SOON, |r| r.iter().any(|r| r.method == "chat.update"))
         .await;
     daemon.terminate().await;
     assert_eq!(w.put_calls().len(), 1, "one decision");
@@ -441,13 +448,14 @@ async fn someone_faster_in_the_console_is_no_error() {
     let (daemon, id) = w.running_with_alert().await;
     // Approved in the console; the daemon has not polled since.
     w.aws.set_state(PIPELINE, Fixture::Approved);
-    w.click(0, LEAD, "approve", id, "1700000000.000600");
+    w.click(0, LEAD, "approve", &id, "1700000000.000600");
     w.api
         .wait_until(SOON, |r| r.iter().any(|r| r.method == "chat.postEphemeral"))
         .await;
     let out = daemon.terminate().await;
     let audit = w.audit().await;
     // Either the poll saw it first (no AWS call) or AWS said so; never an error.
+    assert_eq!(audit.len(), 1, "{audit:#?}");
     assert!(
         audit.iter().all(|a| a["result"] == "already_resolved"),
         "{audit:#?}"
@@ -465,14 +473,14 @@ async fn clicks_are_acked_within_three_seconds_while_aws_is_slow() {
     let (daemon, id) = w.running_with_alert().await;
     w.aws
         .delay_next(PUT_APPROVAL_RESULT, PIPELINE, 1, Duration::from_secs(8));
-    let first = w.click(0, LEAD, "approve", id, "1700000000.000700");
+    let first = w.click(0, LEAD, "approve", &id, "1700000000.000700");
     assert!(
         w.aws
             .wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON)
             .await
     );
     // AWS is now answering slowly; the next envelope is still acknowledged at once.
-    let second = w.click(0, STRANGER, "approve", id, "1700000000.000701");
+    let second = w.click(0, STRANGER, "approve", &id, "1700000000.000701");
     for envelope in [&first, &second] {
         let ack = w.socket.wait_for_ack(envelope, SOON).await;
         let pushed = w.socket.pushed_at(envelope).expect("pushed");
@@ -491,9 +499,11 @@ async fn after_a_refresh_or_a_dropped_connection_the_next_click_works() {
     let (daemon, id) = w.running_with_alert().await;
     w.socket.disconnect(0, "refresh_requested");
     w.socket.wait_for_connection(1, SOON).await;
+    // The refresh is done once the old connection is closed; then the new one drops.
+    w.socket.wait_for_close(0, SOON).await;
     w.socket.drop_connection(1);
     w.socket.wait_for_connection(2, SOON).await;
-    w.click(2, LEAD, "approve", id, "1700000000.000800");
+    w.click(2, LEAD, "approve", &id, "1700000000.000800");
     assert!(
         w.aws
             .wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON)
@@ -506,20 +516,24 @@ async fn after_a_refresh_or_a_dropped_connection_the_next_click_works() {
 #[tokio::test(flavor = "multi_thread")]
 async fn link_disabled_stops_reconnecting_and_status_says_so() {
     let w = World::start().await;
-    let (daemon, _id) = w.running_with_alert().await;
+    let (mut daemon, _id) = w.running_with_alert().await;
     w.socket.disconnect(0, "link_disabled");
     w.socket.wait_for_close(0, SOON).await;
-    let mut found = false;
-    for _ in 0..100 {
-        let out = w.env.run(&["status", "--json"]).await;
-        let doc: Value = serde_json::from_str(&out.stdout).expect("status JSON");
-        if doc["approvals"]["state"] == "disabled" {
-            found = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(found, "status never said disabled");
+    assert!(
+        daemon.wait_for_stderr("(link_disabled)", SOON).await,
+        "{}",
+        daemon.stderr()
+    );
+    // The state is recorded as it changes; a cycle later it is surely in the database.
+    let polls = w.aws.calls("GetPipelineState", PIPELINE);
+    assert!(
+        w.aws
+            .wait_for_calls("GetPipelineState", PIPELINE, polls + 1, SOON)
+            .await
+    );
+    let out = w.env.run(&["status", "--json"]).await;
+    let doc: Value = serde_json::from_str(&out.stdout).expect("status JSON");
+    assert_eq!(doc["approvals"]["state"], "disabled", "{doc}");
     let opens = w.api.calls("apps.connections.open").len();
     // Cycles go on (a poll or two), and no new connection is asked for.
     let polls = w.aws.calls("GetPipelineState", PIPELINE);
@@ -550,7 +564,7 @@ async fn killed_between_the_audit_row_and_aws_no_second_call_without_a_new_click
         1,
         InjectedError::new(500, "InternalServerException", "never answered"),
     );
-    w.click(0, LEAD, "approve", id, "1700000000.000900");
+    w.click(0, LEAD, "approve", &id, "1700000000.000900");
     assert!(
         w.aws
             .wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON)
@@ -563,15 +577,16 @@ async fn killed_between_the_audit_row_and_aws_no_second_call_without_a_new_click
     w.socket.wait_for_connection(1, SOON).await;
     // A few cycles of the new daemon, and Slack replaying the old envelope: no second call.
     let polls = w.aws.calls("GetPipelineState", PIPELINE);
-    w.click(1, LEAD, "approve", id, "1700000000.000900");
+    let replay = w.click(1, LEAD, "approve", &id, "1700000000.000900");
+    w.socket.wait_for_ack(&replay, SOON).await;
     assert!(
         w.aws
-            .wait_for_calls("GetPipelineState", PIPELINE, polls + 3, SOON)
+            .wait_for_calls("GetPipelineState", PIPELINE, polls + 2, SOON)
             .await
     );
     assert_eq!(w.put_calls().len(), 1, "no call without a new click");
     // A new click decides.
-    w.click(1, LEAD, "approve", id, "1700000000.000901");
+    w.click(1, LEAD, "approve", &id, "1700000000.000901");
     let called = w
         .aws
         .wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 2, SOON)
@@ -585,4 +600,54 @@ async fn killed_between_the_audit_row_and_aws_no_second_call_without_a_new_click
         "{results:?}"
     );
     assert!(results.contains(&"approved"), "{results:?}");
+    assert_eq!(w.put_calls().len(), 2, "the replay never called AWS");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_button_whose_id_now_names_another_approval_is_refused() {
+    let w = World::start().await;
+    let (daemon, id) = w.running_with_alert().await;
+    // The same id with another request's fingerprint: a button from an older database.
+    let number = id.split('.').next().expect("id");
+    let stale = format!("{number}.0123456789abcdef");
+    assert_ne!(stale, id);
+    let envelope = w.click(0, LEAD, "approve", &stale, "1700000000.001000");
+    w.socket.wait_for_ack(&envelope, SOON).await;
+    w.api
+        .wait_until(SOON, |r| r.iter().any(|r| r.method == "chat.postEphemeral"))
+        .await;
+    daemon.terminate().await;
+    assert!(
+        w.put_calls().is_empty(),
+        "never applied to the approval the id names now"
+    );
+    assert_eq!(w.audit().await[0]["result"], "failed: stale button");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_reload_the_new_connection_decides_and_group_members_stay_allowed() {
+    let w = World::start().await;
+    let (daemon, id) = w.running_with_alert().await;
+    w.api
+        .wait_until(SOON, |r| {
+            r.iter().any(|r| r.method == "usergroups.users.list")
+        })
+        .await;
+    // From now on the group cannot be read: only the membership carried over lets MEMBER in.
+    for _ in 0..3 {
+        w.api
+            .push("usergroups.users.list", ApiAnswer::error("ratelimited"));
+    }
+    daemon.signal("HUP").await;
+    w.socket.wait_for_close(0, SOON).await;
+    w.socket.wait_for_connection(1, SOON).await;
+    w.click(1, MEMBER, "approve", &id, "1700000000.001100");
+    assert!(
+        w.aws
+            .wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON)
+            .await
+    );
+    daemon.terminate().await;
+    assert_eq!(w.put_calls().len(), 1);
+    assert_eq!(w.audit().await[0]["result"], "approved");
 }

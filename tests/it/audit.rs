@@ -140,7 +140,7 @@ pub(crate) fn seed(path: &Path) -> Store {
     log.record(
         &lost,
         None,
-        "unknown_approval",
+        "failed: unknown approval",
         Timestamp::now() - SignedDuration::from_hours(2),
     )
     .expect("record");
@@ -197,7 +197,7 @@ async fn audit_lists_every_click_for_people_and_scripts() {
     );
     assert!(lines[3].contains("line one\\nline two \\u{202e}"), "{text}");
     assert!(!text.contains('\u{1b}') && !text.contains('\u{202e}'));
-    assert!(lines[4].contains("unknown_approval") && lines[4].contains(" - "));
+    assert!(lines[4].contains("failed: unknown approval") && lines[4].contains(" - "));
 
     let out = env.run(&["audit", "--json"]).await;
     out.assert_code(0);

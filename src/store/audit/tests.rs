@@ -246,14 +246,14 @@ fn interrupted_claims_fail_at_start_and_unknown_approvals_are_recorded() {
     assert_eq!(log.interrupted().unwrap(), 0);
     let mut unknown = click("U0ALICE001", "2", Decision::Approve);
     unknown.approval_id = Some(42);
-    log.record(&unknown, None, "unknown_approval", later(1))
+    log.record(&unknown, None, "failed: unknown approval", later(1))
         .unwrap();
     let rows = store.audit(Timestamp::MIN).unwrap();
     assert_eq!(
         rows[0].result,
         "failed: interrupted by a restart before AWS answered"
     );
-    assert_eq!(rows[1].result, "unknown_approval");
+    assert_eq!(rows[1].result, "failed: unknown approval");
     assert_eq!(rows[1].pipeline, None);
     // A resolved approval reads as resolved.
     let resolution = Resolution {
@@ -272,10 +272,10 @@ fn interrupted_claims_fail_at_start_and_unknown_approvals_are_recorded() {
 }
 
 #[test]
-fn since_filters_and_old_rows_are_purged_on_open() {
+fn since_filters_and_old_rows_are_purged() {
     let dir = tempfile::tempdir().unwrap();
     let (path, store) = store_with(dir.path(), &["t1"]);
-    let log = AuditLog::open_at(&path, now()).unwrap();
+    let log = AuditLog::open(&path).unwrap();
     let target = log.approval(1).unwrap().unwrap();
     let day = 86_400;
     for (i, age_days) in [500, 300, 1].into_iter().enumerate() {
@@ -290,8 +290,7 @@ fn since_filters_and_old_rows_are_purged_on_open() {
     }
     assert_eq!(store.audit(Timestamp::MIN).unwrap().len(), 3);
     assert_eq!(store.audit(later(-7 * day)).unwrap().len(), 1);
-    drop(log);
-    AuditLog::open_at(&path, now()).unwrap();
+    assert_eq!(log.purge(now()).unwrap(), 1);
     let kept: Vec<Timestamp> = store
         .audit(Timestamp::MIN)
         .unwrap()

@@ -25,6 +25,9 @@ pub const APP_TOKEN: &str = "xapp-1-A0TEST-1234-XSECRETXappXtokenX5678";
 /// Every ticket in a Socket Mode URL starts with this; it must never show up in any output.
 pub const TICKET_MARK: &str = "XTICKETX";
 
+/// Methods whose arguments the fake, like Slack, reads only from a form.
+const READ_METHODS: [&str; 1] = ["usergroups.users.list"];
+
 /// A scripted answer for the next call of one method.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiAnswer {
@@ -279,11 +282,23 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let headers: HashMap<String, String> = headers
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
+    // Read methods take a form, as Slack wants; recorded as a JSON object all the same.
+    let form = headers
+        .get("content-type")
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    let body: Value = if form {
+        Value::Object(
+            url::form_urlencoded::parse(&body)
+                .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+                .collect(),
+        )
+    } else {
+        serde_json::from_slice(&body).unwrap_or(Value::Null)
+    };
     let (status, answer, retry_after, delay) = {
         let mut inner = shared.inner.lock().unwrap();
         let mut scripted = inner.scripts.get_mut(&method).and_then(VecDeque::pop_front);
@@ -318,6 +333,12 @@ async fn handle(
                 };
                 (200, json!({"ok": false, "error": error}), None)
             }
+            // Slack reads a read method's arguments from the query or a form, not JSON.
+            _ if READ_METHODS.contains(&method.as_str()) && !form => (
+                200,
+                json!({"ok": false, "error": "invalid_arguments"}),
+                None,
+            ),
             _ => (200, answer_for(&mut inner, &method, &body), None),
         };
         inner.requests.push(ApiRequest {
