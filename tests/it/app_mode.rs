@@ -659,11 +659,27 @@ fn the_demo_shows_one_message_its_thread_and_the_edit() {
         "demo failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(stdout.matches("┌─ Slack message").count(), 1, "{stdout}");
-    assert!(stdout.contains("✅ Approved: web-app"), "{stdout}");
-    assert!(stdout.contains("thread (3 replies)"), "{stdout}");
-    assert!(stdout.contains("also sent to the channel"), "{stdout}");
-    assert!(stdout.contains("chat.update → edits message"), "{stdout}");
+    // First the thread on a fast clock, then a click on Approve over Socket Mode.
+    let (thread, click) = stdout
+        .split_once("approving from Slack")
+        .unwrap_or((&stdout, ""));
+    assert_eq!(thread.matches("┌─ Slack message").count(), 1, "{stdout}");
+    assert!(thread.contains("✅ Approved: web-app"), "{stdout}");
+    assert!(thread.contains("thread (3 replies)"), "{stdout}");
+    assert!(thread.contains("also sent to the channel"), "{stdout}");
+    assert!(thread.contains("chat.update → edits message"), "{stdout}");
+    assert!(click.contains("[ Approve ] [ Reject ]"), "{stdout}");
+    assert!(
+        click.contains(
+            "PutApprovalResult web-app / Approve_Deployment_to_Production / Approve: Approved"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        click.contains("Approved by ana (U0PAYLEAD1) in Slack"),
+        "{stdout}"
+    );
+    assert!(click.contains("→ approved"), "{stdout}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -38,27 +38,3 @@ fn the_demo_tells_its_whole_story() {
         "{stdout}"
     );
 }
-
-#[test]
-fn the_app_demo_approves_one_approval_from_slack() {
-    let out = Command::new(demo_binary())
-        .arg("--app")
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run the demo");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("[ Approve ] [ Reject ]"), "{stdout}");
-    assert!(
-        stdout.contains(
-            "PutApprovalResult web-app / Approve_Deployment_to_Production / Approve: Approved"
-        ),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("Approved by ana (U0PAYLEAD1) in Slack"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("→ approved"), "{stdout}");
-}
