@@ -10,7 +10,7 @@ use tracing_subscriber::fmt::format::{Format, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-mod escape;
+pub(crate) mod escape;
 use escape::EscapedFields;
 
 /// HTTP client internals log request URLs at debug and trace; one of those URLs is the

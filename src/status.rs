@@ -330,31 +330,9 @@ pub fn text(status: &Status, now: Timestamp) -> String {
     out
 }
 
-/// `s` with control characters (line breaks, terminal escapes) and bidirectional overrides
-/// written as `\n` or `\u{…}`: text from outside (Slack user names, reasons, errors) must not
-/// forge lines or drive the terminal. The same rule as the logs' (`logging/escape.rs`).
+/// Text from outside (Slack user names, reasons, errors) with control characters and
+/// bidirectional overrides escaped, the logs' rule: it must not forge lines or drive the
+/// terminal.
 pub(crate) fn printable(s: &str) -> Cow<'_, str> {
-    fn is_unsafe(c: char) -> bool {
-        c.is_control()
-            || matches!(
-                c,
-                '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
-            )
-    }
-    if !s.chars().any(is_unsafe) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if is_unsafe(c) => {
-                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    Cow::Owned(out)
+    crate::logging::escape::escape(s)
 }

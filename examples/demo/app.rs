@@ -16,14 +16,18 @@ use crate::support::{FakeCodePipeline, Fixture};
 
 const CHANNEL: &str = "C0DEPLOYS01";
 
-pub async fn demo() -> anyhow::Result<()> {
-    let aws = FakeCodePipeline::with_pipelines(&["web-app"]).await;
-    let api = FakeSlackApi::start().await;
-    let dir = tempfile::tempdir()?;
-    let state = dir.path().join("state.db");
-    let config_text = format!(
+/// The demo's config: app mode against the fakes, polling every `poll`, with `extra` TOML
+/// (tables that belong after `[slack]`'s keys).
+fn config(
+    poll: &str,
+    state: &std::path::Path,
+    aws: &FakeCodePipeline,
+    api: &FakeSlackApi,
+    extra: &str,
+) -> anyhow::Result<Config> {
+    let text = format!(
         r#"
-poll_interval = "30s"
+poll_interval = "{poll}"
 state_path = "{}"
 [aws]
 region = "us-east-1"
@@ -32,11 +36,7 @@ endpoint_url = "{}"
 bot_token = "{BOT_TOKEN}"
 channel = "{CHANNEL}"
 api_url = "{}"
-[reminders]
-after = "30m"
-every = "1h"
-escalate_after = 1
-escalate_mention = "<!subteam^S0PLATFORM>"
+{extra}
 [[pipeline]]
 name = "web-app"
 "#,
@@ -44,7 +44,26 @@ name = "web-app"
         aws.endpoint(),
         api.url()
     );
-    let config = Config::parse(&config_text, "demo.toml".as_ref())?;
+    Ok(Config::parse(&text, "demo.toml".as_ref())?)
+}
+
+pub async fn demo() -> anyhow::Result<()> {
+    let aws = FakeCodePipeline::with_pipelines(&["web-app"]).await;
+    let api = FakeSlackApi::start().await;
+    let dir = tempfile::tempdir()?;
+    let state = dir.path().join("state.db");
+    let config = config(
+        "30s",
+        &state,
+        &aws,
+        &api,
+        r#"[reminders]
+after = "30m"
+every = "1h"
+escalate_after = 1
+escalate_mention = "<!subteam^S0PLATFORM>"
+"#,
+    )?;
     let start = Timestamp::now();
     let clock = Clock::tokio_at(start);
     let mut watcher =
@@ -169,28 +188,13 @@ pub async fn click() -> anyhow::Result<()> {
     api.set_socket_url(socket.link_url());
     let dir = tempfile::tempdir()?;
     let state = dir.path().join("state.db");
-    let config_text = format!(
-        r#"
-poll_interval = "1s"
-state_path = "{}"
-[aws]
-region = "us-east-1"
-endpoint_url = "{}"
-[slack]
-bot_token = "{BOT_TOKEN}"
-channel = "{CHANNEL}"
-api_url = "{}"
-[slack.approvals]
+    let approvals = format!(
+        r#"[slack.approvals]
 app_token = "{APP_TOKEN}"
 allow_users = ["{LEAD}"]
-[[pipeline]]
-name = "web-app"
-"#,
-        state.display(),
-        aws.endpoint(),
-        api.url()
+"#
     );
-    let config = Config::parse(&config_text, "demo.toml".as_ref())?;
+    let config = config("1s", &state, &aws, &api, &approvals)?;
     let watcher = approval_watch::startup::watcher(
         config,
         approval_watch::startup::Mode::Live,
