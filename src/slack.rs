@@ -63,7 +63,7 @@ impl SlackClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = response.text().await.unwrap_or_default();
+        let body = error_body(response).await;
         // A proxy's error page may repeat the request line: the secret must not ride along
         // into logs and `status`.
         let body = clip(redact(&body, webhook.expose()).trim());
@@ -75,6 +75,23 @@ impl SlackClient {
             code => SendError::Permanent { status: code, body },
         })
     }
+}
+
+/// Error pages are short; a hostile or broken endpoint's may not be. At most this much is read
+/// (the rest is dropped with the connection), and only the first line's start is kept.
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// The start of an error answer's body, bounded, lossily decoded.
+async fn error_body(mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = MAX_ERROR_BODY_BYTES - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= MAX_ERROR_BODY_BYTES {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
 }
 
 /// A transport error in words, without the URL that reqwest would otherwise include.

@@ -447,7 +447,11 @@ fn render(
                 }
                 throttled_cell = thousands(r.throttled);
                 let detected = r.latencies_ms.len() as u64;
-                let limit = spec.poll_ms as f64 + 1000.0;
+                // One poll_interval for the pipeline's turn, plus the reads of one cycle at
+                // the budget (an idle pipeline's alert goes out when the idle pass ends), plus
+                // a second for delivery.
+                let limit =
+                    spec.poll_ms as f64 + 1000.0 * n as f64 / spec.max_requests_per_second + 1000.0;
                 let p50 = percentile(&r.latencies_ms, 0.5) as f64;
                 let p99 = percentile(&r.latencies_ms, 0.99) as f64;
                 let ok = detected > 0 && detected >= r.expected_approvals && p99 <= limit;
@@ -522,9 +526,11 @@ fn render(
          pipeline fits a read every {}), `poll_interval = {}`, `idle_poll_interval = {}`. Every \
          pipeline is idle (its last run approved and deployed) until an approval appears on it \
          without a run having been seen first; the approval waits {}, is approved, and the next \
-         one appears {} later. Measured as 3, over one idle_poll_interval: detection \
-         within poll_interval + 1 s is the README's promise for fleets within the share (an idle \
-         read every idle_poll_interval would give up to {}).",
+         one appears {} later. Measured as 3, over one idle_poll_interval. Target: \
+         poll_interval (the pipeline's next turn) + N / max_requests_per_second (the idle pass \
+         reads the whole fleet at the budget before it records and delivers, so a turn can move \
+         by up to that) + 1 s for delivery: the README's promise for fleets within the share \
+         (an idle read every idle_poll_interval would give up to {}).",
         small_fleet_size(o.poll),
         human(o.poll),
         human(o.poll),

@@ -32,6 +32,7 @@ mod hostile_logs;
 mod hostile_metrics;
 mod hostile_retry_after;
 mod hostile_secret_files;
+mod hostile_slack;
 mod hostile_state_db;
 mod hostile_stdout;
 mod hostile_text;

@@ -31,6 +31,8 @@ pub struct SlackResponse {
     pub retry_after: Option<String>,
     /// Wait this long before answering (the request is recorded on arrival).
     pub delay: Option<Duration>,
+    /// Send `body` again and again, without end (a broken or hostile endpoint).
+    pub endless: bool,
 }
 
 impl SlackResponse {
@@ -44,7 +46,14 @@ impl SlackResponse {
             body: body.to_owned(),
             retry_after: None,
             delay: None,
+            endless: false,
         }
+    }
+
+    /// The body repeated without end.
+    pub fn endless(mut self) -> Self {
+        self.endless = true;
+        self
     }
 
     /// `429 rate_limited` with `Retry-After: seconds`.
@@ -306,12 +315,25 @@ async fn handle(
         tokio::time::sleep(delay).await;
     }
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK);
-    let mut resp = (
-        status,
-        [(header::CONTENT_TYPE, "text/html")],
-        response.body.clone(),
-    )
-        .into_response();
+    let mut resp = if response.endless {
+        let chunk = Bytes::from(response.body.clone().repeat(1024));
+        let stream = futures_util::stream::repeat_with(move || {
+            Ok::<_, std::convert::Infallible>(chunk.clone())
+        });
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/html")],
+            axum::body::Body::from_stream(stream),
+        )
+            .into_response()
+    } else {
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/html")],
+            response.body.clone(),
+        )
+            .into_response()
+    };
     if let Some(retry_after) = &response.retry_after
         && let Ok(v) = retry_after.parse()
     {
