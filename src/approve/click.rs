@@ -1,0 +1,346 @@
+//! One interaction from Slack, start to end: what it asks ([`super::payload`]), whether the
+//! approval exists, still waits and this user may decide it, the claim in the audit log, the
+//! call to AWS, and what the clicker and the channel are told. See ARCHITECTURE.md
+//! ("Approving from Slack").
+
+use super::Ctx;
+use super::decide::{may_decide, summary};
+use super::payload::{Click, Request, parse};
+use crate::aws::Verdict;
+use crate::render;
+use crate::slack_api::ApiError;
+use crate::socket_mode::Interaction;
+use crate::store::{Claim, ClickTarget, Decision};
+
+/// AWS error codes that mean the approval was answered already (or expired): someone was
+/// faster, which is not an error.
+const ALREADY_DECIDED: [&str; 2] = [
+    "ApprovalAlreadyCompletedException",
+    "InvalidApprovalTokenException",
+];
+
+pub(super) async fn handle(ctx: &Ctx, interaction: Interaction) {
+    match parse(&interaction.payload) {
+        Request::Ignored(why) => {
+            tracing::debug!(envelope = %interaction.envelope_id, "interaction ignored: {why}");
+        }
+        Request::Approve(click) => decide(ctx, &click, Verdict::Approve, None).await,
+        Request::Reject { click, reason } => {
+            decide(ctx, &click, Verdict::Reject, Some(&reason)).await;
+        }
+        Request::OpenReject { click, trigger_id } => open_reject(ctx, &click, &trigger_id).await,
+    }
+}
+
+/// Why a click may not go on, told to the clicker alone.
+enum Refusal {
+    Unknown,
+    /// The button's fingerprint is not the approval's its id names now.
+    Stale,
+    /// Groups that might hold the user are still being read for the first time.
+    NotYet,
+    Denied(String),
+    Resolved,
+}
+
+/// What [`check`] found: the approval to decide, or why not (with the approval, if known).
+enum Checked {
+    Go(ClickTarget),
+    Refused(Refusal, Option<ClickTarget>),
+}
+
+/// The approval a click names, if it exists, is waiting and the user may decide it.
+fn check(ctx: &Ctx, click: &Click) -> Checked {
+    let target = match ctx.audit().and_then(|a| a.approval(click.approval_id)) {
+        Ok(target) => target,
+        Err(e) => {
+            tracing::error!(user = %click.user.id, "cannot look up the clicked approval: {e}");
+            None
+        }
+    };
+    let Some(target) = target else {
+        return Checked::Refused(Refusal::Unknown, None);
+    };
+    if target.approval.key.fingerprint() != click.fingerprint {
+        return Checked::Refused(Refusal::Stale, None);
+    }
+    let refusal = match ctx.config.approvers_for(&target.approval.key.pipeline) {
+        Some(approvers) => {
+            let membership = ctx.membership.read().map(|m| m.clone()).unwrap_or_default();
+            if may_decide(&click.user.id, approvers, &membership) {
+                None
+            } else if approvers.groups.iter().any(|g| membership.unread(g)) {
+                Some(Refusal::NotYet)
+            } else {
+                Some(Refusal::Denied(render::who_may(
+                    &approvers.users,
+                    &approvers.groups,
+                )))
+            }
+        }
+        None => Some(Refusal::Denied(render::who_may(&[], &[]))),
+    };
+    if let Some(refusal) = refusal {
+        return Checked::Refused(refusal, Some(target));
+    }
+    if target.resolved {
+        return Checked::Refused(Refusal::Resolved, Some(target));
+    }
+    Checked::Go(target)
+}
+
+/// Records a refused click and tells the clicker why.
+async fn refuse(
+    ctx: &Ctx,
+    click: &Click,
+    decision: Decision,
+    refusal: Refusal,
+    target: Option<ClickTarget>,
+) {
+    let (result, text) = match &refusal {
+        Refusal::Unknown => (
+            "failed: unknown approval",
+            "This approval is not known to approval-watch (any more).".to_owned(),
+        ),
+        Refusal::Stale => (
+            "failed: stale button",
+            "This button belongs to an older message that no longer matches an approval; use the latest alert.".to_owned(),
+        ),
+        Refusal::NotYet => (
+            "failed: group membership not read yet",
+            "approval-watch is still reading the user groups that may approve this pipeline; try again in a moment.".to_owned(),
+        ),
+        Refusal::Denied(who) => (
+            "denied",
+            format!("You may not approve or reject this pipeline. Who may: {who}."),
+        ),
+        Refusal::Resolved => (
+            "already_resolved",
+            "This approval is no longer waiting; the channel shows how it ended.".to_owned(),
+        ),
+    };
+    let pipeline = target.as_ref().map(|t| t.approval.key.pipeline.clone());
+    tracing::info!(
+        user = %click.user.id,
+        pipeline = pipeline.as_deref().unwrap_or("?"),
+        result,
+        "click from Slack refused"
+    );
+    audit_record(ctx, click, decision, target.as_ref(), result);
+    crate::metrics::slack_decision(result);
+    ephemeral(ctx, click, target.as_ref(), &text).await;
+}
+
+fn audit_record(
+    ctx: &Ctx,
+    click: &Click,
+    decision: Decision,
+    target: Option<&ClickTarget>,
+    result: &str,
+) {
+    let row = audit_click(click, decision, None);
+    let written = ctx.audit().map_err(|e| e.to_string()).and_then(|a| {
+        a.record(&row, target, result, ctx.clock.now())
+            .map_err(|e| e.to_string())
+    });
+    if let Err(e) = written {
+        tracing::error!(user = %click.user.id, result, "cannot write the audit row: {e}");
+    }
+}
+
+fn audit_click(click: &Click, decision: Decision, reason: Option<&str>) -> crate::store::Click {
+    crate::store::Click {
+        approval_id: Some(click.approval_id),
+        user_id: click.user.id.clone(),
+        user_name: click.user.name.clone(),
+        decision,
+        click_id: click.click_id.clone(),
+        reason: reason.map(str::to_owned),
+    }
+}
+
+async fn open_reject(ctx: &Ctx, click: &Click, trigger_id: &str) {
+    let target = match check(ctx, click) {
+        Checked::Go(t) => t,
+        Checked::Refused(refusal, target) => {
+            return refuse(ctx, click, Decision::Reject, refusal, target).await;
+        }
+    };
+    let view = render::reject_modal(click.approval_id, &target.approval.key);
+    if let Err(e) = ctx.slack.views_open(trigger_id, &view).await {
+        tracing::warn!(
+            user = %click.user.id,
+            pipeline = %target.approval.key.pipeline,
+            "cannot open the reject dialog: {e}"
+        );
+        let text = format!("Could not open the reject dialog ({e}); please click Reject again.");
+        ephemeral(ctx, click, Some(&target), &text).await;
+    }
+}
+
+async fn decide(ctx: &Ctx, click: &Click, verdict: Verdict, reason: Option<&str>) {
+    let decision = match verdict {
+        Verdict::Approve => Decision::Approve,
+        Verdict::Reject => Decision::Reject,
+    };
+    let target = match check(ctx, click) {
+        Checked::Go(t) => t,
+        Checked::Refused(refusal, target) => {
+            return refuse(ctx, click, decision, refusal, target).await;
+        }
+    };
+    let key = target.approval.key.clone();
+    let row = audit_click(click, decision, reason);
+    // The durable record comes first: a second click, a replay or a restart finds it.
+    let claim = ctx.audit().map_err(|e| e.to_string()).and_then(|a| {
+        a.claim(&row, &target, ctx.clock.now())
+            .map_err(|e| e.to_string())
+    });
+    let audit_id = match claim {
+        Ok(Claim::Go(id)) => id,
+        Ok(Claim::Replay) => {
+            crate::metrics::slack_decision("ignored");
+            tracing::debug!(user = %click.user.id, "a replayed click; already handled");
+            return;
+        }
+        Ok(Claim::Taken) => {
+            crate::metrics::slack_decision("already_resolved");
+            let text = "Someone already decided this approval (or is deciding it right now); the channel will show the outcome.";
+            ephemeral(ctx, click, Some(&target), text).await;
+            return;
+        }
+        Err(e) => {
+            // Without the audit row there is no decision: AWS is not called.
+            tracing::error!(user = %click.user.id, pipeline = %key.pipeline, "cannot write the audit row; not deciding: {e}");
+            let text = "approval-watch could not record your click, so nothing was decided. Try again, or use the console.";
+            ephemeral(ctx, click, Some(&target), text).await;
+            return;
+        }
+    };
+    let summary = summary(verdict, &click.user.name, &click.user.id, reason);
+    let answer = ctx.aws.put_approval_result(&key, verdict, &summary).await;
+    let (result, request_id) = match &answer {
+        Ok(request_id) => (
+            match verdict {
+                Verdict::Approve => "approved".to_owned(),
+                Verdict::Reject => "rejected".to_owned(),
+            },
+            request_id.clone(),
+        ),
+        Err(e) if ALREADY_DECIDED.contains(&e.code.as_str()) => {
+            ("already_resolved".to_owned(), e.request_id.clone())
+        }
+        Err(e) if no_answer(e) => (
+            format!(
+                "failed: no answer from AWS, it may have taken effect: {}",
+                e.code
+            ),
+            e.request_id.clone(),
+        ),
+        Err(e) => (
+            format!("failed: {}: {}", e.code, e.message),
+            e.request_id.clone(),
+        ),
+    };
+    let finished = ctx.audit().map_err(|e| e.to_string()).and_then(|a| {
+        a.finish(audit_id, &result, request_id.as_deref())
+            .map_err(|e| e.to_string())
+    });
+    if let Err(e) = finished {
+        tracing::error!(audit_id, "cannot record AWS's answer in the audit: {e}");
+    }
+    crate::metrics::slack_decision(&result);
+    match answer {
+        Ok(_) => {
+            tracing::info!(
+                user = %click.user.id,
+                pipeline = %key.pipeline,
+                stage = %key.stage,
+                action = %key.action,
+                result,
+                request_id = request_id.as_deref().unwrap_or(""),
+                "decided in Slack"
+            );
+            let decided = match verdict {
+                Verdict::Approve => render::Decided::Approved,
+                Verdict::Reject => render::Decided::Rejected,
+            };
+            // Read again: an alert posted a moment before the click may have had its place
+            // recorded only now, and a poll that already saw the outcome has edited the
+            // alert for good (this edit must not undo it).
+            let now = ctx
+                .audit()
+                .ok()
+                .and_then(|a| a.approval(click.approval_id).ok().flatten());
+            let slack = match &now {
+                Some(t) if t.resolved => None,
+                Some(t) => t.slack.clone().or(target.slack.clone()),
+                None => target.slack.clone(),
+            };
+            if let Some(message) = &slack {
+                let mut body = render::decided_alert(
+                    &target.approval,
+                    decided,
+                    &click.user.name,
+                    &click.user.id,
+                    ctx.clock.now(),
+                );
+                body["channel"] = serde_json::json!(message.channel);
+                body["ts"] = serde_json::json!(message.ts);
+                if let Err(e) = ctx.slack.update(&body).await {
+                    tracing::warn!(pipeline = %key.pipeline, "cannot update the alert after the decision: {e}");
+                }
+            }
+        }
+        Err(e) if ALREADY_DECIDED.contains(&e.code.as_str()) => {
+            tracing::info!(user = %click.user.id, pipeline = %key.pipeline, code = %e.code, "decided before this click");
+            let text = "This approval was already answered (or it expired) before your click; the channel will show the outcome.";
+            ephemeral(ctx, click, Some(&target), text).await;
+        }
+        Err(e) if no_answer(&e) => {
+            tracing::error!(user = %click.user.id, "the decision from Slack got no answer: {e}");
+            let text = "CodePipeline did not answer in time, so the decision may or may not have taken effect. The channel will show the outcome at the next poll; if the approval is still waiting then, click again.";
+            ephemeral(ctx, click, Some(&target), text).await;
+        }
+        Err(e) => {
+            tracing::error!(user = %click.user.id, "the decision from Slack failed: {e}");
+            let text = format!(
+                "CodePipeline did not take the decision: {}: {}. Nothing changed; you can try again.",
+                e.code, e.message
+            );
+            ephemeral(ctx, click, Some(&target), &text).await;
+        }
+    }
+}
+
+/// A request that may have reached AWS without its answer reaching us.
+fn no_answer(e: &crate::aws::AwsError) -> bool {
+    e.status.is_none()
+        && matches!(
+            e.code.as_str(),
+            "Timeout" | "DispatchFailure" | "ResponseError"
+        )
+}
+
+/// Tells the clicker alone, in the alert's channel as stored (the payload's channel only
+/// when none is: nothing else in a payload is trusted).
+async fn ephemeral(ctx: &Ctx, click: &Click, target: Option<&ClickTarget>, text: &str) {
+    let channel = target
+        .and_then(|t| t.slack.as_ref().map(|s| s.channel.clone()))
+        .or_else(|| click.channel.clone());
+    let Some(channel) = channel else {
+        tracing::debug!(user = %click.user.id, "no channel to answer the click in");
+        return;
+    };
+    if let Err(e) = ctx
+        .slack
+        .post_ephemeral(&channel, &click.user.id, text)
+        .await
+    {
+        log_api_error("chat.postEphemeral", &e);
+    }
+}
+
+fn log_api_error(method: &str, e: &ApiError) {
+    tracing::warn!(method, "Slack refused: {e}");
+}
