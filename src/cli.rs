@@ -410,6 +410,29 @@ async fn test_slack(config: Config) -> Result<ExitCode, Failure> {
         };
         crate::output::print_line(&line).map_err(runtime_error)?;
     }
+    if let (Some(approvals), Some(app)) = (&config.approvals, &config.app) {
+        // Approving from Slack: the app-level token opens a Socket Mode connection (the URL
+        // Slack hands out is not used; it expires unused).
+        let token = approvals.resolve_token().map_err(config_error)?;
+        let opener = crate::slack_api::ConnectionOpener::new(app.api_url.clone(), token)
+            .context("cannot build the HTTP client")
+            .map_err(runtime_error)?
+            .with_token_key(&approvals.token_key);
+        let line = match opener.open().await {
+            Ok(_) => format!("Socket Mode ({}): ok", approvals.token_key),
+            Err(e) => {
+                failed += 1;
+                match e.slack_error().and_then(|w| opener.advice(w)) {
+                    Some(advice) => format!(
+                        "Socket Mode ({}): FAILED: {e} — {advice}",
+                        approvals.token_key
+                    ),
+                    None => format!("Socket Mode ({}): FAILED: {e}", approvals.token_key),
+                }
+            }
+        };
+        crate::output::print_line(&line).map_err(runtime_error)?;
+    }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {

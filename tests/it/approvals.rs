@@ -651,3 +651,37 @@ async fn after_a_reload_the_new_connection_decides_and_group_members_stay_allowe
     assert_eq!(w.put_calls().len(), 1);
     assert_eq!(w.audit().await[0]["result"], "approved");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn test_slack_checks_the_app_token_and_says_what_to_fix() {
+    let w = World::start().await;
+    let out = w.env.run(&["test-slack"]).await;
+    out.assert_code(0);
+    assert_no_secrets(&out.all_output());
+    assert!(
+        out.stdout
+            .contains("Socket Mode (slack.approvals.app_token_env): ok"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(w.api.calls("apps.connections.open").len(), 1);
+    assert_eq!(
+        w.api.calls("apps.connections.open")[0].bearer(),
+        Some(APP_TOKEN)
+    );
+
+    w.api
+        .push("apps.connections.open", ApiAnswer::error("invalid_auth"));
+    let out = w.env.run(&["test-slack"]).await;
+    out.assert_code(1);
+    assert_no_secrets(&out.all_output());
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Socket Mode"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("FAILED: invalid_auth") && line.contains("connections:write"),
+        "{line}"
+    );
+}
