@@ -87,6 +87,13 @@ impl World {
             .push_interactive(conn, block_actions(user, action, id, action_ts))
     }
 
+    /// Waits until the fake Web API was called with `method`.
+    async fn wait_for_call(&self, method: &str) {
+        self.api
+            .wait_until(SOON, |r| r.iter().any(|r| r.method == method))
+            .await;
+    }
+
     fn put_calls(&self) -> Vec<Value> {
         self.aws
             .requests()
@@ -240,9 +247,7 @@ async fn reject_opens_a_modal_and_its_reason_goes_to_codepipeline() {
     let w = World::start().await;
     let (daemon, id) = w.running_with_alert().await;
     w.click(0, LEAD, "reject", &id, "1700000000.000200");
-    w.api
-        .wait_until(SOON, |r| r.iter().any(|r| r.method == "views.open"))
-        .await;
+    w.wait_for_call("views.open").await;
     let open = &w.api.calls("views.open")[0];
     assert_eq!(open.body["trigger_id"], "trigger-1700000000.000200");
     assert_eq!(open.body["view"]["callback_id"], "approval_watch.reject");
@@ -302,9 +307,7 @@ async fn a_user_not_allowed_gets_an_ephemeral_and_a_denied_row_and_aws_is_not_ca
     let (mut daemon, id) = w.running_with_alert().await;
     let base = crate::metrics::metrics_base(&mut daemon).await;
     w.click(0, STRANGER, "approve", &id, "1700000000.000300");
-    w.api
-        .wait_until(SOON, |r| r.iter().any(|r| r.method == "chat.postEphemeral"))
-        .await;
+    w.wait_for_call("chat.postEphemeral").await;
     let eph = &w.api.calls("chat.postEphemeral")[0];
     assert_eq!(eph.body["user"], STRANGER);
     assert_eq!(eph.body["channel"], CHANNEL);
@@ -359,11 +362,7 @@ async fn a_user_not_allowed_gets_an_ephemeral_and_a_denied_row_and_aws_is_not_ca
 async fn a_member_of_an_allowed_group_may_approve() {
     let w = World::start().await;
     let (daemon, id) = w.running_with_alert().await;
-    w.api
-        .wait_until(SOON, |r| {
-            r.iter().any(|r| r.method == "usergroups.users.list")
-        })
-        .await;
+    w.wait_for_call("usergroups.users.list").await;
     let list = &w.api.calls("usergroups.users.list")[0];
     assert_eq!(list.body["usergroup"], GROUP);
     w.click(0, MEMBER, "approve", &id, "1700000000.000400");
@@ -383,9 +382,7 @@ async fn a_group_that_cannot_be_read_lets_nobody_in_and_the_log_says_why() {
         .push("usergroups.users.list", ApiAnswer::error("missing_scope"));
     let (daemon, id) = w.running_with_alert().await;
     w.click(0, MEMBER, "approve", &id, "1700000000.000450");
-    w.api
-        .wait_until(SOON, |r| r.iter().any(|r| r.method == "chat.postEphemeral"))
-        .await;
+    w.wait_for_call("chat.postEphemeral").await;
     let out = daemon.terminate().await;
     assert!(w.put_calls().is_empty(), "never \"allow all\"");
     assert_eq!(w.audit().await[0]["result"], "denied");
@@ -404,11 +401,7 @@ async fn double_clicks_and_two_people_at_once_call_aws_once() {
     let w = World::start().await;
     let (daemon, id) = w.running_with_alert().await;
     // MEMBER's group is read before anyone clicks.
-    w.api
-        .wait_until(SOON, |r| {
-            r.iter().any(|r| r.method == "usergroups.users.list")
-        })
-        .await;
+    w.wait_for_call("usergroups.users.list").await;
     // AWS is slow, so every click arrives while the first is in flight.
     w.aws
         .delay_next(PUT_APPROVAL_RESULT, PIPELINE, 1, Duration::from_secs(2));
@@ -423,9 +416,7 @@ async fn double_clicks_and_two_people_at_once_call_aws_once() {
         w.socket.wait_for_ack(envelope, SOON).await;
     }
     // The alert is edited: by the decision, or by the poll that saw it first.
-    w.api
-        .wait_until(SOON, |r| r.iter().any(|r| r.method == "chat.update"))
-        .await;
+    w.wait_for_call("chat.update").await;
     daemon.terminate().await;
     assert_eq!(w.put_calls().len(), 1, "one decision");
     let audit = w.audit().await;
@@ -449,9 +440,7 @@ async fn someone_faster_in_the_console_is_no_error() {
     // Approved in the console; the daemon has not polled since.
     w.aws.set_state(PIPELINE, Fixture::Approved);
     w.click(0, LEAD, "approve", &id, "1700000000.000600");
-    w.api
-        .wait_until(SOON, |r| r.iter().any(|r| r.method == "chat.postEphemeral"))
-        .await;
+    w.wait_for_call("chat.postEphemeral").await;
     let out = daemon.terminate().await;
     let audit = w.audit().await;
     // Either the poll saw it first (no AWS call) or AWS said so; never an error.
@@ -613,9 +602,7 @@ async fn a_button_whose_id_now_names_another_approval_is_refused() {
     assert_ne!(stale, id);
     let envelope = w.click(0, LEAD, "approve", &stale, "1700000000.001000");
     w.socket.wait_for_ack(&envelope, SOON).await;
-    w.api
-        .wait_until(SOON, |r| r.iter().any(|r| r.method == "chat.postEphemeral"))
-        .await;
+    w.wait_for_call("chat.postEphemeral").await;
     daemon.terminate().await;
     assert!(
         w.put_calls().is_empty(),
@@ -628,11 +615,7 @@ async fn a_button_whose_id_now_names_another_approval_is_refused() {
 async fn after_a_reload_the_new_connection_decides_and_group_members_stay_allowed() {
     let w = World::start().await;
     let (daemon, id) = w.running_with_alert().await;
-    w.api
-        .wait_until(SOON, |r| {
-            r.iter().any(|r| r.method == "usergroups.users.list")
-        })
-        .await;
+    w.wait_for_call("usergroups.users.list").await;
     // From now on the group cannot be read: only the membership carried over lets MEMBER in.
     for _ in 0..3 {
         w.api
