@@ -183,18 +183,9 @@ pub struct Deliverer {
 /// The routes whose alerts get buttons: app-mode routes whose effective allow-lists name
 /// someone (deny by default: empty lists, no buttons).
 fn buttons(config: &Config) -> HashSet<String> {
-    let Some(approvals) = &config.approvals else {
-        return HashSet::new();
-    };
     config
         .all_routes()
-        .filter(|r| r.channel().is_some())
-        .filter(|r| {
-            !r.approvals
-                .as_ref()
-                .unwrap_or(&approvals.default)
-                .is_empty()
-        })
+        .filter(|r| config.approvers_of(r).is_some_and(|a| !a.is_empty()))
         .map(|r| r.name.clone())
         .collect()
 }

@@ -668,3 +668,40 @@ async fn test_slack_checks_the_app_token_and_says_what_to_fix() {
         "{line}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_route_whose_lists_are_empty_gets_no_buttons() {
+    let aws = FakeCodePipeline::with_pipelines(&[PIPELINE, "payments-api"]).await;
+    let api = FakeSlackApi::start().await;
+    let socket = FakeSocketMode::start().await;
+    api.set_socket_url(socket.link_url());
+    let mut env = TestEnv::new(
+        &aws.endpoint(),
+        "http://127.0.0.1:9/unused",
+        &[PIPELINE, "payments-api"],
+    );
+    env.spec.webhook = WebhookSource::Nothing;
+    env.spec.extra_slack = api.slack_table_lines(CHANNEL);
+    env.set_env("SLACK_BOT_TOKEN", BOT_TOKEN);
+    env.set_env("SLACK_APP_TOKEN", APP_TOKEN);
+    env.write_config();
+    let mut text = env.config_text();
+    text.push_str(&format!(
+        "\n[slack.approvals]\napp_token_env = \"SLACK_APP_TOKEN\"\nallow_users = [\"{LEAD}\"]\n\
+         \n[[route]]\nname = \"payments\"\npipelines = [\"payments-*\"]\nchannel = \"C0PAYMENTS2\"\n\
+         [route.approvals]\nallow_users = []\nallow_groups = []\n"
+    ));
+    std::fs::write(&env.config_path, text).expect("config");
+    aws.set_state(PIPELINE, Fixture::Waiting);
+    aws.set_state("payments-api", Fixture::Waiting);
+    env.once().await.assert_code(0);
+    let posts = api.calls("chat.postMessage");
+    assert_eq!(posts.len(), 2);
+    for post in &posts {
+        let buttons = approval_id(&post.body);
+        match post.body["channel"].as_str() {
+            Some("C0PAYMENTS2") => assert!(buttons.is_none(), "deny by default: no buttons"),
+            _ => assert!(buttons.is_some(), "LEAD may decide web-app"),
+        }
+    }
+}
