@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::{AppToken, BotToken};
+use crate::config::{AppToken, BotToken, is_user_id};
 
 /// A Web API answer, as far as delivery cares.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -185,23 +185,19 @@ impl SlackApi {
 
     /// One Web API call with the bot token; `Ok` is the answer of an `"ok": true`.
     async fn call(&self, method: &str, body: &Value) -> Result<Value, ApiError> {
-        Self::call_with(&self.http, &self.base, self.token.expose(), method, body).await
+        Self::send(
+            &self.http,
+            &self.base,
+            self.token.expose(),
+            method,
+            Body::Json(body),
+        )
+        .await
     }
 
-    /// One Web API call with `token` (the bot token, or the app-level token for
-    /// [`ConnectionOpener`]) in the `Authorization` header.
-    async fn call_with(
-        http: &reqwest::Client,
-        base: &url::Url,
-        token: &str,
-        method: &str,
-        body: &Value,
-    ) -> Result<Value, ApiError> {
-        Self::send(http, base, token, method, Body::Json(body)).await
-    }
-
-    /// One call, its arguments as JSON (write methods) or as a form (read methods, which
-    /// Slack does not read from a JSON body).
+    /// One call with `token` (the bot token, or the app-level token for [`ConnectionOpener`])
+    /// in the `Authorization` header, its arguments as JSON (write methods) or as a form (read
+    /// methods, which Slack does not read from a JSON body).
     async fn send(
         http: &reqwest::Client,
         base: &url::Url,
@@ -283,14 +279,6 @@ enum Body<'a> {
 
 /// More members than this in one group is not a team that approves deployments.
 pub const MAX_GROUP_MEMBERS: usize = 10_000;
-
-/// A Slack user ID: `U` or `W`, then uppercase letters and digits.
-pub fn is_user_id(s: &str) -> bool {
-    (2..=32).contains(&s.len())
-        && s.starts_with(['U', 'W'])
-        && s.chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-}
 
 /// The one HTTP client setup for the Web API, whichever token it carries.
 fn http_client() -> Result<reqwest::Client, reqwest::Error> {
@@ -421,12 +409,12 @@ impl ConnectionOpener {
     /// never travels in the clear.
     pub async fn open(&self) -> Result<url::Url, ApiError> {
         const METHOD: &str = "apps.connections.open";
-        let answer = SlackApi::call_with(
+        let answer = SlackApi::send(
             &self.http,
             &self.base,
             self.token.expose(),
             METHOD,
-            &serde_json::json!({}),
+            Body::Json(&serde_json::json!({})),
         )
         .await?;
         let raw = answer

@@ -404,11 +404,11 @@ impl Watcher {
                 Ok(Some((name, id))) => {
                     // Only when CodePipeline's comment is the summary sent for this very
                     // outcome: a console decision racing a Slack click keeps its reviewer.
-                    let word = match r.resolution.outcome {
-                        Outcome::Approved => "Approved",
-                        _ => "Rejected",
+                    let verdict = match r.resolution.outcome {
+                        Outcome::Approved => crate::aws::Verdict::Approve,
+                        _ => crate::aws::Verdict::Reject,
                     };
-                    let ours = format!("{word} in Slack by {name} ({id})");
+                    let ours = crate::approve::summary(verdict, &name, &id, None);
                     let rest = r
                         .resolution
                         .comment

@@ -26,6 +26,8 @@ use crate::socket_mode::{self, ConnectionState, Interaction, SocketMode};
 use crate::store::{AuditLog, StoreError};
 
 use decide::Membership;
+/// The summary CodePipeline records for a decision from Slack (the watcher recognises it).
+pub(crate) use decide::summary;
 
 /// User groups are read again this often (`usergroups.users.list`).
 const GROUP_REFRESH: Duration = Duration::from_secs(5 * 60);

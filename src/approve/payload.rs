@@ -6,10 +6,10 @@
 use serde_json::Value;
 
 use crate::aws::Verdict;
+use crate::config::is_user_id;
 use crate::render::{
     APPROVE_ACTION, REASON_ACTION, REASON_BLOCK, REASON_MAX_CHARS, REJECT_ACTION, REJECT_CALLBACK,
 };
-use crate::slack_api::is_user_id;
 
 /// Names shown in messages and the audit are cut to this many characters.
 const MAX_NAME_CHARS: usize = 80;

@@ -205,8 +205,9 @@ fn slack_id(s: &str, first: &[char]) -> bool {
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }
 
-/// `U…` (a member) or `W…` (an Enterprise Grid member).
-fn is_user_id(s: &str) -> bool {
+/// `U…` (a member) or `W…` (an Enterprise Grid member): the one rule for Slack user IDs, in
+/// the config, in group members Slack lists, and in a click's payload.
+pub fn is_user_id(s: &str) -> bool {
     slack_id(s, &['U', 'W'])
 }
 

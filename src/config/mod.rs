@@ -30,7 +30,7 @@ pub use crate::budget::Limits;
 pub use accounts::{AccountConfig, AwsConfig, Credentials, DEFAULT_IDLE_BUDGET_SHARE};
 pub use app::{AppConfig, BotToken, DEFAULT_API_URL, TokenSource};
 pub use app_token::AppToken;
-pub use approvals::{AppTokenSource, ApprovalsConfig, Approvers};
+pub use approvals::{AppTokenSource, ApprovalsConfig, Approvers, is_user_id};
 pub use glob::Glob;
 pub use heartbeat::{HeartbeatConfig, HeartbeatUrls};
 pub use pipelines::{DiscoverConfig, PipelineConfig};
