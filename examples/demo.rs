@@ -98,10 +98,10 @@ name = "payments-api"
         slack.url()
     );
     let config = Config::parse(&config_text, "demo.toml".as_ref())?;
-    let mut watcher = approval_watch::startup::watcher(
+    let mut watcher = approval_watch::daemon::startup::watcher(
         config.clone(),
-        approval_watch::startup::Mode::Live,
-        approval_watch::clock::Clock::System,
+        approval_watch::daemon::startup::Mode::Live,
+        approval_watch::daemon::clock::Clock::System,
     )
     .await?;
     let shutdown = CancellationToken::new();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use approval_watch::config::Config;
-use approval_watch::watcher::{CycleReport, Watcher};
+use approval_watch::daemon::cycle::{CycleReport, Watcher};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -170,10 +170,10 @@ impl Log {
 
 /// A watcher on the case's config and state file, as `run` builds it at start.
 async fn start(config: &Config) -> anyhow::Result<Watcher> {
-    Ok(approval_watch::startup::watcher(
+    Ok(approval_watch::daemon::startup::watcher(
         config.clone(),
-        approval_watch::startup::Mode::Live,
-        approval_watch::clock::Clock::System,
+        approval_watch::daemon::startup::Mode::Live,
+        approval_watch::daemon::clock::Clock::System,
     )
     .await?)
 }

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use approval_watch::clock::Clock;
 use approval_watch::config::Config;
+use approval_watch::daemon::clock::Clock;
 use jiff::Timestamp;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -66,9 +66,12 @@ escalate_mention = "<!subteam^S0PLATFORM>"
     )?;
     let start = Timestamp::now();
     let clock = Clock::tokio_at(start);
-    let mut watcher =
-        approval_watch::startup::watcher(config, approval_watch::startup::Mode::Live, clock)
-            .await?;
+    let mut watcher = approval_watch::daemon::startup::watcher(
+        config,
+        approval_watch::daemon::startup::Mode::Live,
+        clock,
+    )
+    .await?;
     let shutdown = CancellationToken::new();
     println!("approval-watch demo, Slack app mode (a fake Web API on 127.0.0.1; time runs fast)\n");
 
@@ -195,9 +198,9 @@ allow_users = ["{LEAD}"]
 "#
     );
     let config = config("1s", &state, &aws, &api, &approvals)?;
-    let watcher = approval_watch::startup::watcher(
+    let watcher = approval_watch::daemon::startup::watcher(
         config,
-        approval_watch::startup::Mode::Live,
+        approval_watch::daemon::startup::Mode::Live,
         Clock::System,
     )
     .await?;

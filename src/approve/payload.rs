@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::aws::Verdict;
 use crate::config::is_user_id;
-use crate::render::{
+use approval_watch_core::render::{
     APPROVE_ACTION, REASON_ACTION, REASON_BLOCK, REASON_MAX_CHARS, REJECT_ACTION, REJECT_CALLBACK,
 };
 
@@ -44,7 +44,7 @@ pub enum Request {
 pub struct Click {
     /// The store's id of the approval.
     pub approval_id: i64,
-    /// The request's fingerprint the button carried ([`crate::model::ApprovalKey::fingerprint`]):
+    /// The request's fingerprint the button carried ([`approval_watch_core::model::ApprovalKey::fingerprint`]):
     /// it must match the approval the id names now.
     pub fingerprint: String,
     pub user: User,
@@ -164,7 +164,7 @@ fn text(v: &Value, key: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// `<id>.<fingerprint>` as [`crate::render::button_value`] writes it.
+/// `<id>.<fingerprint>` as [`approval_watch_core::render::button_value`] writes it.
 fn id(s: &str) -> Option<(i64, String)> {
     let (id, fingerprint) = s.split_once('.')?;
     let id = id.parse::<i64>().ok().filter(|id| *id > 0)?;

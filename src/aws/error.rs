@@ -4,7 +4,7 @@ use aws_sdk_codepipeline::config::http::HttpResponse;
 use aws_sdk_codepipeline::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_types::error::display::DisplayErrorContext;
 
-use crate::model::Target;
+use approval_watch_core::model::Target;
 
 /// A failed AWS call, naming the operation, the pipeline and AWS's error code.
 #[derive(Debug, Clone, thiserror::Error)]

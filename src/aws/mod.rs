@@ -2,6 +2,7 @@
 //! lists them for discovery. One client per (account, region), each behind its own request
 //! budget; every attempt of every call goes through it.
 
+pub(crate) mod budget;
 mod connect;
 mod error;
 mod guard;
@@ -16,10 +17,10 @@ use aws_sdk_codepipeline::Client;
 use aws_sdk_codepipeline::config::http::HttpResponse;
 use aws_sdk_codepipeline::error::{ProvideErrorMetadata, SdkError};
 
-use crate::budget::Budget;
+use crate::aws::budget::Budget;
 use crate::config::Config;
-pub use crate::model::Target;
-use crate::model::{ApprovalKey, PipelineSnapshot, Revision};
+pub use approval_watch_core::model::Target;
+use approval_watch_core::model::{ApprovalKey, PipelineSnapshot, Revision};
 pub use error::AwsError;
 pub use guard::{MAX_ANSWER_BYTES, MAX_NESTING};
 pub use parse::Definitions;
@@ -210,7 +211,7 @@ impl CodePipeline {
         loop {
             let result = {
                 let _permit = endpoint.budget.acquire().await;
-                crate::metrics::aws_call(operation);
+                crate::daemon::metrics::aws_call(operation);
                 f(&endpoint.client).await
             };
             let err = match result {
@@ -220,7 +221,7 @@ impl CodePipeline {
                 }
                 Err(e) => AwsError::new(operation, target, e),
             };
-            crate::metrics::aws_error(operation, &err.code);
+            crate::daemon::metrics::aws_error(operation, &err.code);
             if err.is_throttling() {
                 endpoint.budget.throttled();
             }

@@ -4,7 +4,9 @@ use aws_sdk_codepipeline::operation::get_pipeline_state::GetPipelineStateOutput;
 use aws_sdk_codepipeline::types::{ActionCategory, PipelineDeclaration};
 use jiff::Timestamp;
 
-use crate::model::{ActionExecution, ActionStatus, ApprovalDefinition, ObservedApproval};
+use approval_watch_core::model::{
+    ActionExecution, ActionStatus, ApprovalDefinition, ObservedApproval,
+};
 
 /// Which actions of a pipeline version are manual approvals, keyed by (stage, action).
 pub type Definitions = Vec<((String, String), ApprovalDefinition)>;

@@ -2,8 +2,24 @@
 
 use serde::Deserialize;
 
-use super::{ConfigError, Limits, check_region, invalid, raw};
-use crate::model::DEFAULT_ACCOUNT;
+use super::{ConfigError, check_region, invalid, raw};
+use approval_watch_core::model::DEFAULT_ACCOUNT;
+
+/// The request budget per (account, region) (`requests_per_second`, `max_concurrency`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub requests_per_second: f64,
+    pub max_concurrency: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            requests_per_second: 10.0,
+            max_concurrency: 8,
+        }
+    }
+}
 
 /// `[aws]`: used as written.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

@@ -2,8 +2,8 @@
 //! destination gets its daily list of everything still waiting.
 
 use super::{ConfigError, invalid, raw};
-use crate::digest::DigestSchedule;
-use crate::working_hours;
+use approval_watch_core::digest::DigestSchedule;
+use approval_watch_core::working_hours;
 
 /// The schedule for one route: its `[route.digest]` over `[digest]`; `None` when neither is
 /// given or the route says `digest = false`. `zone` is the route's working-hours zone (the

@@ -11,11 +11,13 @@ mod approvals;
 mod digest;
 mod glob;
 mod heartbeat;
+mod idle_rhythm;
 mod pipelines;
 mod raw;
 mod reminders;
 mod routes;
 mod secret;
+pub(crate) mod small_file;
 mod state_dir;
 #[cfg(test)]
 mod tests;
@@ -26,15 +28,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use crate::budget::Limits;
-pub use accounts::{AccountConfig, AwsConfig, Credentials, DEFAULT_IDLE_BUDGET_SHARE};
+pub use accounts::{AccountConfig, AwsConfig, Credentials, DEFAULT_IDLE_BUDGET_SHARE, Limits};
 pub use app::{AppConfig, BotToken, DEFAULT_API_URL, TokenSource};
 pub use app_token::AppToken;
+pub use approval_watch_core::render::MessageOverrides;
 pub use approvals::{AppTokenSource, ApprovalsConfig, Approvers, is_user_id};
 pub use glob::Glob;
 pub use heartbeat::{HeartbeatConfig, HeartbeatUrls};
+pub use idle_rhythm::idle_rhythms;
 pub use pipelines::{DiscoverConfig, PipelineConfig};
-pub use routes::{DEFAULT_ROUTE, Destination, MessageOverrides, Route, route_index};
+pub use routes::{DEFAULT_ROUTE, Destination, Route, route_index};
 pub use secret::{SecretSource, SecretUrl};
 pub use state_dir::check_state_directory;
 
@@ -92,7 +95,7 @@ pub struct Config {
     pub heartbeat: Option<HeartbeatConfig>,
     /// The daily digest's schedule per route name (`[digest]`, `[route.digest]`); a route
     /// without one gets no digest.
-    pub digests: std::collections::BTreeMap<String, crate::digest::DigestSchedule>,
+    pub digests: std::collections::BTreeMap<String, approval_watch_core::digest::DigestSchedule>,
 }
 
 impl Config {

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use super::accounts::{AccountConfig, AwsConfig};
 use super::{ConfigError, Glob, check_region, invalid, raw};
-use crate::model::DEFAULT_ACCOUNT;
+use approval_watch_core::model::DEFAULT_ACCOUNT;
 
 /// `[[discover]]`: list an account's pipelines and keep those the globs select.
 #[derive(Debug, Clone, PartialEq)]

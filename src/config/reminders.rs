@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use super::{ConfigError, invalid, raw};
-use crate::remind::{Mention, ReminderPolicy};
-use crate::working_hours::{self, WorkingHours};
+use approval_watch_core::remind::{Mention, ReminderPolicy};
+use approval_watch_core::working_hours::{self, WorkingHours};
 
 /// `[reminders]` (or a route's, already merged) → a policy. `table` prefixes the keys named.
 pub(super) fn reminder_policy(

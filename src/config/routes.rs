@@ -6,7 +6,8 @@
 use super::app::{self, AppConfig, RawApp};
 use super::reminders::reminder_policy;
 use super::{ConfigError, Glob, SecretSource, SecretUrl, invalid, raw, secret};
-use crate::remind::{Mention, ReminderPolicy};
+use approval_watch_core::remind::{Mention, ReminderPolicy};
+use approval_watch_core::render::MessageOverrides;
 
 /// The name of the `[slack]` route.
 pub const DEFAULT_ROUTE: &str = "default";
@@ -75,24 +76,6 @@ pub fn route_index(routes: &[Route], pipeline: &str) -> usize {
         .iter()
         .position(|r| r.matches(pipeline))
         .unwrap_or(routes.len())
-}
-
-/// `username`, `icon_emoji`, `channel`: honoured by legacy incoming webhooks, ignored by new ones.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MessageOverrides {
-    pub username: Option<String>,
-    pub icon_emoji: Option<String>,
-    pub channel: Option<String>,
-}
-
-impl MessageOverrides {
-    pub fn fields(&self) -> [(&'static str, Option<&str>); 3] {
-        [
-            ("username", self.username.as_deref()),
-            ("icon_emoji", self.icon_emoji.as_deref()),
-            ("channel", self.channel.as_deref()),
-        ]
-    }
 }
 
 /// What `[slack]` and `[[route]]` share, as written.

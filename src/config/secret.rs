@@ -178,7 +178,7 @@ fn read_file(
     path: &std::path::Path,
     what: &str,
 ) -> Result<(String, String), ConfigError> {
-    let file = crate::small_file::read(path, MAX_SECRET_FILE).map_err(|e| {
+    let file = crate::config::small_file::read(path, MAX_SECRET_FILE).map_err(|e| {
         invalid(
             key,
             format!("{e}; expected a regular file of at most 64 KiB holding {what}"),

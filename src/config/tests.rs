@@ -1,7 +1,7 @@
 //! Config parsing and validation, as a user would write the file.
 
 use super::*;
-use crate::remind::ReminderPolicy;
+use approval_watch_core::remind::ReminderPolicy;
 
 const MINIMAL: &str = r#"
 [slack]

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::watcher::CycleReport;
+use crate::daemon::cycle::CycleReport;
 
 /// What the status line and `/healthz` say about the last cycle.
 #[derive(Debug, Default)]
@@ -70,7 +70,7 @@ mod tests {
         last.finished = Some(Instant::now());
         last.took = Duration::from_millis(1234);
         let approval = (
-            crate::model::Target {
+            approval_watch_core::model::Target {
                 account: "default".into(),
                 region: "eu-west-1".into(),
                 pipeline: "web-app".into(),

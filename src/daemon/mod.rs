@@ -1,6 +1,6 @@
 //! The `run` loop: a cycle every `poll_interval`, outbox retries in between, until shutdown.
 //! It also talks to systemd ([`Notifier`]: ready, status, watchdog, stopping), reloads the
-//! config when asked (SIGHUP, through the CLI), and keeps the [`metrics`](crate::metrics)
+//! config when asked (SIGHUP, through the CLI), and keeps the [`metrics`](crate::daemon::metrics)
 //! gauges current. Time comes from a [`Clock`] and tokio's timers, so a test can run the loop
 //! in-process on paused time.
 
@@ -16,15 +16,23 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::approve;
-use crate::clock::Clock;
-use crate::metrics::{self, CycleOutcome};
-use crate::model::Target;
+use crate::daemon::clock::Clock;
+use crate::daemon::cycle::Watcher;
+use crate::daemon::systemd::Notifier;
 use crate::store::StoreError;
-use crate::systemd::Notifier;
-use crate::watcher::Watcher;
+use approval_watch_core::model::Target;
+use metrics::CycleOutcome;
 
+pub mod clock;
+pub mod cycle;
+pub(crate) mod deliver;
+pub(crate) mod heartbeat;
 mod last_cycle;
+pub(crate) mod metrics;
 mod reload;
+pub mod startup;
+pub mod systemd;
+pub(crate) mod warn_once;
 
 use last_cycle::LastCycle;
 use reload::reload;
@@ -265,7 +273,7 @@ async fn pinging<T>(
 }
 
 /// Sets the metrics' waiting gauges from the approvals the last cycle left waiting.
-fn refresh_waiting(watcher: &Watcher, report: &crate::watcher::CycleReport) {
+fn refresh_waiting(watcher: &Watcher, report: &crate::daemon::cycle::CycleReport) {
     let config = watcher.config();
     let mut by_pipeline: BTreeMap<(String, String), u64> = BTreeMap::new();
     for p in &config.pipelines {

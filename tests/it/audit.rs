@@ -7,10 +7,10 @@ use crate::support;
 
 use std::path::Path;
 
-use approval_watch::model::{Approval, ApprovalKey, MessageKind};
 use approval_watch::store::{
     AppParts, AuditLog, Changes, Claim, Click, Decision, NewMessage, Store,
 };
+use approval_watch_core::model::{Approval, ApprovalKey, MessageKind};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 use support::TestEnv;

@@ -5,10 +5,10 @@ use crate::support;
 
 use std::time::Duration;
 
-use approval_watch::clock::Clock;
 use approval_watch::config::Config;
+use approval_watch::daemon::clock::Clock;
+use approval_watch::daemon::startup::{self, Mode};
 use approval_watch::daemon::{self, Options};
-use approval_watch::startup::{self, Mode};
 use jiff::Timestamp;
 use support::payload::all_text;
 use support::{FakeCodePipeline, FakeSlack};

@@ -9,10 +9,10 @@ use crate::support;
 use std::path::Path;
 use std::time::Duration;
 
-use approval_watch::clock::Clock;
 use approval_watch::config::Config;
+use approval_watch::daemon::clock::Clock;
+use approval_watch::daemon::startup::{self, Mode};
 use approval_watch::daemon::{self, Options};
-use approval_watch::startup::{self, Mode};
 use jiff::Timestamp;
 use serde_json::Value;
 use support::payload::{all_text, assert_block_kit};

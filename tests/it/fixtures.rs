@@ -5,7 +5,7 @@ use crate::support;
 
 use approval_watch::aws::{CodePipeline, Target};
 use approval_watch::config::Config;
-use approval_watch::model::{ActionStatus, PipelineSnapshot};
+use approval_watch_core::model::{ActionStatus, PipelineSnapshot};
 use jiff::Timestamp;
 use support::fixtures::{self, Fixture};
 use support::{FakeCodePipeline, InjectedError};
@@ -36,7 +36,7 @@ async fn connect(fake: &FakeCodePipeline) -> (CodePipeline, Target) {
     (client, targets.into_iter().next().unwrap())
 }
 
-fn only_approval(s: &PipelineSnapshot) -> &approval_watch::model::ObservedApproval {
+fn only_approval(s: &PipelineSnapshot) -> &approval_watch_core::model::ObservedApproval {
     assert_eq!(s.approvals.len(), 1, "{s:?}");
     &s.approvals[0]
 }

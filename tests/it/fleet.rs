@@ -6,7 +6,7 @@ use crate::support;
 use std::time::Duration;
 
 use approval_watch::config::Config;
-use approval_watch::watcher::Watcher;
+use approval_watch::daemon::cycle::Watcher;
 use jiff::{SignedDuration, Timestamp};
 use support::{
     FakeCodePipeline, FakeSlack, Fixture, GET_PIPELINE_STATE, InjectedError, LIST_PIPELINES,
@@ -53,7 +53,7 @@ fn plus(t: Timestamp, secs: i64) -> Timestamp {
     t + SignedDuration::from_secs(secs)
 }
 
-async fn cycle(w: &mut Watcher, at: Timestamp) -> approval_watch::watcher::CycleReport {
+async fn cycle(w: &mut Watcher, at: Timestamp) -> approval_watch::daemon::cycle::CycleReport {
     support::app::cycle_at(w, at).await
 }
 

@@ -12,10 +12,10 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use approval_watch::clock::Clock;
 use approval_watch::config::Config;
+use approval_watch::daemon::clock::Clock;
+use approval_watch::daemon::startup::{self, Mode};
 use approval_watch::daemon::{self, Options};
-use approval_watch::startup::{self, Mode};
 use jiff::Timestamp;
 use support::runner::strip_ansi;
 use support::{

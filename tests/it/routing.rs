@@ -88,7 +88,7 @@ fn at(s: &str) -> Timestamp {
     s.parse().expect("timestamp")
 }
 
-async fn cycle(watcher: &mut approval_watch::watcher::Watcher, now: &str) -> usize {
+async fn cycle(watcher: &mut approval_watch::daemon::cycle::Watcher, now: &str) -> usize {
     let report = support::app::cycle_at(watcher, at(now)).await;
     assert_eq!(report.read_failures, 0);
     assert_eq!(report.undelivered, 0);

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use approval_watch::config::AppToken;
-use approval_watch::socket_mode::{
+use approval_watch::slack::socket_mode::{
     self, ConnectionOpener, ConnectionState, Interaction, SocketMode, Timing,
 };
 use serde_json::{Value, json};

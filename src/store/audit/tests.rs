@@ -2,8 +2,8 @@
 //! store reads back.
 
 use super::*;
-use crate::model::{ApprovalKey, MessageKind};
 use crate::store::{AppParts, Changes, NewMessage, Resolution};
+use approval_watch_core::model::{ApprovalKey, MessageKind};
 
 fn now() -> Timestamp {
     Timestamp::from_second(1_764_148_400).unwrap()
@@ -257,7 +257,7 @@ fn interrupted_claims_fail_at_start_and_unknown_approvals_are_recorded() {
     assert_eq!(rows[1].pipeline, None);
     // A resolved approval reads as resolved.
     let resolution = Resolution {
-        outcome: crate::model::Outcome::Approved,
+        outcome: approval_watch_core::model::Outcome::Approved,
         by: None,
         comment: None,
         at: now(),

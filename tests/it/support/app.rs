@@ -2,11 +2,11 @@
 //! so a change in how the application is assembled is one file to follow.
 
 use approval_watch::aws::{CodePipeline, Target};
-use approval_watch::clock::Clock;
+use approval_watch::cli::status::Status;
 use approval_watch::config::Config;
-use approval_watch::startup::Mode;
-use approval_watch::status::Status;
-use approval_watch::watcher::{CycleReport, Watcher};
+use approval_watch::daemon::clock::Clock;
+use approval_watch::daemon::cycle::{CycleReport, Watcher};
+use approval_watch::daemon::startup::Mode;
 use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +17,7 @@ pub async fn connect(config: &Config) -> (CodePipeline, Vec<Target>) {
 
 /// The watcher as the daemon assembles it from `config` (AWS client, deliverer, store).
 pub async fn open_watcher(config: &Config) -> Watcher {
-    approval_watch::startup::watcher(config.clone(), Mode::Live, Clock::System)
+    approval_watch::daemon::startup::watcher(config.clone(), Mode::Live, Clock::System)
         .await
         .map_err(|e| format!("{e:#}"))
         .expect("watcher")
@@ -41,12 +41,12 @@ pub async fn cycle_at(watcher: &mut Watcher, at: Timestamp) -> CycleReport {
 
 /// What `status` would show at `now`, from the watcher's database.
 pub fn status(config: &Config, watcher: &Watcher, now: Timestamp) -> Status {
-    approval_watch::status::collect(config, Some(watcher.store()), now).expect("status")
+    approval_watch::cli::status::collect(config, Some(watcher.store()), now).expect("status")
 }
 
 /// `status` as text.
 pub fn status_text(status: &Status, now: Timestamp) -> String {
-    approval_watch::status::text(status, now)
+    approval_watch::cli::status::text(status, now)
 }
 
 /// The pipelines the watcher's database says are waiting, in its order.

@@ -12,7 +12,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::frame::{self, Disconnect, Frame};
 use super::{ConnectError, Timing};
-use crate::slack_api::ConnectionOpener;
+use crate::slack::web_api::ConnectionOpener;
 
 /// Slack's envelopes are a few KiB; a frame or message above this ends the connection (and a
 /// reconnect follows) rather than filling memory.

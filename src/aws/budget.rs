@@ -9,6 +9,8 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
+use crate::config::Limits;
+
 /// Never slower than this, however hard AWS throttles.
 const MIN_RATE: f64 = 0.5;
 /// Each success wins back this share of the configured rate: from half to full takes
@@ -19,21 +21,6 @@ const DECREASE: f64 = 0.5;
 /// Throttling answers within this long of a decrease are the same episode (the calls that
 /// were already in flight): one decrease for them all, as TCP does once per round trip.
 const DECREASE_HOLD: Duration = Duration::from_secs(1);
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Limits {
-    pub requests_per_second: f64,
-    pub max_concurrency: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            requests_per_second: 10.0,
-            max_concurrency: 8,
-        }
-    }
-}
 
 /// A token bucket `max_concurrency` deep (at most the rate): `tokens` as of `at`, the start
 /// of the last call reserved. Each caller reserves its start under the lock and sleeps until

@@ -19,7 +19,7 @@ use super::{
     SCHEMA_VERSION, Store, StoreError, approval_from_row, check_version, column, slack_from_row,
     time_column,
 };
-use crate::model::{Approval, SlackMessage};
+use approval_watch_core::model::{Approval, SlackMessage};
 
 /// Audit rows are kept at least 90 days (the promise); older than this they are
 /// purged when the log is opened.

@@ -2,8 +2,6 @@
 //! the next reminder goes out, and (approving from Slack) the Socket Mode connection's state.
 //! Read-only; never shows the webhook. [`audit`] is what the `audit` command prints.
 
-pub mod audit;
-
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -12,11 +10,12 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::model::{DEFAULT_ACCOUNT, OpenApproval, Target};
-use crate::poll::{IdleRhythm, idle_rhythms};
-use crate::remind::ReminderState;
-use crate::render::humanize;
+use crate::config::idle_rhythms;
 use crate::store::{FailedRow, PendingRow, Store, StoreError};
+use approval_watch_core::model::{DEFAULT_ACCOUNT, OpenApproval, Target};
+use approval_watch_core::poll::IdleRhythm;
+use approval_watch_core::remind::ReminderState;
+use approval_watch_core::render::humanize;
 
 /// One waiting approval as `status` shows it (the JSON keys are documented in the README).
 #[derive(Debug, Serialize)]
@@ -42,7 +41,7 @@ pub struct Waiting {
     pub next_reminder: Option<Timestamp>,
     /// App mode: where its alert was posted, once it was.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub slack: Option<crate::model::SlackMessage>,
+    pub slack: Option<approval_watch_core::model::SlackMessage>,
 }
 
 impl Waiting {

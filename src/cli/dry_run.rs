@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::deliver::Captured;
+use crate::daemon::deliver::Captured;
 
 /// One line of output (the keys are documented in the README).
 #[derive(Serialize)]

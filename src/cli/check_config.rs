@@ -9,7 +9,7 @@ use crate::config::{
     Config, Credentials, Destination, HeartbeatConfig, HeartbeatUrls, Route, SecretSource,
     SecretUrl,
 };
-use crate::remind::ReminderPolicy;
+use approval_watch_core::remind::ReminderPolicy;
 
 fn human(d: Duration) -> String {
     humantime::format_duration(d).to_string()
@@ -145,7 +145,7 @@ pub fn config_summary(
         human(config.idle_poll_interval)
     );
     let _ = writeln!(out, "state database: {}", config.state_path.display());
-    for r in crate::poll::idle_rhythms(config, targets) {
+    for r in crate::config::idle_rhythms(config, targets) {
         let _ = writeln!(
             out,
             "idle pipelines in {}/{} ({}): read every {} s (idle_budget_share of the budget)",
@@ -239,14 +239,14 @@ pub fn config_summary(
         let account_regions = config.account(&p.account).map_or(0, |a| a.regions.len());
         let origin = if p.region.is_some() {
             "pipeline.region"
-        } else if p.account != crate::model::DEFAULT_ACCOUNT && account_regions == 1 {
+        } else if p.account != approval_watch_core::model::DEFAULT_ACCOUNT && account_regions == 1 {
             "account.regions"
         } else if config.aws.region.is_some() {
             "aws.region"
         } else {
             "AWS default chain"
         };
-        let account = if p.account == crate::model::DEFAULT_ACCOUNT {
+        let account = if p.account == approval_watch_core::model::DEFAULT_ACCOUNT {
             String::new()
         } else {
             format!("  account {}", p.account)

@@ -6,15 +6,15 @@
 use std::path::Path;
 
 use crate::aws::{CodePipeline, SetupError};
-use crate::clock::Clock;
+use crate::config::small_file::{self, SmallFileError};
 use crate::config::{Config, ConfigError};
-use crate::deliver::{Deliverer, Transport};
-use crate::heartbeat::{Heartbeat, HeartbeatError};
-use crate::slack::SlackClient;
-use crate::slack_api::{ConnectionOpener, SlackApi};
-use crate::small_file::{self, SmallFileError};
+use crate::daemon::clock::Clock;
+use crate::daemon::cycle::{ApprovalsParts, Parts, Watcher};
+use crate::daemon::deliver::{Deliverer, Transport};
+use crate::daemon::heartbeat::{Heartbeat, HeartbeatError};
+use crate::slack::web_api::{ConnectionOpener, SlackApi};
+use crate::slack::webhook::SlackClient;
 use crate::store::{Store, StoreError};
-use crate::watcher::{ApprovalsParts, Parts, Watcher};
 
 /// Why the parts could not be built. Config problems (exit 2) are told apart from the rest.
 #[derive(Debug, thiserror::Error)]

@@ -11,10 +11,10 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, Row, params};
 use rusqlite_migration::{M, Migrations};
 
-use crate::model::{
+use approval_watch_core::model::{
     Approval, ApprovalKey, MessageKind, OpenApproval, Resolution, Revision, SlackMessage, Target,
 };
-use crate::remind::ReminderDue;
+use approval_watch_core::remind::ReminderDue;
 
 pub mod audit;
 mod in_place;
@@ -1080,8 +1080,8 @@ fn slack_from_row(row: &Row<'_>) -> Result<Option<SlackMessage>, String> {
 fn outcome_of(
     store: &Store,
     key: &ApprovalKey,
-) -> Result<Option<crate::model::Outcome>, StoreError> {
-    use crate::model::Outcome;
+) -> Result<Option<approval_watch_core::model::Outcome>, StoreError> {
+    use approval_watch_core::model::Outcome;
     use rusqlite::OptionalExtension;
     let outcome: Option<Option<String>> = store
         .conn
@@ -1106,7 +1106,7 @@ fn outcome_of(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Outcome;
+    use approval_watch_core::model::Outcome;
 
     /// One queued alert per token, then `corrupt` (SQL, may be empty) applied to the file.
     fn store_with_alerts(dir: &Path, tokens: &[&str], corrupt: &str) -> Store {

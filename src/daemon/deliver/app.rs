@@ -9,9 +9,9 @@ use super::{
     Captured, DEFAULT_RATE_LIMIT_WAIT, Deliverer, MAX_INLINE_WAIT, MAX_INLINE_WAITS, RateLimiter,
     Sent, Transport, backoff, later, log_message,
 };
-use crate::model::{MessageKind, SlackMessage};
-use crate::slack_api::{self, ApiError, UPDATE_FALLBACK_ERRORS};
+use crate::slack::web_api::{self, ApiError, UPDATE_FALLBACK_ERRORS};
 use crate::store::{OutboxMessage, Store, StoreError};
+use approval_watch_core::model::{MessageKind, SlackMessage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Method {
@@ -90,7 +90,7 @@ impl Deliverer {
         let result = match message.kind {
             MessageKind::Alert => {
                 let payload = if self.buttons.contains(route) {
-                    crate::render::with_buttons(
+                    approval_watch_core::render::with_buttons(
                         message.payload.clone(),
                         message.approval_id,
                         &message.key,
@@ -286,7 +286,7 @@ impl Deliverer {
                     limiter.drain();
                     let wait = retry_after.unwrap_or(DEFAULT_RATE_LIMIT_WAIT);
                     if wait <= MAX_INLINE_WAIT && inline_waits < MAX_INLINE_WAITS {
-                        crate::metrics::slack_failure("rate_limited");
+                        crate::daemon::metrics::slack_failure("rate_limited");
                         tracing::warn!(
                             route,
                             method = method.as_str(),
@@ -322,7 +322,7 @@ impl Deliverer {
             self.delivered(message, route, store)?;
             return Ok(Sent::Delivered);
         };
-        crate::metrics::message_sent(message.kind.as_str());
+        crate::daemon::metrics::message_sent(message.kind.as_str());
         let now = self.clock.now();
         self.threads.insert(message.approval_id, posted.clone());
         if let Err(e) = store.mark_posted(message.id, now, &posted) {
@@ -342,7 +342,7 @@ impl Deliverer {
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
         if matches!(self.transport, Transport::Slack { .. }) {
-            crate::metrics::message_sent(message.kind.as_str());
+            crate::daemon::metrics::message_sent(message.kind.as_str());
         }
         if let Err(e) = store.mark_delivered(message.id, now) {
             self.unmarked.insert(message.id, now);
@@ -363,12 +363,12 @@ impl Deliverer {
     ) -> Result<Sent, StoreError> {
         let now = self.clock.now();
         match &error {
-            ApiError::Permanent { error } => match slack_api::metric_error(error) {
-                Some(word) => crate::metrics::slack_error(word),
-                None => crate::metrics::slack_failure("permanent"),
+            ApiError::Permanent { error } => match web_api::metric_error(error) {
+                Some(word) => crate::daemon::metrics::slack_error(word),
+                None => crate::daemon::metrics::slack_failure("permanent"),
             },
-            ApiError::RateLimited { .. } => crate::metrics::slack_failure("rate_limited"),
-            ApiError::Temporary(_) => crate::metrics::slack_failure("temporary"),
+            ApiError::RateLimited { .. } => crate::daemon::metrics::slack_failure("rate_limited"),
+            ApiError::Temporary(_) => crate::daemon::metrics::slack_failure("temporary"),
         }
         match error {
             ApiError::RateLimited { retry_after } => {
@@ -397,7 +397,7 @@ impl Deliverer {
                 Ok(Sent::Deferred)
             }
             ApiError::Permanent { error } => {
-                let text = match slack_api::advice(&error, channel, &self.token_key) {
+                let text = match web_api::advice(&error, channel, &self.token_key) {
                     Some(advice) => format!("Slack: {error} — {advice}"),
                     None => format!("Slack: {error}"),
                 };

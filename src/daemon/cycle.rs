@@ -10,17 +10,19 @@ use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::{AwsError, CodePipeline, DiscoveryScope, Target};
-use crate::clock::Clock;
 use crate::config::Config;
-use crate::deliver::{Captured, Deliverer, DeliveryReport};
-use crate::heartbeat::Heartbeat;
-use crate::model::{ApprovalKey, MessageKind, OpenApproval, Outcome, PipelineSnapshot, Revision};
-use crate::poll::{Discovered, Schedule};
-use crate::reconcile::{self, Plan};
-use crate::remind::Mention;
-use crate::render;
+use crate::daemon::clock::Clock;
+use crate::daemon::deliver::{Captured, Deliverer, DeliveryReport};
+use crate::daemon::heartbeat::Heartbeat;
+use crate::daemon::warn_once::WarnOnce;
 use crate::store::{AppParts, Changes, NewMessage, Store, StoreError};
-use crate::warn_once::WarnOnce;
+use approval_watch_core::model::{
+    ApprovalKey, MessageKind, OpenApproval, Outcome, PipelineSnapshot, Revision,
+};
+use approval_watch_core::poll::{Discovered, Schedule};
+use approval_watch_core::reconcile::{self, Plan};
+use approval_watch_core::remind::Mention;
+use approval_watch_core::render;
 
 /// Reads started at once; each then waits for its (account, region) budget.
 const MAX_PENDING_READS: usize = 256;
@@ -281,8 +283,8 @@ pub struct Parts {
 
 /// What approving from Slack needs besides the watcher's own parts.
 pub struct ApprovalsParts {
-    pub slack: crate::slack_api::SlackApi,
-    pub opener: crate::slack_api::ConnectionOpener,
+    pub slack: crate::slack::web_api::SlackApi,
+    pub opener: crate::slack::web_api::ConnectionOpener,
 }
 
 /// The daemon's moving parts, owned together.
@@ -554,9 +556,9 @@ impl Watcher {
         };
         for s in &observed.snapshots {
             let waiting_now = s.approvals.iter().any(|a| {
-                a.latest
-                    .as_ref()
-                    .is_some_and(|l| l.status == crate::model::ActionStatus::InProgress)
+                a.latest.as_ref().is_some_and(|l| {
+                    l.status == approval_watch_core::model::ActionStatus::InProgress
+                })
             });
             let target = Target {
                 account: s.account.clone(),
@@ -709,7 +711,7 @@ impl Watcher {
     /// Adaptive polling: sets each (account, region)'s idle rhythm from its fleet and budget,
     /// logging it when it changes (so the start log shows it) and exporting it as a metric.
     fn update_rhythms(&mut self, targets: &[Target]) {
-        let rhythms = crate::poll::idle_rhythms(&self.config, targets);
+        let rhythms = crate::config::idle_rhythms(&self.config, targets);
         let mut gauge = std::collections::BTreeMap::new();
         for r in &rhythms {
             let every = std::time::Duration::from_secs(r.idle_read_every_s);
@@ -725,7 +727,7 @@ impl Watcher {
             }
             gauge.insert((r.account.clone(), r.region.clone()), r.idle_read_every_s);
         }
-        crate::metrics::global().set_idle_rhythms(gauge);
+        crate::daemon::metrics::global().set_idle_rhythms(gauge);
     }
 
     /// Warns (once, until it fits again) when a budget cannot read its pipelines within

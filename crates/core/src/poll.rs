@@ -203,39 +203,6 @@ pub struct IdleRhythm {
     pub idle_read_every_s: u64,
 }
 
-/// The idle rhythm of each (account, region) among `targets`, from `config`'s budgets.
-pub fn idle_rhythms(config: &crate::config::Config, targets: &[Target]) -> Vec<IdleRhythm> {
-    let mut counts: BTreeMap<(&str, &str), usize> = BTreeMap::new();
-    for t in targets {
-        *counts.entry((&t.account, &t.region)).or_default() += 1;
-    }
-    counts
-        .into_iter()
-        .map(|((account, region), pipelines)| {
-            let (rate, share) = config.account(account).map_or(
-                (
-                    crate::config::Limits::default().requests_per_second,
-                    crate::config::DEFAULT_IDLE_BUDGET_SHARE,
-                ),
-                |a| (a.limits.requests_per_second, a.idle_budget_share),
-            );
-            let every = idle_rhythm(
-                pipelines,
-                rate,
-                share,
-                config.poll_interval,
-                config.idle_poll_interval,
-            );
-            IdleRhythm {
-                account: account.to_owned(),
-                region: region.to_owned(),
-                pipelines,
-                idle_read_every_s: every.as_secs(),
-            }
-        })
-        .collect()
-}
-
 /// A cycle may always make this many idle reads: a handful of reads in parallel costs a
 /// cycle nothing, so small fleets keep their exact rhythm and only large ones are spread.
 const MIN_IDLE_SHARE: usize = 8;

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use jiff::Timestamp;
 
-use super::printable;
+use crate::cli::status::printable;
 use crate::store::AuditEntry;
 
 /// Why there is nothing to read.

@@ -12,8 +12,8 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::config::{ConfigError, HeartbeatConfig, SecretUrl};
+use crate::daemon::cycle::CycleReport;
 use crate::store::StoreError;
-use crate::watcher::CycleReport;
 
 /// A message undelivered this long makes a cycle unhealthy: Slack, or the way to it, is down.
 pub const UNDELIVERED_LIMIT: SignedDuration = SignedDuration::from_mins(15);

@@ -8,9 +8,26 @@
 use jiff::{SignedDuration, Timestamp, tz::TimeZone};
 use serde_json::{Value, json};
 
-use crate::config::MessageOverrides;
 use crate::model::{Approval, ApprovalKey, DEFAULT_ACCOUNT, Outcome, Resolution, Revision};
 use crate::remind::{Mention, ReminderDue};
+
+/// `username`, `icon_emoji`, `channel`: honoured by legacy incoming webhooks, ignored by new ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageOverrides {
+    pub username: Option<String>,
+    pub icon_emoji: Option<String>,
+    pub channel: Option<String>,
+}
+
+impl MessageOverrides {
+    pub fn fields(&self) -> [(&'static str, Option<&str>); 3] {
+        [
+            ("username", self.username.as_deref()),
+            ("icon_emoji", self.icon_emoji.as_deref()),
+            ("channel", self.channel.as_deref()),
+        ]
+    }
+}
 
 mod approvals;
 pub use approvals::{

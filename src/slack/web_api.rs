@@ -75,7 +75,7 @@ pub fn metric_error(error: &str) -> Option<&str> {
         .then_some(error)
 }
 
-pub use crate::model::SlackMessage as Posted;
+pub use approval_watch_core::model::SlackMessage as Posted;
 
 /// Who the token belongs to (`auth.test`).
 #[derive(Debug, Clone, PartialEq, Eq)]

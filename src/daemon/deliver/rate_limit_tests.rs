@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::config::SecretUrl;
-use crate::model::{Approval, ApprovalKey, MessageKind};
 use crate::store::{Changes, NewMessage, Store};
+use approval_watch_core::model::{Approval, ApprovalKey, MessageKind};
 
 /// A webhook that answers every request `429` with `Retry-After: 86400`; counts requests.
 async fn always_rate_limited() -> (u16, Arc<AtomicUsize>) {

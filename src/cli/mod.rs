@@ -1,5 +1,12 @@
 //! The command line: parsing (a contract users' scripts rely on) and each command.
 
+pub(crate) mod audit;
+pub(crate) mod check_config;
+pub(crate) mod docs;
+pub(crate) mod dry_run;
+pub(crate) mod output;
+pub mod status;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -9,14 +16,14 @@ use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::CodePipeline;
-use crate::clock::Clock;
 use crate::config::{Config, DEFAULT_CONFIG_PATH, Route};
+use crate::daemon::clock::Clock;
+use crate::daemon::cycle::CycleReport;
+use crate::daemon::startup::{self, Mode, StartupError};
 use crate::logging::LogFormat;
-use crate::slack::SlackClient;
-use crate::slack_api::SlackApi;
-use crate::startup::{self, Mode, StartupError};
+use crate::slack::web_api::SlackApi;
+use crate::slack::webhook::SlackClient;
 use crate::store::Store;
-use crate::watcher::CycleReport;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -134,10 +141,10 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, Failure> {
         Command::TestSlack => test_slack(load()?).await,
         Command::TestHeartbeat { fail } => test_heartbeat(load()?, fail).await,
         Command::Completions { shell } => {
-            crate::docs::print(&crate::docs::completions(shell)).map_err(runtime_error)
+            crate::cli::docs::print(&crate::cli::docs::completions(shell)).map_err(runtime_error)
         }
-        Command::Man => crate::docs::man_page()
-            .and_then(|page| crate::docs::print(&page))
+        Command::Man => crate::cli::docs::man_page()
+            .and_then(|page| crate::cli::docs::print(&page))
             .map_err(runtime_error),
     }
 }
@@ -182,7 +189,7 @@ async fn run(config: Config, config_path: &Path) -> Result<ExitCode, Failure> {
     let reloads = futures_util::stream::unfold(hangups, |mut signal| async move {
         signal.recv().await.map(|()| ((), signal))
     });
-    let notifier = std::sync::Arc::new(crate::systemd::Notifier::from_env());
+    let notifier = std::sync::Arc::new(crate::daemon::systemd::Notifier::from_env());
     let metrics_listen = config.metrics;
     tracing::info!(
         pipelines = config.pipelines.len(),
@@ -194,8 +201,9 @@ async fn run(config: Config, config_path: &Path) -> Result<ExitCode, Failure> {
         .await
         .map_err(startup_failure)?;
     if let Some(addr) = metrics_listen {
-        let local = crate::metrics::start(addr, crate::metrics::global(), shutdown.clone())
-            .map_err(runtime_error)?;
+        let local =
+            crate::daemon::metrics::start(addr, crate::daemon::metrics::global(), shutdown.clone())
+                .map_err(runtime_error)?;
         tracing::info!("metrics on http://{local}/metrics and http://{local}/healthz");
     }
     tracing::info!("approval-watch started");
@@ -250,8 +258,8 @@ async fn dry_run(config: Config) -> Result<ExitCode, Failure> {
     let queued_before = watcher.last_message_id().map_err(runtime_error)?;
     let report = watcher.cycle(&shutdown).await.map_err(runtime_error)?;
     for captured in watcher.take_captured() {
-        let line = crate::dry_run::line(&captured, captured.message.id <= queued_before);
-        crate::output::print_line(&line).map_err(runtime_error)?;
+        let line = crate::cli::dry_run::line(&captured, captured.message.id <= queued_before);
+        crate::cli::output::print_line(&line).map_err(runtime_error)?;
     }
     Ok(exit_code(&report))
 }
@@ -276,25 +284,27 @@ async fn check_config(path: &Path, config: Config) -> Result<ExitCode, Failure> 
         Some(h) => Some((h, h.resolve().map_err(config_error)?)),
         None => None,
     };
-    let mut summary = crate::summary::config_summary(path, &config, &targets, &webhooks);
+    let mut summary = crate::cli::check_config::config_summary(path, &config, &targets, &webhooks);
     if let Some((h, urls)) = heartbeat {
-        summary.push_str(&crate::summary::heartbeat(h, &urls));
+        summary.push_str(&crate::cli::check_config::heartbeat(h, &urls));
     }
-    crate::output::print(&summary).map_err(runtime_error)?;
+    crate::cli::output::print(&summary).map_err(runtime_error)?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn status(config: Config, json: bool) -> Result<ExitCode, Failure> {
     let store = Store::open_read_only(&config.state_path).map_err(runtime_error)?;
     let now = Timestamp::now();
-    let status = crate::status::collect(&config, store.as_ref(), now).map_err(runtime_error)?;
+    let status =
+        crate::cli::status::collect(&config, store.as_ref(), now).map_err(runtime_error)?;
     if json {
         let doc = serde_json::to_string(&status)
             .context("cannot write the status as JSON")
             .map_err(runtime_error)?;
-        crate::output::print_line(&doc).map_err(runtime_error)?;
+        crate::cli::output::print_line(&doc).map_err(runtime_error)?;
     } else {
-        crate::output::print(&crate::status::text(&status, now)).map_err(runtime_error)?;
+        crate::cli::output::print(&crate::cli::status::text(&status, now))
+            .map_err(runtime_error)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -312,7 +322,7 @@ fn audit(
     json: bool,
     since: Option<std::time::Duration>,
 ) -> Result<ExitCode, Failure> {
-    use crate::status::audit::{self as view, NoDatabase};
+    use crate::cli::audit::{self as view, NoDatabase};
     let path = &config.state_path;
     let store = Store::open_read_only(path).map_err(runtime_error)?;
     let since = since.map(|d| {
@@ -331,16 +341,16 @@ fn audit(
         let doc = serde_json::to_string(&rows)
             .context("cannot write the audit as JSON")
             .map_err(runtime_error)?;
-        crate::output::print_line(&doc).map_err(runtime_error)?;
+        crate::cli::output::print_line(&doc).map_err(runtime_error)?;
     } else if store.is_none() {
         let why = if path.exists() {
             NoDatabase::Older
         } else {
             NoDatabase::Missing
         };
-        crate::output::print(&view::no_database(path, why)).map_err(runtime_error)?;
+        crate::cli::output::print(&view::no_database(path, why)).map_err(runtime_error)?;
     } else {
-        crate::output::print(&view::text(&rows, since)).map_err(runtime_error)?;
+        crate::cli::output::print(&view::text(&rows, since)).map_err(runtime_error)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -371,8 +381,8 @@ async fn test_slack(config: Config) -> Result<ExitCode, Failure> {
     let host = hostname();
     let mut failed = 0;
     for (route, webhook) in config.all_routes().zip(&webhooks) {
-        let payload = crate::render::with_overrides(
-            &crate::render::test_message(&route.name, &host),
+        let payload = approval_watch_core::render::with_overrides(
+            &approval_watch_core::render::test_message(&route.name, &host),
             &route.overrides,
         );
         let result = match (webhook, route.channel(), &app) {
@@ -392,7 +402,7 @@ async fn test_slack(config: Config) -> Result<ExitCode, Failure> {
                 sent.map_err(|e| {
                     match e
                         .slack_error()
-                        .and_then(|w| crate::slack_api::advice(w, channel, token_key))
+                        .and_then(|w| crate::slack::web_api::advice(w, channel, token_key))
                     {
                         Some(advice) => format!("{e} — {advice}"),
                         None => e.to_string(),
@@ -408,13 +418,13 @@ async fn test_slack(config: Config) -> Result<ExitCode, Failure> {
                 format!("{} ({}): FAILED: {e}", route.name, route.key)
             }
         };
-        crate::output::print_line(&line).map_err(runtime_error)?;
+        crate::cli::output::print_line(&line).map_err(runtime_error)?;
     }
     if let (Some(approvals), Some(app)) = (&config.approvals, &config.app) {
         // Approving from Slack: the app-level token opens a Socket Mode connection (the URL
         // Slack hands out is not used; it expires unused).
         let token = approvals.resolve_token().map_err(config_error)?;
-        let opener = crate::slack_api::ConnectionOpener::new(app.api_url.clone(), token)
+        let opener = crate::slack::web_api::ConnectionOpener::new(app.api_url.clone(), token)
             .context("cannot build the HTTP client")
             .map_err(runtime_error)?
             .with_token_key(&approvals.token_key);
@@ -431,7 +441,7 @@ async fn test_slack(config: Config) -> Result<ExitCode, Failure> {
                 }
             }
         };
-        crate::output::print_line(&line).map_err(runtime_error)?;
+        crate::cli::output::print_line(&line).map_err(runtime_error)?;
     }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
@@ -461,14 +471,14 @@ async fn test_heartbeat(config: Config, fail: bool) -> Result<ExitCode, Failure>
     } else {
         (&urls.url, heartbeat.url_key.as_str())
     };
-    let client = crate::heartbeat::client()
+    let client = crate::daemon::heartbeat::client()
         .context("cannot build the HTTP client")
         .map_err(runtime_error)?;
-    let (line, code) = match crate::heartbeat::send(&client, url).await {
+    let (line, code) = match crate::daemon::heartbeat::send(&client, url).await {
         Ok(status) => (format!("heartbeat ({key}): ok (HTTP {status})"), 0),
         Err(e) => (format!("heartbeat ({key}): FAILED: {e}"), 1),
     };
-    crate::output::print_line(&line).map_err(runtime_error)?;
+    crate::cli::output::print_line(&line).map_err(runtime_error)?;
     Ok(ExitCode::from(code))
 }
 
@@ -500,7 +510,7 @@ pub fn main() -> ExitCode {
     match runtime.block_on(execute(cli)) {
         Ok(code) => code,
         // The reader of stdout went away (`| head`): nothing more to say, as other tools do.
-        Err(failure) if crate::output::is_closed_stdout(failure.error()) => ExitCode::SUCCESS,
+        Err(failure) if crate::cli::output::is_closed_stdout(failure.error()) => ExitCode::SUCCESS,
         Err(failure) => {
             tracing::error!("{:#}", failure.error());
             failure.exit_code()

@@ -1,0 +1,13 @@
+//! approval-watch's decisions, with no I/O: the domain types ([`model`]), which pipelines a
+//! cycle reads ([`poll`]), what changed and what is due ([`reconcile`], [`remind`],
+//! [`working_hours`], [`digest`]) and what Slack is told ([`render`]). Every function here
+//! takes `now` and never reads a clock, a file or a socket; this crate's `Cargo.toml` has no
+//! dependency that could (see ARCHITECTURE.md, "Decisions are pure").
+
+pub mod digest;
+pub mod model;
+pub mod poll;
+pub mod reconcile;
+pub mod remind;
+pub mod render;
+pub mod working_hours;

@@ -1,0 +1,7 @@
+//! Everything that speaks HTTP or WebSocket to Slack: incoming webhooks ([`webhook`]), the Web
+//! API with the bot and app tokens ([`web_api`]), and the Socket Mode connection that brings
+//! clicks in ([`socket_mode`]). Nothing outside this module builds a Slack request.
+
+pub mod socket_mode;
+pub mod web_api;
+pub mod webhook;
