@@ -101,7 +101,7 @@ name = "payments-api"
     let mut watcher = approval_watch::daemon::startup::watcher(
         config.clone(),
         approval_watch::daemon::startup::Mode::Live,
-        approval_watch::daemon::clock::Clock::System,
+        approval_watch::clock::Clock::System,
     )
     .await?;
     let shutdown = CancellationToken::new();

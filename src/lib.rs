@@ -9,8 +9,10 @@
 pub mod approve;
 pub mod aws;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod logging;
+pub mod metrics;
 pub mod slack;
 pub mod store;

@@ -173,7 +173,7 @@ async fn start(config: &Config) -> anyhow::Result<Watcher> {
     Ok(approval_watch::daemon::startup::watcher(
         config.clone(),
         approval_watch::daemon::startup::Mode::Live,
-        approval_watch::daemon::clock::Clock::System,
+        approval_watch::clock::Clock::System,
     )
     .await?)
 }

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use approval_watch::clock::Clock;
 use approval_watch::config::Config;
-use approval_watch::daemon::clock::Clock;
 use jiff::Timestamp;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;

@@ -19,8 +19,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::CodePipeline;
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::daemon::clock::Clock;
 use crate::slack::socket_mode::{self, ConnectionState, Interaction, SocketMode};
 use crate::slack::web_api::{ApiError, ConnectionOpener, SlackApi};
 use crate::store::{AuditLog, StoreError};

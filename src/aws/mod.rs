@@ -211,7 +211,7 @@ impl CodePipeline {
         loop {
             let result = {
                 let _permit = endpoint.budget.acquire().await;
-                crate::daemon::metrics::aws_call(operation);
+                crate::metrics::aws_call(operation);
                 f(&endpoint.client).await
             };
             let err = match result {
@@ -221,7 +221,7 @@ impl CodePipeline {
                 }
                 Err(e) => AwsError::new(operation, target, e),
             };
-            crate::daemon::metrics::aws_error(operation, &err.code);
+            crate::metrics::aws_error(operation, &err.code);
             if err.is_throttling() {
                 endpoint.budget.throttled();
             }

@@ -16,8 +16,8 @@ use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::CodePipeline;
+use crate::clock::Clock;
 use crate::config::{Config, DEFAULT_CONFIG_PATH, Route};
-use crate::daemon::clock::Clock;
 use crate::daemon::cycle::CycleReport;
 use crate::daemon::startup::{self, Mode, StartupError};
 use crate::logging::LogFormat;
@@ -201,9 +201,8 @@ async fn run(config: Config, config_path: &Path) -> Result<ExitCode, Failure> {
         .await
         .map_err(startup_failure)?;
     if let Some(addr) = metrics_listen {
-        let local =
-            crate::daemon::metrics::start(addr, crate::daemon::metrics::global(), shutdown.clone())
-                .map_err(runtime_error)?;
+        let local = crate::metrics::start(addr, crate::metrics::global(), shutdown.clone())
+            .map_err(runtime_error)?;
         tracing::info!("metrics on http://{local}/metrics and http://{local}/healthz");
     }
     tracing::info!("approval-watch started");

@@ -10,8 +10,8 @@ use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::{AwsError, CodePipeline, DiscoveryScope, Target};
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::daemon::clock::Clock;
 use crate::daemon::deliver::{Captured, Deliverer, DeliveryReport};
 use crate::daemon::heartbeat::Heartbeat;
 use crate::daemon::warn_once::WarnOnce;
@@ -727,7 +727,7 @@ impl Watcher {
             }
             gauge.insert((r.account.clone(), r.region.clone()), r.idle_read_every_s);
         }
-        crate::daemon::metrics::global().set_idle_rhythms(gauge);
+        crate::metrics::global().set_idle_rhythms(gauge);
     }
 
     /// Warns (once, until it fits again) when a budget cannot read its pipelines within

@@ -1,6 +1,6 @@
 //! The `run` loop: a cycle every `poll_interval`, outbox retries in between, until shutdown.
 //! It also talks to systemd ([`Notifier`]: ready, status, watchdog, stopping), reloads the
-//! config when asked (SIGHUP, through the CLI), and keeps the [`metrics`](crate::daemon::metrics)
+//! config when asked (SIGHUP, through the CLI), and keeps the [`metrics`](crate::metrics)
 //! gauges current. Time comes from a [`Clock`] and tokio's timers, so a test can run the loop
 //! in-process on paused time.
 
@@ -16,19 +16,17 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::approve;
-use crate::daemon::clock::Clock;
+use crate::clock::Clock;
 use crate::daemon::cycle::Watcher;
 use crate::daemon::systemd::Notifier;
+use crate::metrics::{self, CycleOutcome};
 use crate::store::StoreError;
 use approval_watch_core::model::Target;
-use metrics::CycleOutcome;
 
-pub mod clock;
 pub mod cycle;
 pub(crate) mod deliver;
 pub(crate) mod heartbeat;
 mod last_cycle;
-pub(crate) mod metrics;
 mod reload;
 pub mod startup;
 pub mod systemd;

@@ -2,10 +2,10 @@
 
 use std::path::Path;
 
-use crate::daemon::clock::Clock;
+use crate::clock::Clock;
 use crate::daemon::cycle::Watcher;
-use crate::daemon::metrics;
 use crate::daemon::startup;
+use crate::metrics;
 
 /// A new config, its AWS clients and its Slack routes, swapped in whole; the database stays
 /// open. Any problem keeps the current config. Returns whether it was applied.

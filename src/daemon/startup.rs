@@ -6,9 +6,9 @@
 use std::path::Path;
 
 use crate::aws::{CodePipeline, SetupError};
+use crate::clock::Clock;
 use crate::config::small_file::{self, SmallFileError};
 use crate::config::{Config, ConfigError};
-use crate::daemon::clock::Clock;
 use crate::daemon::cycle::{ApprovalsParts, Parts, Watcher};
 use crate::daemon::deliver::{Deliverer, Transport};
 use crate::daemon::heartbeat::{Heartbeat, HeartbeatError};

@@ -5,8 +5,8 @@ use crate::support;
 
 use std::time::Duration;
 
+use approval_watch::clock::Clock;
 use approval_watch::config::Config;
-use approval_watch::daemon::clock::Clock;
 use approval_watch::daemon::startup::{self, Mode};
 use approval_watch::daemon::{self, Options};
 use jiff::Timestamp;

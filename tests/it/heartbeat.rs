@@ -12,8 +12,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use approval_watch::clock::Clock;
 use approval_watch::config::Config;
-use approval_watch::daemon::clock::Clock;
 use approval_watch::daemon::startup::{self, Mode};
 use approval_watch::daemon::{self, Options};
 use jiff::Timestamp;

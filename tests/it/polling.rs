@@ -9,8 +9,8 @@ use crate::support;
 use std::path::Path;
 use std::time::Duration;
 
+use approval_watch::clock::Clock;
 use approval_watch::config::Config;
-use approval_watch::daemon::clock::Clock;
 use approval_watch::daemon::startup::{self, Mode};
 use approval_watch::daemon::{self, Options};
 use jiff::Timestamp;

@@ -11,8 +11,8 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::config::{Config, ConfigError, Route, SecretUrl, route_index};
-use crate::daemon::clock::Clock;
 use crate::slack::web_api::SlackApi;
 use crate::slack::webhook::{SendError, SlackClient};
 use crate::store::{OutboxMessage, Store, StoreError};
@@ -368,7 +368,7 @@ impl Deliverer {
             let now = self.clock.now();
             match result {
                 Ok(()) => {
-                    crate::daemon::metrics::message_sent(message.kind.as_str());
+                    crate::metrics::message_sent(message.kind.as_str());
                     if let Err(e) = store.mark_delivered(message.id, now) {
                         self.unmarked.insert(message.id, now);
                         return Err(e);
@@ -377,7 +377,7 @@ impl Deliverer {
                     return Ok(Sent::Delivered);
                 }
                 Err(SendError::Permanent { status, body }) => {
-                    crate::daemon::metrics::slack_failure("permanent");
+                    crate::metrics::slack_failure("permanent");
                     let error = format!("HTTP {status}: {body}");
                     store.mark_failed(message.id, &error)?;
                     tracing::error!(
@@ -393,7 +393,7 @@ impl Deliverer {
                     return Ok(Sent::Failed);
                 }
                 Err(SendError::RateLimited { retry_after }) => {
-                    crate::daemon::metrics::slack_failure("rate_limited");
+                    crate::metrics::slack_failure("rate_limited");
                     limiter.drain();
                     let (wait, over_cap) = rate_limit_wait(retry_after);
                     if over_cap && self.suspicious_waits.insert(route.name.clone()) {
@@ -421,7 +421,7 @@ impl Deliverer {
                     return Ok(Sent::Deferred);
                 }
                 Err(SendError::Temporary(error)) => {
-                    crate::daemon::metrics::slack_failure("temporary");
+                    crate::metrics::slack_failure("temporary");
                     let wait = backoff(message.attempts);
                     store.mark_retry(message.id, later(now, wait), &error)?;
                     tracing::warn!(

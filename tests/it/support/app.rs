@@ -3,8 +3,8 @@
 
 use approval_watch::aws::{CodePipeline, Target};
 use approval_watch::cli::status::Status;
+use approval_watch::clock::Clock;
 use approval_watch::config::Config;
-use approval_watch::daemon::clock::Clock;
 use approval_watch::daemon::cycle::{CycleReport, Watcher};
 use approval_watch::daemon::startup::Mode;
 use jiff::Timestamp;

@@ -2,7 +2,7 @@
 //! server that serves them: `GET /metrics` (text exposition format 0.0.4) and `GET /healthz`.
 //!
 //! Modules record with one-line calls on the process-wide registry, e.g.
-//! `crate::daemon::metrics::aws_call("GetPipelineState")`; recording costs a mutex and a map lookup,
+//! `crate::metrics::aws_call("GetPipelineState")`; recording costs a mutex and a map lookup,
 //! and is done whether or not the endpoint is on.
 
 use std::collections::BTreeMap;
