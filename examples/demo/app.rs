@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use approval_watch::clock::Clock;
 use approval_watch::config::Config;
+use approval_watch_core::verdict::ClickResult;
 use jiff::Timestamp;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -329,7 +330,7 @@ allow_users = ["{LEAD}"]
             e.request_id.as_deref().unwrap_or("-"),
         );
     }
-    if !entries.iter().any(|e| e.result == "approved") {
+    if !entries.iter().any(|e| e.result == ClickResult::Approved) {
         anyhow::bail!("the audit has no approved click: {entries:?}");
     }
     Ok(())

@@ -4,13 +4,14 @@
 //! ("Approving from Slack").
 
 use super::Ctx;
-use super::decide::{may_decide, summary};
-use super::payload::{Click, Request, parse};
-use crate::aws::Verdict;
+use super::decide::{may_decide, result_summary};
+use super::payload::{Request, parse};
 use crate::slack::socket_mode::Interaction;
 use crate::slack::web_api::ApiError;
-use crate::store::{Claim, ClickTarget, Decision};
+use crate::store::{Claim, ClickTarget};
+use approval_watch_core::interaction::Click;
 use approval_watch_core::render;
+use approval_watch_core::verdict::ClickResult;
 
 /// AWS error codes that mean the approval was answered already (or expired): someone was
 /// faster, which is not an error.
@@ -24,10 +25,7 @@ pub(super) async fn handle(ctx: &Ctx, interaction: Interaction) {
         Request::Ignored(why) => {
             tracing::debug!(envelope = %interaction.envelope_id, "interaction ignored: {why}");
         }
-        Request::Approve(click) => decide(ctx, &click, Verdict::Approve, None).await,
-        Request::Reject { click, reason } => {
-            decide(ctx, &click, Verdict::Reject, Some(&reason)).await;
-        }
+        Request::Approve(click) | Request::Reject(click) => decide(ctx, &click).await,
         Request::OpenReject { click, trigger_id } => open_reject(ctx, &click, &trigger_id).await,
     }
 }
@@ -50,8 +48,9 @@ enum Checked {
 }
 
 /// The approval a click names, if it exists, is waiting and the user may decide it.
-fn check(ctx: &Ctx, click: &Click) -> Checked {
-    let target = match ctx.audit().and_then(|a| a.approval(click.approval_id)) {
+async fn check(ctx: &Ctx, click: &Click) -> Checked {
+    let id = click.approval.approval_id;
+    let target = match ctx.audit(move |a| a.approval(id)).await {
         Ok(target) => target,
         Err(e) => {
             tracing::error!(user = %click.user.id, "cannot look up the clicked approval: {e}");
@@ -61,7 +60,7 @@ fn check(ctx: &Ctx, click: &Click) -> Checked {
     let Some(target) = target else {
         return Checked::Refused(Refusal::Unknown, None);
     };
-    if target.approval.key.fingerprint() != click.fingerprint {
+    if !click.approval.names(&target.approval.key) {
         return Checked::Refused(Refusal::Stale, None);
     }
     let refusal = match ctx.config.approvers_for(&target.approval.key.pipeline) {
@@ -90,32 +89,26 @@ fn check(ctx: &Ctx, click: &Click) -> Checked {
 }
 
 /// Records a refused click and tells the clicker why.
-async fn refuse(
-    ctx: &Ctx,
-    click: &Click,
-    decision: Decision,
-    refusal: Refusal,
-    target: Option<ClickTarget>,
-) {
+async fn refuse(ctx: &Ctx, click: &Click, refusal: Refusal, target: Option<ClickTarget>) {
     let (result, text) = match &refusal {
         Refusal::Unknown => (
-            "failed: unknown approval",
+            ClickResult::failed(ClickResult::UNKNOWN_APPROVAL),
             "This approval is not known to approval-watch (any more).".to_owned(),
         ),
         Refusal::Stale => (
-            "failed: stale button",
+            ClickResult::failed(ClickResult::STALE_BUTTON),
             "This button belongs to an older message that no longer matches an approval; use the latest alert.".to_owned(),
         ),
         Refusal::NotYet => (
-            "failed: group membership not read yet",
+            ClickResult::failed(ClickResult::GROUPS_UNREAD),
             "approval-watch is still reading the user groups that may approve this pipeline; try again in a moment.".to_owned(),
         ),
         Refusal::Denied(who) => (
-            "denied",
+            ClickResult::Denied,
             format!("You may not approve or reject this pipeline. Who may: {who}."),
         ),
         Refusal::Resolved => (
-            "already_resolved",
+            ClickResult::AlreadyResolved,
             "This approval is no longer waiting; the channel shows how it ended.".to_owned(),
         ),
     };
@@ -123,50 +116,32 @@ async fn refuse(
     tracing::info!(
         user = %click.user.id,
         pipeline = pipeline.as_deref().unwrap_or("?"),
-        result,
+        result = &*result.as_str(),
         "click from Slack refused"
     );
-    audit_record(ctx, click, decision, target.as_ref(), result);
-    crate::metrics::slack_decision(result);
+    // A refused click is recorded without its reason, as it always was.
+    let row = Click {
+        reason: None,
+        ..click.clone()
+    };
+    let at = ctx.clock.now();
+    let (recorded, recorded_target) = (result.clone(), target.clone());
+    let written = ctx
+        .audit(move |a| a.record(&row, recorded_target.as_ref(), &recorded, at))
+        .await;
+    if let Err(e) = written {
+        tracing::error!(user = %click.user.id, result = &*result.as_str(), "cannot write the audit row: {e}");
+    }
+    crate::metrics::slack_decision(&result.as_str());
     ephemeral(ctx, click, target.as_ref(), &text).await;
 }
 
-fn audit_record(
-    ctx: &Ctx,
-    click: &Click,
-    decision: Decision,
-    target: Option<&ClickTarget>,
-    result: &str,
-) {
-    let row = audit_click(click, decision, None);
-    let written = ctx.audit().map_err(|e| e.to_string()).and_then(|a| {
-        a.record(&row, target, result, ctx.clock.now())
-            .map_err(|e| e.to_string())
-    });
-    if let Err(e) = written {
-        tracing::error!(user = %click.user.id, result, "cannot write the audit row: {e}");
-    }
-}
-
-fn audit_click(click: &Click, decision: Decision, reason: Option<&str>) -> crate::store::Click {
-    crate::store::Click {
-        approval_id: Some(click.approval_id),
-        user_id: click.user.id.clone(),
-        user_name: click.user.name.clone(),
-        decision,
-        click_id: click.click_id.clone(),
-        reason: reason.map(str::to_owned),
-    }
-}
-
 async fn open_reject(ctx: &Ctx, click: &Click, trigger_id: &str) {
-    let target = match check(ctx, click) {
+    let target = match check(ctx, click).await {
         Checked::Go(t) => t,
-        Checked::Refused(refusal, target) => {
-            return refuse(ctx, click, Decision::Reject, refusal, target).await;
-        }
+        Checked::Refused(refusal, target) => return refuse(ctx, click, refusal, target).await,
     };
-    let view = render::reject_modal(click.approval_id, &target.approval.key);
+    let view = render::reject_modal(click.approval.approval_id, &target.approval.key);
     if let Err(e) = ctx.slack.views_open(trigger_id, &view).await {
         tracing::warn!(
             user = %click.user.id,
@@ -178,33 +153,25 @@ async fn open_reject(ctx: &Ctx, click: &Click, trigger_id: &str) {
     }
 }
 
-async fn decide(ctx: &Ctx, click: &Click, verdict: Verdict, reason: Option<&str>) {
-    let decision = match verdict {
-        Verdict::Approve => Decision::Approve,
-        Verdict::Reject => Decision::Reject,
-    };
-    let target = match check(ctx, click) {
+async fn decide(ctx: &Ctx, click: &Click) {
+    let target = match check(ctx, click).await {
         Checked::Go(t) => t,
-        Checked::Refused(refusal, target) => {
-            return refuse(ctx, click, decision, refusal, target).await;
-        }
+        Checked::Refused(refusal, target) => return refuse(ctx, click, refusal, target).await,
     };
     let key = target.approval.key.clone();
-    let row = audit_click(click, decision, reason);
     // The durable record comes first: a second click, a replay or a restart finds it.
-    let claim = ctx.audit().map_err(|e| e.to_string()).and_then(|a| {
-        a.claim(&row, &target, ctx.clock.now())
-            .map_err(|e| e.to_string())
-    });
+    let at = ctx.clock.now();
+    let (row, claimed) = (click.clone(), target.clone());
+    let claim = ctx.audit(move |a| a.claim(&row, &claimed, at)).await;
     let audit_id = match claim {
         Ok(Claim::Go(id)) => id,
         Ok(Claim::Replay) => {
-            crate::metrics::slack_decision("ignored");
+            crate::metrics::slack_decision(&ClickResult::Ignored.as_str());
             tracing::debug!(user = %click.user.id, "a replayed click; already handled");
             return;
         }
         Ok(Claim::Taken) => {
-            crate::metrics::slack_decision("already_resolved");
+            crate::metrics::slack_decision(&ClickResult::AlreadyResolved.as_str());
             let text = "Someone already decided this approval (or is deciding it right now); the channel will show the outcome.";
             ephemeral(ctx, click, Some(&target), text).await;
             return;
@@ -217,39 +184,39 @@ async fn decide(ctx: &Ctx, click: &Click, verdict: Verdict, reason: Option<&str>
             return;
         }
     };
-    let summary = summary(verdict, &click.user.name, &click.user.id, reason);
+    let verdict = click.verdict;
+    let summary = result_summary(
+        verdict,
+        &click.user.name,
+        &click.user.id,
+        click.reason.as_deref(),
+    );
     let answer = ctx.aws.put_approval_result(&key, verdict, &summary).await;
     let (result, request_id) = match &answer {
-        Ok(request_id) => (
-            match verdict {
-                Verdict::Approve => "approved".to_owned(),
-                Verdict::Reject => "rejected".to_owned(),
-            },
-            request_id.clone(),
-        ),
+        Ok(request_id) => (ClickResult::decided(verdict), request_id.clone()),
         Err(e) if ALREADY_DECIDED.contains(&e.code.as_str()) => {
-            ("already_resolved".to_owned(), e.request_id.clone())
+            (ClickResult::AlreadyResolved, e.request_id.clone())
         }
         Err(e) if no_answer(e) => (
-            format!(
-                "failed: no answer from AWS, it may have taken effect: {}",
+            ClickResult::failed(format!(
+                "no answer from AWS, it may have taken effect: {}",
                 e.code
-            ),
+            )),
             e.request_id.clone(),
         ),
         Err(e) => (
-            format!("failed: {}: {}", e.code, e.message),
+            ClickResult::failed(format!("{}: {}", e.code, e.message)),
             e.request_id.clone(),
         ),
     };
-    let finished = ctx.audit().map_err(|e| e.to_string()).and_then(|a| {
-        a.finish(audit_id, &result, request_id.as_deref())
-            .map_err(|e| e.to_string())
-    });
+    let (finished, answered) = (result.clone(), request_id.clone());
+    let finished = ctx
+        .audit(move |a| a.finish(audit_id, &finished, answered.as_deref()))
+        .await;
     if let Err(e) = finished {
         tracing::error!(audit_id, "cannot record AWS's answer in the audit: {e}");
     }
-    crate::metrics::slack_decision(&result);
+    crate::metrics::slack_decision(&result.as_str());
     match answer {
         Ok(_) => {
             tracing::info!(
@@ -257,21 +224,15 @@ async fn decide(ctx: &Ctx, click: &Click, verdict: Verdict, reason: Option<&str>
                 pipeline = %key.pipeline,
                 stage = %key.stage,
                 action = %key.action,
-                result,
+                result = &*result.as_str(),
                 request_id = request_id.as_deref().unwrap_or(""),
                 "decided in Slack"
             );
-            let decided = match verdict {
-                Verdict::Approve => render::Decided::Approved,
-                Verdict::Reject => render::Decided::Rejected,
-            };
             // Read again: an alert posted a moment before the click may have had its place
             // recorded only now, and a poll that already saw the outcome has edited the
             // alert for good (this edit must not undo it).
-            let now = ctx
-                .audit()
-                .ok()
-                .and_then(|a| a.approval(click.approval_id).ok().flatten());
+            let id = click.approval.approval_id;
+            let now = ctx.audit(move |a| a.approval(id)).await.ok().flatten();
             let slack = match &now {
                 Some(t) if t.resolved => None,
                 Some(t) => t.slack.clone().or(target.slack.clone()),
@@ -280,7 +241,7 @@ async fn decide(ctx: &Ctx, click: &Click, verdict: Verdict, reason: Option<&str>
             if let Some(message) = &slack {
                 let mut body = render::decided_alert(
                     &target.approval,
-                    decided,
+                    verdict,
                     &click.user.name,
                     &click.user.id,
                     ctx.clock.now(),

@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 
-use crate::aws::Verdict;
 use crate::config::Approvers;
+use approval_watch_core::verdict::Verdict;
 
 /// CodePipeline refuses a longer summary.
 pub const MAX_SUMMARY_CHARS: usize = 512;
@@ -44,9 +44,10 @@ pub fn may_decide(user: &str, approvers: &Approvers, membership: &Membership) ->
             .any(|g| membership.contains(g, user))
 }
 
-/// The summary CodePipeline records (its reviewer is the daemon's IAM role, so the person
-/// must be named here), cut to [`MAX_SUMMARY_CHARS`] on a character boundary.
-pub fn summary(verdict: Verdict, name: &str, id: &str, reason: Option<&str>) -> String {
+/// The `summary` of the `ApprovalResult` CodePipeline records for a verdict from Slack (its
+/// reviewer is the daemon's IAM role, so the person must be named here), cut to
+/// [`MAX_SUMMARY_CHARS`] on a character boundary.
+pub fn result_summary(verdict: Verdict, name: &str, id: &str, reason: Option<&str>) -> String {
     let text = match (verdict, reason) {
         (Verdict::Approve, _) => format!("Approved in Slack by {name} ({id})"),
         (Verdict::Reject, Some(reason)) => format!("Rejected in Slack by {name} ({id}): {reason}"),
@@ -94,14 +95,14 @@ mod tests {
     #[test]
     fn summaries_name_the_person_and_fit_codepipeline() {
         assert_eq!(
-            summary(Verdict::Approve, "ana", "U1", None),
+            result_summary(Verdict::Approve, "ana", "U1", None),
             "Approved in Slack by ana (U1)"
         );
         assert_eq!(
-            summary(Verdict::Reject, "ana", "U1", Some("breaks checkout")),
+            result_summary(Verdict::Reject, "ana", "U1", Some("breaks checkout")),
             "Rejected in Slack by ana (U1): breaks checkout"
         );
-        let long = summary(Verdict::Reject, "ana", "U1", Some(&"é".repeat(600)));
+        let long = result_summary(Verdict::Reject, "ana", "U1", Some(&"é".repeat(600)));
         assert_eq!(long.chars().count(), MAX_SUMMARY_CHARS);
     }
 }

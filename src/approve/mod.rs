@@ -6,6 +6,11 @@
 //! Runs beside the daemon's loop on tasks of its own, so a long cycle never delays a click
 //! (Slack wants `views.open` within 3 s of it). It shares the `CodePipeline` (and so the
 //! request budget) with the watcher and opens its own connection to the state database.
+//!
+//! Nothing here makes the runtime's one thread wait on SQLite: the Socket Mode connection,
+//! which must acknowledge every envelope within 3 s, runs on a thread of its own, and every
+//! audit call runs on a blocking thread ([`Ctx::audit`]), where a click may wait out another
+//! writer's lock for up to [`CLICK_LOCK_WAIT`] and still decide.
 
 mod click;
 mod decide;
@@ -26,14 +31,35 @@ use crate::slack::web_api::{ApiError, ConnectionOpener, SlackApi};
 use crate::store::{AuditLog, StoreError};
 
 use decide::Membership;
-/// The summary CodePipeline records for a decision from Slack (the watcher recognises it).
-pub(crate) use decide::summary;
+/// The summary CodePipeline records for a verdict from Slack (the watcher recognises it).
+pub(crate) use decide::result_summary;
 
 /// User groups are read again this often (`usergroups.users.list`).
 const GROUP_REFRESH: Duration = Duration::from_secs(5 * 60);
 /// Interactions waiting to be handled; beyond this the socket does not ack, and Slack
 /// delivers the envelope again later.
 const QUEUE: usize = 64;
+/// How long a click's audit call waits for another connection's write lock before the click
+/// fails (the audit row comes before AWS, so a click that cannot write it decides nothing).
+const CLICK_LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// Why the approvals service did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot start the Socket Mode thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// Why an audit call gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AuditError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the audit call ended without an answer: {0}")]
+    Lost(#[from] tokio::task::JoinError),
+}
 
 /// What the approvals service needs; built by `startup` (live mode, `[slack.approvals]` set).
 pub struct Setup {
@@ -89,7 +115,7 @@ pub fn spawn(
     setup: Setup,
     membership: Option<SharedMembership>,
     shutdown: &CancellationToken,
-) -> Result<Running, StoreError> {
+) -> Result<Running, StartError> {
     let audit = AuditLog::open(&setup.state_path)?;
     let interrupted = audit.interrupted()?;
     if interrupted > 0 {
@@ -101,7 +127,7 @@ pub fn spawn(
     audit.purge(setup.clock.now())?;
     let stop = shutdown.child_token();
     let (tx, rx) = mpsc::channel(QUEUE);
-    let socket = socket_mode::spawn(setup.opener, tx, stop.clone());
+    let socket = socket_mode::spawn(setup.opener, tx, stop.clone())?;
     let membership = membership.unwrap_or_default();
     let ctx = Arc::new(Ctx {
         config: setup.config,
@@ -130,7 +156,8 @@ async fn serve(
     stop: CancellationToken,
 ) {
     let mut handlers = tokio::task::JoinSet::new();
-    record_state(&ctx, &state.borrow_and_update().clone());
+    let first = state.borrow_and_update().clone();
+    record_state(&ctx, &first).await;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -139,7 +166,7 @@ async fn serve(
                     break;
                 }
                 let now = state.borrow_and_update().clone();
-                record_state(&ctx, &now);
+                record_state(&ctx, &now).await;
             }
             Some(interaction) = clicks.recv() => {
                 let ctx = ctx.clone();
@@ -156,24 +183,36 @@ async fn serve(
         handlers.spawn(async move { click::handle(&ctx, interaction).await });
     }
     while handlers.join_next().await.is_some() {}
-    record_state(&ctx, &ConnectionState::Stopped);
+    record_state(&ctx, &ConnectionState::Stopped).await;
 }
 
 impl Ctx {
-    fn audit(&self) -> Result<AuditLog, StoreError> {
-        AuditLog::open(&self.state_path)
+    /// Runs `work` on the audit log, opened afresh, on a blocking thread: SQLite may wait there
+    /// for another writer's lock (up to [`CLICK_LOCK_WAIT`]) while this runtime goes on.
+    async fn audit<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&AuditLog) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, AuditError> {
+        let path = self.state_path.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            work(&AuditLog::open_waiting(&path, CLICK_LOCK_WAIT)?)
+        })
+        .await?;
+        Ok(answer?)
     }
 }
 
-fn record_state(ctx: &Ctx, state: &ConnectionState) {
+async fn record_state(ctx: &Ctx, state: &ConnectionState) {
+    let name = state.as_str();
     let detail = match state {
-        ConnectionState::Retrying { error, .. } => Some(error.as_str()),
+        ConnectionState::Retrying { error, .. } => Some(error.clone()),
         _ => None,
     };
-    if let Err(e) = ctx
-        .audit()
-        .and_then(|a| a.set_connection(state.as_str(), detail, ctx.clock.now()))
-    {
+    let at = ctx.clock.now();
+    let written = ctx
+        .audit(move |a| a.set_connection(name, detail.as_deref(), at))
+        .await;
+    if let Err(e) = written {
         tracing::warn!("cannot record the Socket Mode connection's state: {e}");
     }
 }

@@ -5,26 +5,17 @@
 
 use serde_json::Value;
 
-use crate::aws::Verdict;
 use crate::config::is_user_id;
-use approval_watch_core::render::{
-    APPROVE_ACTION, REASON_ACTION, REASON_BLOCK, REASON_MAX_CHARS, REJECT_ACTION, REJECT_CALLBACK,
+use approval_watch_core::interaction::{
+    ApprovalRef, Click, REASON_ACTION, REASON_BLOCK, REASON_MAX_CHARS, REJECT_CALLBACK, SlackUser,
+    verdict_of_action,
 };
+use approval_watch_core::verdict::Verdict;
 
 /// Names shown in messages and the audit are cut to this many characters.
 const MAX_NAME_CHARS: usize = 80;
 /// Slack's ids and timestamps are short; longer ones are not Slack's.
 const MAX_ID_CHARS: usize = 100;
-
-/// The Slack user behind a click.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    /// Checked to look like a Slack user id; the only thing authorised.
-    pub id: String,
-    /// For display only (the payload's `user.name` or `user.username`), control characters
-    /// removed; the id when there is none.
-    pub name: String,
-}
 
 /// What an interaction asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,26 +24,10 @@ pub enum Request {
     Approve(Click),
     /// Reject clicked: open the reason modal with `trigger_id`.
     OpenReject { click: Click, trigger_id: String },
-    /// The reason modal submitted: decide now.
-    Reject { click: Click, reason: String },
+    /// The reason modal submitted (the click carries the reason): decide now.
+    Reject(Click),
     /// Not ours, or not something we act on; the reason is for a debug log.
     Ignored(&'static str),
-}
-
-/// One click (or modal submission) on one approval.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Click {
-    /// The store's id of the approval.
-    pub approval_id: i64,
-    /// The request's fingerprint the button carried ([`approval_watch_core::model::ApprovalKey::fingerprint`]):
-    /// it must match the approval the id names now.
-    pub fingerprint: String,
-    pub user: User,
-    /// Where the click happened, for an ephemeral answer (absent for modal submissions).
-    pub channel: Option<String>,
-    /// Unique per click (Slack's `action_ts`, or the modal's view id): a replayed envelope
-    /// carries the same one.
-    pub click_id: String,
 }
 
 pub fn parse(payload: &Value) -> Request {
@@ -66,7 +41,7 @@ pub fn parse(payload: &Value) -> Request {
     }
 }
 
-fn block_actions(payload: &Value, user: User) -> Request {
+fn block_actions(payload: &Value, user: SlackUser) -> Request {
     let Some(action) = payload
         .get("actions")
         .and_then(Value::as_array)
@@ -75,12 +50,10 @@ fn block_actions(payload: &Value, user: User) -> Request {
         return Request::Ignored("no action");
     };
     let action_id = text(action, "action_id");
-    let verdict = match action_id.as_deref() {
-        Some(APPROVE_ACTION) => Verdict::Approve,
-        Some(REJECT_ACTION) => Verdict::Reject,
-        _ => return Request::Ignored("not our button"),
+    let Some(verdict) = action_id.as_deref().and_then(verdict_of_action) else {
+        return Request::Ignored("not our button");
     };
-    let Some((approval_id, fingerprint)) = text(action, "value").and_then(|v| id(&v)) else {
+    let Some(approval) = text(action, "value").and_then(|v| ApprovalRef::parse(&v)) else {
         return Request::Ignored("the button's value is not an approval id");
     };
     let Some(action_ts) = text(action, "action_ts") else {
@@ -91,11 +64,12 @@ fn block_actions(payload: &Value, user: User) -> Request {
         .and_then(|c| text(c, "id"))
         .filter(|c| is_channel_id(c));
     let click = Click {
-        approval_id,
-        fingerprint,
+        approval,
+        verdict,
         user,
         channel,
         click_id: format!("{}:{action_ts}", action_id.unwrap_or_default()),
+        reason: None,
     };
     match verdict {
         Verdict::Approve => Request::Approve(click),
@@ -106,15 +80,14 @@ fn block_actions(payload: &Value, user: User) -> Request {
     }
 }
 
-fn view_submission(payload: &Value, user: User) -> Request {
+fn view_submission(payload: &Value, user: SlackUser) -> Request {
     let Some(view) = payload.get("view") else {
         return Request::Ignored("no view");
     };
     if text(view, "callback_id").as_deref() != Some(REJECT_CALLBACK) {
         return Request::Ignored("not our modal");
     }
-    let Some((approval_id, fingerprint)) = text(view, "private_metadata").and_then(|v| id(&v))
-    else {
+    let Some(approval) = text(view, "private_metadata").and_then(|v| ApprovalRef::parse(&v)) else {
         return Request::Ignored("the modal's private_metadata is not an approval id");
     };
     let Some(view_id) = text(view, "id") else {
@@ -132,19 +105,17 @@ fn view_submission(payload: &Value, user: User) -> Request {
     if reason.trim().is_empty() {
         return Request::Ignored("a rejection without a reason");
     }
-    Request::Reject {
-        click: Click {
-            approval_id,
-            fingerprint,
-            user,
-            channel: None,
-            click_id: format!("view:{view_id}"),
-        },
-        reason: reason.trim().to_owned(),
-    }
+    Request::Reject(Click {
+        approval,
+        verdict: Verdict::Reject,
+        user,
+        channel: None,
+        click_id: format!("view:{view_id}"),
+        reason: Some(reason.trim().to_owned()),
+    })
 }
 
-fn user(payload: &Value) -> Option<User> {
+fn user(payload: &Value) -> Option<SlackUser> {
     let user = payload.get("user")?;
     let id = text(user, "id").filter(|id| is_user_id(id))?;
     let name = ["name", "username"]
@@ -153,7 +124,7 @@ fn user(payload: &Value) -> Option<User> {
         .map(|n| clean(n, MAX_NAME_CHARS, false))
         .find(|n| !n.trim().is_empty())
         .unwrap_or_else(|| id.clone());
-    Some(User { id, name })
+    Some(SlackUser { id, name })
 }
 
 /// A short string field, `None` when absent, empty or too long to be Slack's.
@@ -162,14 +133,6 @@ fn text(v: &Value, key: &str) -> Option<String> {
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty() && s.chars().count() <= MAX_ID_CHARS)
         .map(str::to_owned)
-}
-
-/// `<id>.<fingerprint>` as [`approval_watch_core::render::button_value`] writes it.
-fn id(s: &str) -> Option<(i64, String)> {
-    let (id, fingerprint) = s.split_once('.')?;
-    let id = id.parse::<i64>().ok().filter(|id| *id > 0)?;
-    let hex = fingerprint.len() == 16 && fingerprint.chars().all(|c| c.is_ascii_hexdigit());
-    hex.then(|| (id, fingerprint.to_owned()))
 }
 
 fn is_channel_id(s: &str) -> bool {
@@ -189,6 +152,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use approval_watch_core::interaction::{APPROVE_ACTION, REJECT_ACTION};
 
     fn click(action_id: &str, value: &str) -> Value {
         json!({
@@ -206,8 +170,9 @@ mod tests {
         let Request::Approve(c) = parse(&click(APPROVE_ACTION, "42.00112233aabbccdd")) else {
             panic!("not an approve");
         };
-        assert_eq!(c.approval_id, 42);
-        assert_eq!(c.fingerprint, "00112233aabbccdd");
+        assert_eq!(c.approval.approval_id, 42);
+        assert_eq!(c.approval.fingerprint, "00112233aabbccdd");
+        assert_eq!(c.verdict, Verdict::Approve);
         assert_eq!(c.user.id, "U0PAYLEAD");
         assert_eq!(c.user.name, "ana[31m", "control characters dropped");
         assert_eq!(c.channel.as_deref(), Some("C0PAYMENTS1"));
@@ -221,7 +186,8 @@ mod tests {
         else {
             panic!("not a reject");
         };
-        assert_eq!(click.approval_id, 7);
+        assert_eq!(click.approval.approval_id, 7);
+        assert_eq!(click.verdict, Verdict::Reject);
         assert_eq!(trigger_id, "1234.5678.abcd");
     }
 
@@ -272,13 +238,13 @@ mod tests {
 
     #[test]
     fn a_submitted_reason_rejects() {
-        let Request::Reject { click, reason } = parse(&submission(Some(" breaks checkout\n")))
-        else {
+        let Request::Reject(click) = parse(&submission(Some(" breaks checkout\n"))) else {
             panic!("not a reject");
         };
-        assert_eq!(click.approval_id, 42);
+        assert_eq!(click.approval.approval_id, 42);
+        assert_eq!(click.verdict, Verdict::Reject);
         assert_eq!(click.click_id, "view:V0MODAL1");
-        assert_eq!(reason, "breaks checkout");
+        assert_eq!(click.reason.as_deref(), Some("breaks checkout"));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::aws::budget::Budget;
 use crate::config::Config;
 pub use approval_watch_core::model::Target;
 use approval_watch_core::model::{ApprovalKey, PipelineSnapshot, Revision};
+use approval_watch_core::verdict::Verdict;
 pub use error::AwsError;
 pub use guard::{MAX_ANSWER_BYTES, MAX_NESTING};
 pub use parse::Definitions;
@@ -35,13 +36,6 @@ pub enum SetupError {
         "no AWS region for discover[{0}]: set its region, the account's regions, [aws] region, or AWS_REGION"
     )]
     NoDiscoverRegion(usize),
-}
-
-/// How a person in Slack answered an approval.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Approve,
-    Reject,
 }
 
 /// Definitions by pipeline, with the pipeline version they were read at.

@@ -82,7 +82,7 @@ pub fn text(rows: &[AuditEntry], since: Option<Timestamp>) -> String {
             stage_action,
             account_region,
             r.decision.as_str().to_owned(),
-            printable(&r.result).into_owned(),
+            printable(&r.result.as_str()).into_owned(),
             opt(&r.request_id),
             r.reason
                 .as_deref()
@@ -112,7 +112,7 @@ pub fn text(rows: &[AuditEntry], since: Option<Timestamp>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Decision;
+    use approval_watch_core::verdict::{ClickResult, Verdict};
 
     fn entry(user_name: &str, reason: Option<&str>) -> AuditEntry {
         AuditEntry {
@@ -125,11 +125,11 @@ mod tests {
             stage: Some("Release".into()),
             action: Some("Approve".into()),
             decision: if reason.is_some() {
-                Decision::Reject
+                Verdict::Reject
             } else {
-                Decision::Approve
+                Verdict::Approve
             },
-            result: "approved".into(),
+            result: ClickResult::Approved,
             request_id: Some("req-1".into()),
             reason: reason.map(str::to_owned),
         }

@@ -23,6 +23,7 @@ use approval_watch_core::poll::{Discovered, Schedule};
 use approval_watch_core::reconcile::{self, Plan};
 use approval_watch_core::remind::Mention;
 use approval_watch_core::render;
+use approval_watch_core::verdict::Verdict;
 
 /// Reads started at once; each then waits for its (account, region) budget.
 const MAX_PENDING_READS: usize = 256;
@@ -407,10 +408,10 @@ impl Watcher {
                     // Only when CodePipeline's comment is the summary sent for this very
                     // outcome: a console decision racing a Slack click keeps its reviewer.
                     let verdict = match r.resolution.outcome {
-                        Outcome::Approved => crate::aws::Verdict::Approve,
-                        _ => crate::aws::Verdict::Reject,
+                        Outcome::Approved => Verdict::Approve,
+                        _ => Verdict::Reject,
                     };
-                    let ours = crate::approve::summary(verdict, &name, &id, None);
+                    let ours = crate::approve::result_summary(verdict, &name, &id, None);
                     let rest = r
                         .resolution
                         .comment

@@ -20,7 +20,7 @@ pub mod audit;
 mod in_place;
 mod queues;
 
-pub use audit::{AuditEntry, AuditLog, Claim, Click, ClickTarget, ConnectionRow, Decision};
+pub use audit::{AuditEntry, AuditLog, Claim, ClickTarget, ConnectionRow};
 pub use queues::PendingRow;
 
 /// The cause is part of each message (logs print only the top error), so none is also

@@ -482,6 +482,67 @@ async fn clicks_are_acked_within_three_seconds_while_aws_is_slow() {
     daemon.terminate().await;
 }
 
+/// Another writer holds the state database for 10 s (a backup, `sqlite3` at a prompt). SQLite
+/// makes the daemon's writes wait for it, yet every envelope is acknowledged within Slack's 3 s,
+/// and the approval decided meanwhile goes through, once, when the lock goes.
+#[tokio::test(flavor = "multi_thread")]
+async fn clicks_are_acked_within_three_seconds_while_another_writer_locks_the_database() {
+    const HELD: Duration = Duration::from_secs(10);
+    let w = World::start().await;
+    let (daemon, id) = w.running_with_alert().await;
+    let locker = rusqlite::Connection::open(&w.env.state_path).expect("open state");
+    locker
+        .execute_batch("BEGIN EXCLUSIVE")
+        .expect("exclusive lock");
+    let locked = std::time::Instant::now();
+
+    // A refused click first: its audit row waits for the lock (the daemon is then inside
+    // SQLite), and the approve right after it must still be acknowledged promptly.
+    let refused = w.click(0, STRANGER, "approve", &id, "1700000000.000900");
+    w.socket.wait_for_ack(&refused, SOON).await;
+    let approve = w.click(0, LEAD, "approve", &id, "1700000000.000901");
+    for envelope in [&refused, &approve] {
+        let ack = w.socket.wait_for_ack(envelope, HELD).await;
+        let pushed = w.socket.pushed_at(envelope).expect("pushed");
+        let took = ack.at.duration_since(pushed);
+        assert!(
+            took < Duration::from_secs(3),
+            "ack of {envelope} took {took:?} while the database was locked"
+        );
+    }
+    // The audit row comes before AWS: nothing is decided while it cannot be written.
+    tokio::time::sleep_until((locked + HELD).into()).await;
+    assert!(w.put_calls().is_empty(), "AWS called without an audit row");
+    locker.execute_batch("ROLLBACK").expect("unlock");
+    drop(locker);
+
+    assert!(
+        w.aws
+            .wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON)
+            .await,
+        "the click was not decided once the lock went"
+    );
+    let out = daemon.terminate().await;
+    assert_eq!(w.put_calls().len(), 1, "{}", out.describe());
+    let audit = w.audit().await;
+    let results: Vec<(&str, &str)> = audit
+        .iter()
+        .map(|r| {
+            (
+                r["user_id"].as_str().unwrap(),
+                r["result"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(results.contains(&(STRANGER, "denied")), "{audit:#?}");
+    assert_eq!(
+        results.iter().filter(|(_, r)| *r == "approved").count(),
+        1,
+        "{audit:#?}"
+    );
+    assert!(results.contains(&(LEAD, "approved")), "{audit:#?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn after_a_refresh_or_a_dropped_connection_the_next_click_works() {
     let w = World::start().await;

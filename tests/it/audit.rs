@@ -7,10 +7,10 @@ use crate::support;
 
 use std::path::Path;
 
-use approval_watch::store::{
-    AppParts, AuditLog, Changes, Claim, Click, Decision, NewMessage, Store,
-};
+use approval_watch::store::{AppParts, AuditLog, Changes, Claim, NewMessage, Store};
+use approval_watch_core::interaction::{ApprovalRef, Click, SlackUser};
 use approval_watch_core::model::{Approval, ApprovalKey, MessageKind};
+use approval_watch_core::verdict::{ClickResult, Verdict};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 use support::TestEnv;
@@ -66,12 +66,18 @@ fn approval(pipeline: &str, token: &str) -> Approval {
     }
 }
 
-fn click(user_id: &str, user_name: &str, click_id: &str, decision: Decision) -> Click {
+fn click(user_id: &str, user_name: &str, click_id: &str, verdict: Verdict) -> Click {
     Click {
-        approval_id: Some(1),
-        user_id: user_id.into(),
-        user_name: user_name.into(),
-        decision,
+        approval: ApprovalRef {
+            approval_id: 1,
+            fingerprint: "00112233aabbccdd".into(),
+        },
+        verdict,
+        user: SlackUser {
+            id: user_id.into(),
+            name: user_name.into(),
+        },
+        channel: None,
         click_id: click_id.into(),
         reason: None,
     }
@@ -112,7 +118,7 @@ pub(crate) fn seed(path: &Path) -> Store {
     let t2 = log.approval(2).expect("read").expect("approval 2");
     let Claim::Go(id) = log
         .claim(
-            &click("U0ALICE001", "alice", "a1", Decision::Approve),
+            &click("U0ALICE001", "alice", "a1", Verdict::Approve),
             &t1,
             ago(10),
         )
@@ -120,27 +126,27 @@ pub(crate) fn seed(path: &Path) -> Store {
     else {
         panic!("alice's claim goes");
     };
-    log.finish(id, "approved", Some("req-alice-1"))
+    log.finish(id, &ClickResult::Approved, Some("req-alice-1"))
         .expect("finish");
-    let mut bob = click("U0BOB00001", "bob", "b1", Decision::Reject);
+    let mut bob = click("U0BOB00001", "bob", "b1", Verdict::Reject);
     bob.reason = Some("tests are red".into());
     assert_eq!(log.claim(&bob, &t1, ago(2)).expect("claim"), Claim::Taken);
     let mut mallory = click(
         "U0MALLORY1",
         "mallory\n2026-01-01T00:00:00Z  U0ADMIN001 (admin)\u{1b}[2J",
         "m1",
-        Decision::Reject,
+        Verdict::Reject,
     );
-    mallory.approval_id = Some(2);
+    mallory.approval.approval_id = 2;
     mallory.reason = Some("line one\nline two \u{202e}".into());
-    log.record(&mallory, Some(&t2), "denied", ago(1))
+    log.record(&mallory, Some(&t2), &ClickResult::Denied, ago(1))
         .expect("record");
-    let mut lost = click("U0ALICE001", "alice", "a2", Decision::Approve);
-    lost.approval_id = Some(77);
+    let mut lost = click("U0ALICE001", "alice", "a2", Verdict::Approve);
+    lost.approval.approval_id = 77;
     log.record(
         &lost,
         None,
-        "failed: unknown approval",
+        &ClickResult::failed(ClickResult::UNKNOWN_APPROVAL),
         Timestamp::now() - SignedDuration::from_hours(2),
     )
     .expect("record");

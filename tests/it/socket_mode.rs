@@ -67,7 +67,7 @@ impl Rig {
             .with_token_key("slack.approvals.app_token_env");
         let (tx, clicks) = mpsc::channel(queue);
         let shutdown = CancellationToken::new();
-        let mode = socket_mode::spawn_with(opener, tx, shutdown.clone(), timing);
+        let mode = socket_mode::spawn_with(opener, tx, shutdown.clone(), timing).expect("spawn");
         Rig {
             api,
             socket,

@@ -1,7 +1,7 @@
 //! Slack Socket Mode: the outbound WebSocket over which Slack delivers button clicks, so
 //! approving from Slack needs no inbound port (see ARCHITECTURE.md, `socket_mode`).
 //!
-//! One task ([`spawn`]) keeps one connection open: `apps.connections.open` with the app-level
+//! One task ([`spawn`]), on a thread and runtime of its own, keeps one connection open: `apps.connections.open` with the app-level
 //! token, connect, wait for `hello`, then for each envelope **acknowledge first** (Slack wants
 //! it within 3 s; nothing slow happens before it) and pass `interactive` ones on as
 //! [`Interaction`]s. When the queue is full the envelope is left unacknowledged, so Slack
@@ -10,14 +10,18 @@
 //! with capped, jittered backoff; `link_disabled` (Socket Mode turned off for the app) stops
 //! all attempts until the daemon builds a new task (a reload). The state is watched
 //! ([`SocketMode::state`]) and mirrored into the metrics and `/healthz`.
+//!
+//! Its own thread because the daemon's runtime has one thread, which waits in SQLite while
+//! another writer holds the state database (up to the busy timeout): an acknowledgement due
+//! within 3 s must not wait behind it (as the metrics endpoint does not, `metrics/server.rs`).
+//! Interactions cross to the daemon's runtime through the bounded channel.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_util::sync::CancellationToken;
@@ -125,23 +129,25 @@ impl Default for Timing {
 /// The running connection task.
 pub struct SocketMode {
     pub state: watch::Receiver<ConnectionState>,
-    task: JoinHandle<()>,
+    /// Never sent on: it closes when the connection's thread is done.
+    done: oneshot::Receiver<()>,
 }
 
 impl SocketMode {
     /// Waits for the task to end (after the shutdown token was cancelled): the connection is
     /// closed and the state is [`ConnectionState::Stopped`].
     pub async fn stopped(self) {
-        let _ = self.task.await;
+        let _ = self.done.await;
     }
 }
 
-/// Starts the connection task with production timing.
+/// Starts the connection task with production timing, on a thread of its own. Fails only
+/// when the thread (or its runtime) cannot be made.
 pub fn spawn(
     opener: ConnectionOpener,
     interactions: mpsc::Sender<Interaction>,
     shutdown: CancellationToken,
-) -> SocketMode {
+) -> std::io::Result<SocketMode> {
     spawn_with(opener, interactions, shutdown, Timing::default())
 }
 
@@ -151,7 +157,10 @@ pub fn spawn_with(
     interactions: mpsc::Sender<Interaction>,
     shutdown: CancellationToken,
     timing: Timing,
-) -> SocketMode {
+) -> std::io::Result<SocketMode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let (state_tx, state) = watch::channel(ConnectionState::Connecting);
     crate::metrics::socket_state(ConnectionState::Connecting.as_str());
     let runner = Runner {
@@ -161,10 +170,16 @@ pub fn spawn_with(
         state: state_tx,
         timing,
     };
-    SocketMode {
-        state,
-        task: tokio::spawn(runner.run()),
-    }
+    let (finished, done) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("socket-mode".into())
+        .spawn(move || {
+            runtime.block_on(runner.run());
+            // The connection is closed by now; dropping the runtime ends nothing of ours.
+            drop(runtime);
+            drop(finished);
+        })?;
+    Ok(SocketMode { state, done })
 }
 
 struct Runner {

@@ -19,52 +19,15 @@ use super::{
     SCHEMA_VERSION, Store, StoreError, approval_from_row, check_version, column, slack_from_row,
     time_column,
 };
+use approval_watch_core::interaction::Click;
 use approval_watch_core::model::{Approval, SlackMessage};
+use approval_watch_core::verdict::{ClickResult, Verdict};
 
 /// Audit rows are kept at least 90 days (the issue's promise); older than this they are
 /// purged when the log is opened.
 const KEEP_DAYS: i64 = 400;
-
-/// What the clicker asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Decision {
-    Approve,
-    Reject,
-}
-
-impl Decision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Approve => "approve",
-            Self::Reject => "reject",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "approve" => Some(Self::Approve),
-            "reject" => Some(Self::Reject),
-            _ => None,
-        }
-    }
-}
-
-/// One click (or modal submission), as Slack delivered it. Only `approval_id` (the button's
-/// value, the daemon's own id) says which approval; nothing else in the payload is trusted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Click {
-    /// `None` when the button's value was no id.
-    pub approval_id: Option<i64>,
-    pub user_id: String,
-    pub user_name: String,
-    pub decision: Decision,
-    /// Unique per click for this user (Slack's `action_ts` or the view id): a click delivered
-    /// twice has the same one.
-    pub click_id: String,
-    /// A rejection's reason.
-    pub reason: Option<String>,
-}
+/// How long [`AuditLog::open`] waits for another connection's write lock.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The answer to [`AuditLog::claim`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,10 +65,9 @@ pub struct AuditEntry {
     pub pipeline: Option<String>,
     pub stage: Option<String>,
     pub action: Option<String>,
-    pub decision: Decision,
-    /// `pending`, `approved`, `rejected`, `denied`, `already_resolved`,
-    /// `failed: …`.
-    pub result: String,
+    pub decision: Verdict,
+    /// `pending`, `approved`, `rejected`, `denied`, `already_resolved`, `failed: …`.
+    pub result: ClickResult,
     /// AWS's request id of the `PutApprovalResult` call, when one was made.
     pub request_id: Option<String>,
     /// A rejection's reason.
@@ -123,9 +85,6 @@ pub struct ConnectionRow {
     pub detail: Option<String>,
 }
 
-/// The result that frees an approval for a new claim never is one of these.
-const CLAIMING: [&str; 3] = ["pending", "approved", "rejected"];
-
 /// A second connection to the state database, for the approvals service (see the module doc).
 pub struct AuditLog {
     conn: Connection,
@@ -135,7 +94,14 @@ pub struct AuditLog {
 impl AuditLog {
     /// Opens the existing, migrated database at `path`. A database not yet migrated to this
     /// build's schema is refused, saying so. Cheap: the approvals service opens it per use.
+    /// Waits up to 5 s for another connection's write lock.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_waiting(path, BUSY_TIMEOUT)
+    }
+
+    /// [`AuditLog::open`], waiting up to `busy` for another connection's write lock (a click
+    /// on a blocking thread may wait out a long lock rather than fail).
+    pub fn open_waiting(path: &Path, busy: std::time::Duration) -> Result<Self, StoreError> {
         let sql = |cause| StoreError::Sqlite {
             path: path.to_owned(),
             cause,
@@ -146,8 +112,7 @@ impl AuditLog {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(sql)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(sql)?;
+        conn.busy_timeout(busy).map_err(sql)?;
         let found = check_version(&conn, path)?;
         if found < SCHEMA_VERSION {
             return Err(StoreError::TooOld {
@@ -230,7 +195,7 @@ impl AuditLog {
         // IMMEDIATE: the write lock first, so the checks below see every committed claim.
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(sql)?;
-        if insert(&tx, click, Some(target), "pending", at).map_err(sql)? {
+        if insert(&tx, click, Some(target), &ClickResult::Pending, at).map_err(sql)? {
             let id = tx.last_insert_rowid();
             tx.commit().map_err(sql)?;
             return Ok(Claim::Go(id));
@@ -238,7 +203,7 @@ impl AuditLog {
         if seen(&tx, click).map_err(sql)? {
             return Ok(Claim::Replay);
         }
-        insert(&tx, click, Some(target), "already_resolved", at).map_err(sql)?;
+        insert(&tx, click, Some(target), &ClickResult::AlreadyResolved, at).map_err(sql)?;
         tx.commit().map_err(sql)?;
         Ok(Claim::Taken)
     }
@@ -251,16 +216,17 @@ impl AuditLog {
         &self,
         click: &Click,
         target: Option<&ClickTarget>,
-        result: &str,
+        result: &ClickResult,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        if CLAIMING.contains(&result) {
+        let unclaimed;
+        let result = if result.claims() {
             // Recording it here would bypass the claim; keep the click, say what happened.
-            let result = format!("failed: {result} recorded without a claim");
-            return insert(&self.conn, click, target, &result, at)
-                .map(drop)
-                .map_err(|e| self.sql(e));
-        }
+            unclaimed = ClickResult::failed(format!("{result} recorded without a claim"));
+            &unclaimed
+        } else {
+            result
+        };
         insert(&self.conn, click, target, result, at)
             .map(drop)
             .map_err(|e| self.sql(e))
@@ -272,14 +238,14 @@ impl AuditLog {
     pub fn finish(
         &self,
         audit_id: i64,
-        result: &str,
+        result: &ClickResult,
         request_id: Option<&str>,
     ) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "UPDATE audit SET result = ?2, request_id = COALESCE(?3, request_id)
                  WHERE id = ?1 AND result = 'pending'",
-                params![audit_id, result, request_id],
+                params![audit_id, result.as_str(), request_id],
             )
             .map(drop)
             .map_err(|e| self.sql(e))
@@ -291,9 +257,8 @@ impl AuditLog {
     pub fn interrupted(&self) -> Result<u64, StoreError> {
         self.conn
             .execute(
-                "UPDATE audit SET result = 'failed: interrupted by a restart before AWS answered'
-                 WHERE result = 'pending'",
-                [],
+                "UPDATE audit SET result = ?1 WHERE result = ?2",
+                params![ClickResult::INTERRUPTED, ClickResult::Pending.as_str()],
             )
             .map(|n| n as u64)
             .map_err(|e| self.sql(e))
@@ -329,7 +294,7 @@ fn insert(
     conn: &Connection,
     click: &Click,
     target: Option<&ClickTarget>,
-    result: &str,
+    result: &ClickResult,
     at: Timestamp,
 ) -> rusqlite::Result<bool> {
     let key = target.map(|t| &t.approval.key);
@@ -340,16 +305,16 @@ fn insert(
          ON CONFLICT DO NOTHING",
         params![
             at.as_millisecond(),
-            click.user_id,
-            click.user_name,
-            target.map(|t| t.id).or(click.approval_id),
+            click.user.id,
+            click.user.name,
+            target.map_or(click.approval.approval_id, |t| t.id),
             key.map(|k| &k.account),
             key.map(|k| &k.region),
             key.map(|k| &k.pipeline),
             key.map(|k| &k.stage),
             key.map(|k| &k.action),
-            click.decision.as_str(),
-            result,
+            click.verdict.as_str(),
+            result.as_str(),
             click.reason,
             click.click_id,
         ],
@@ -361,7 +326,7 @@ fn insert(
 fn seen(conn: &Connection, click: &Click) -> rusqlite::Result<bool> {
     conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM audit WHERE user_id = ?1 AND click_id = ?2)",
-        params![click.user_id, click.click_id],
+        params![click.user.id, click.click_id],
         |row| row.get(0),
     )
 }
@@ -377,6 +342,7 @@ fn target_from_row(row: &Row<'_>) -> Result<ClickTarget, String> {
 
 fn entry_from_row(row: &Row<'_>) -> Result<AuditEntry, String> {
     let decision: String = column(row, "decision")?;
+    let result: String = column(row, "result")?;
     Ok(AuditEntry {
         time: time_column(row, "at_ms")?,
         user_id: column(row, "user_id")?,
@@ -386,9 +352,10 @@ fn entry_from_row(row: &Row<'_>) -> Result<AuditEntry, String> {
         pipeline: column(row, "pipeline")?,
         stage: column(row, "stage")?,
         action: column(row, "action")?,
-        decision: Decision::parse(&decision)
+        decision: Verdict::parse(&decision)
             .ok_or_else(|| format!("decision: {decision:?} is no decision"))?,
-        result: column(row, "result")?,
+        result: ClickResult::parse(&result)
+            .ok_or_else(|| format!("result: {result:?} is no result"))?,
         request_id: column(row, "request_id")?,
         reason: column(row, "reason")?,
     })

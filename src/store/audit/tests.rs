@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::store::{AppParts, Changes, NewMessage, Resolution};
+use approval_watch_core::interaction::{ApprovalRef, SlackUser};
 use approval_watch_core::model::{ApprovalKey, MessageKind};
 
 fn now() -> Timestamp {
@@ -55,14 +56,22 @@ fn store_with(dir: &Path, tokens: &[&str]) -> (PathBuf, Store) {
     (path, store)
 }
 
-fn click(user: &str, click_id: &str, decision: Decision) -> Click {
+/// A result as the audit writes it.
+fn r(text: &str) -> ClickResult {
+    ClickResult::parse(text).unwrap()
+}
+
+fn click(user: &str, click_id: &str, verdict: Verdict) -> Click {
     Click {
-        approval_id: Some(1),
-        user_id: user.into(),
-        user_name: format!("name of {user}"),
-        decision,
+        approval: ApprovalRef::new(1, &approval("t1").key),
+        verdict,
+        user: SlackUser {
+            id: user.into(),
+            name: format!("name of {user}"),
+        },
+        channel: None,
         click_id: click_id.into(),
-        reason: (decision == Decision::Reject).then(|| "not today".to_owned()),
+        reason: (verdict == Verdict::Reject).then(|| "not today".to_owned()),
     }
 }
 
@@ -77,28 +86,28 @@ fn a_claim_goes_once_and_a_second_click_is_taken() {
     assert_eq!(target.slack, None);
     assert!(log.approval(99).unwrap().is_none());
 
-    let first = click("U0ALICE001", "1.1", Decision::Approve);
+    let first = click("U0ALICE001", "1.1", Verdict::Approve);
     let Claim::Go(id) = log.claim(&first, &target, now()).unwrap() else {
         panic!("the first claim goes");
     };
     // While it is in flight, and after it is done, another click calls nothing.
-    let second = click("U0BOB00001", "1.2", Decision::Reject);
+    let second = click("U0BOB00001", "1.2", Verdict::Reject);
     assert_eq!(log.claim(&second, &target, later(1)).unwrap(), Claim::Taken);
     assert_eq!(
         store.decided_in_slack(1).unwrap(),
         Some(("name of U0ALICE001".into(), "U0ALICE001".into()))
     );
-    log.finish(id, "approved", Some("req-1")).unwrap();
-    let third = click("U0BOB00001", "1.3", Decision::Approve);
+    log.finish(id, &r("approved"), Some("req-1")).unwrap();
+    let third = click("U0BOB00001", "1.3", Verdict::Approve);
     assert_eq!(log.claim(&third, &target, later(2)).unwrap(), Claim::Taken);
 
     let rows = store.audit(Timestamp::MIN).unwrap();
-    let results: Vec<(&str, &str, Option<&str>)> = rows
+    let results: Vec<(&str, String, Option<&str>)> = rows
         .iter()
         .map(|r| {
             (
                 r.user_id.as_str(),
-                r.result.as_str(),
+                r.result.to_string(),
                 r.request_id.as_deref(),
             )
         })
@@ -106,12 +115,12 @@ fn a_claim_goes_once_and_a_second_click_is_taken() {
     assert_eq!(
         results,
         [
-            ("U0ALICE001", "approved", Some("req-1")),
-            ("U0BOB00001", "already_resolved", None),
-            ("U0BOB00001", "already_resolved", None),
+            ("U0ALICE001", "approved".to_owned(), Some("req-1")),
+            ("U0BOB00001", "already_resolved".to_owned(), None),
+            ("U0BOB00001", "already_resolved".to_owned(), None),
         ]
     );
-    assert_eq!(rows[1].decision, Decision::Reject);
+    assert_eq!(rows[1].decision, Verdict::Reject);
     assert_eq!(rows[1].reason.as_deref(), Some("not today"));
     assert_eq!(rows[0].pipeline.as_deref(), Some("payments-api"));
     assert_eq!(rows[0].account.as_deref(), Some("prod"));
@@ -124,18 +133,18 @@ fn a_replayed_click_writes_nothing() {
     let (path, store) = store_with(dir.path(), &["t1"]);
     let log = AuditLog::open(&path).unwrap();
     let target = log.approval(1).unwrap().unwrap();
-    let c = click("U0ALICE001", "1.1", Decision::Approve);
+    let c = click("U0ALICE001", "1.1", Verdict::Approve);
     let Claim::Go(id) = log.claim(&c, &target, now()).unwrap() else {
         panic!("goes");
     };
     assert_eq!(log.claim(&c, &target, later(1)).unwrap(), Claim::Replay);
-    log.finish(id, "approved", Some("req-1")).unwrap();
+    log.finish(id, &r("approved"), Some("req-1")).unwrap();
     assert_eq!(log.claim(&c, &target, later(2)).unwrap(), Claim::Replay);
     // record is idempotent per click too.
-    let denied = click("U0MALLORY1", "2.1", Decision::Approve);
-    log.record(&denied, Some(&target), "denied", later(3))
+    let denied = click("U0MALLORY1", "2.1", Verdict::Approve);
+    log.record(&denied, Some(&target), &r("denied"), later(3))
         .unwrap();
-    log.record(&denied, Some(&target), "denied", later(4))
+    log.record(&denied, Some(&target), &r("denied"), later(4))
         .unwrap();
     assert_eq!(store.audit(Timestamp::MIN).unwrap().len(), 2);
 }
@@ -147,27 +156,27 @@ fn a_failed_answer_frees_the_approval_for_a_new_click() {
     let log = AuditLog::open(&path).unwrap();
     let target = log.approval(1).unwrap().unwrap();
     let Claim::Go(id) = log
-        .claim(&click("U0ALICE001", "1", Decision::Approve), &target, now())
+        .claim(&click("U0ALICE001", "1", Verdict::Approve), &target, now())
         .unwrap()
     else {
         panic!("goes");
     };
-    log.finish(id, "failed: AccessDeniedException", Some("req-9"))
+    log.finish(id, &r("failed: AccessDeniedException"), Some("req-9"))
         .unwrap();
     assert_eq!(store.decided_in_slack(1).unwrap(), None);
     let again = log
         .claim(
-            &click("U0ALICE001", "2", Decision::Approve),
+            &click("U0ALICE001", "2", Verdict::Approve),
             &target,
             later(1),
         )
         .unwrap();
     assert!(matches!(again, Claim::Go(_)), "{again:?}");
     // finish only changes a pending row.
-    log.finish(id, "approved", None).unwrap();
+    log.finish(id, &r("approved"), None).unwrap();
     assert_eq!(
         store.audit(Timestamp::MIN).unwrap()[0].result,
-        "failed: AccessDeniedException"
+        r("failed: AccessDeniedException")
     );
 }
 
@@ -185,7 +194,7 @@ fn two_connections_never_both_claim_one_approval() {
                 std::thread::spawn(move || {
                     let log = AuditLog::open(&path).unwrap();
                     let target = log.approval(1).unwrap().unwrap();
-                    let c = click(user, &format!("{round}"), Decision::Approve);
+                    let c = click(user, &format!("{round}"), Verdict::Approve);
                     start.wait();
                     log.claim(&c, &target, now()).unwrap()
                 })
@@ -199,7 +208,7 @@ fn two_connections_never_both_claim_one_approval() {
         let log = AuditLog::open(&path).unwrap();
         for c in claims {
             if let Claim::Go(id) = c {
-                log.finish(id, "failed: test", None).unwrap();
+                log.finish(id, &r("failed: test"), None).unwrap();
             }
         }
     }
@@ -212,7 +221,7 @@ fn the_index_holds_even_against_a_direct_insert() {
     let (path, store) = store_with(dir.path(), &["t1"]);
     let log = AuditLog::open(&path).unwrap();
     let target = log.approval(1).unwrap().unwrap();
-    log.claim(&click("U0ALICE001", "1", Decision::Approve), &target, now())
+    log.claim(&click("U0ALICE001", "1", Verdict::Approve), &target, now())
         .unwrap();
     let second = log.conn.execute(
         "INSERT INTO audit (at_ms, user_id, user_name, approval_id, decision, result, click_id)
@@ -222,14 +231,17 @@ fn the_index_holds_even_against_a_direct_insert() {
     assert!(second.is_err(), "a second decision row was accepted");
     // record cannot write a deciding result either.
     log.record(
-        &click("U0BOB00001", "2", Decision::Approve),
+        &click("U0BOB00001", "2", Verdict::Approve),
         Some(&target),
-        "approved",
+        &ClickResult::Approved,
         now(),
     )
     .unwrap();
     let rows = store.audit(Timestamp::MIN).unwrap();
-    assert_eq!(rows[1].result, "failed: approved recorded without a claim");
+    assert_eq!(
+        rows[1].result,
+        r("failed: approved recorded without a claim")
+    );
 }
 
 #[test]
@@ -238,22 +250,22 @@ fn interrupted_claims_fail_at_start_and_unknown_approvals_are_recorded() {
     let (path, store) = store_with(dir.path(), &["t1", "t2"]);
     let log = AuditLog::open(&path).unwrap();
     let t1 = log.approval(1).unwrap().unwrap();
-    log.claim(&click("U0ALICE001", "1", Decision::Approve), &t1, now())
+    log.claim(&click("U0ALICE001", "1", Verdict::Approve), &t1, now())
         .unwrap();
     drop(log);
     let log = AuditLog::open(&path).unwrap();
     assert_eq!(log.interrupted().unwrap(), 1);
     assert_eq!(log.interrupted().unwrap(), 0);
-    let mut unknown = click("U0ALICE001", "2", Decision::Approve);
-    unknown.approval_id = Some(42);
-    log.record(&unknown, None, "failed: unknown approval", later(1))
+    let mut unknown = click("U0ALICE001", "2", Verdict::Approve);
+    unknown.approval.approval_id = 42;
+    log.record(&unknown, None, &r("failed: unknown approval"), later(1))
         .unwrap();
     let rows = store.audit(Timestamp::MIN).unwrap();
     assert_eq!(
         rows[0].result,
-        "failed: interrupted by a restart before AWS answered"
+        r("failed: interrupted by a restart before AWS answered")
     );
-    assert_eq!(rows[1].result, "failed: unknown approval");
+    assert_eq!(rows[1].result, r("failed: unknown approval"));
     assert_eq!(rows[1].pipeline, None);
     // A resolved approval reads as resolved.
     let resolution = Resolution {
@@ -281,9 +293,9 @@ fn since_filters_and_old_rows_are_purged() {
     for (i, age_days) in [500, 300, 1].into_iter().enumerate() {
         let at = later(-age_days * day);
         log.record(
-            &click("U0ALICE001", &i.to_string(), Decision::Approve),
+            &click("U0ALICE001", &i.to_string(), Verdict::Approve),
             Some(&target),
-            "denied",
+            &ClickResult::Denied,
             at,
         )
         .unwrap();

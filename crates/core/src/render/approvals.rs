@@ -5,42 +5,21 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::{context, mrkdwn_field, plain_text, section, subject};
+use crate::interaction::{
+    APPROVE_ACTION, ApprovalRef, DECIDE_BLOCK, REASON_ACTION, REASON_BLOCK, REASON_MAX_CHARS,
+    REJECT_ACTION, REJECT_CALLBACK,
+};
 use crate::model::{Approval, ApprovalKey};
-
-/// `action_id`s of the two buttons and `callback_id` of the modal; anything else that arrives
-/// over Socket Mode is not ours.
-pub const APPROVE_ACTION: &str = "approval_watch.approve";
-pub const REJECT_ACTION: &str = "approval_watch.reject";
-pub const REJECT_CALLBACK: &str = "approval_watch.reject";
-/// The modal's input: `view.state.values[REASON_BLOCK][REASON_ACTION].value`.
-pub const REASON_BLOCK: &str = "reason";
-pub const REASON_ACTION: &str = "reason";
-/// Room for the reason in CodePipeline's 512-character summary after
-/// "Rejected in Slack by <name> (<id>): ".
-pub const REASON_MAX_CHARS: usize = 400;
-const DECIDE_BLOCK: &str = "approval_watch.decide";
+use crate::verdict::Verdict;
 
 /// Block Kit limits: a confirm dialog's title and text, a modal's title.
 const CONFIRM_TITLE_MAX_CHARS: usize = 100;
 const CONFIRM_TEXT_MAX_CHARS: usize = 300;
 
-/// How a decision taken in Slack is named in messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decided {
-    Approved,
-    Rejected,
-}
-
-/// What a button (or the reject modal) carries: `<store id>.<fingerprint of the request>`,
-/// the only thing a click is trusted to say about which approval it means.
-pub fn button_value(approval_id: i64, key: &ApprovalKey) -> String {
-    format!("{approval_id}.{}", key.fingerprint())
-}
-
-/// `message` (an alert) with Approve and Reject buttons naming the approval by
-/// [`button_value`].
+/// `message` (an alert) with Approve and Reject buttons naming the approval by its
+/// [`ApprovalRef`].
 pub fn with_buttons(mut message: Value, approval_id: i64, key: &ApprovalKey) -> Value {
-    let value = button_value(approval_id, key);
+    let value = ApprovalRef::new(approval_id, key).to_string();
     let confirm_text = format!(
         "Approve {} at stage {} ({})? CodePipeline continues the run at once.",
         key.pipeline, key.stage, key.action
@@ -83,7 +62,7 @@ pub fn reject_modal(approval_id: i64, key: &ApprovalKey) -> Value {
     json!({
         "type": "modal",
         "callback_id": REJECT_CALLBACK,
-        "private_metadata": button_value(approval_id, key),
+        "private_metadata": ApprovalRef::new(approval_id, key).to_string(),
         "title": { "type": "plain_text", "text": "Reject deployment" },
         "submit": { "type": "plain_text", "text": "Reject" },
         "close": { "type": "plain_text", "text": "Cancel" },
@@ -109,15 +88,15 @@ pub fn reject_modal(approval_id: i64, key: &ApprovalKey) -> Value {
 /// replaces it as usual.
 pub fn decided_alert(
     approval: &Approval,
-    decided: Decided,
+    verdict: Verdict,
     user_name: &str,
     user_id: &str,
     now: Timestamp,
 ) -> Value {
     let mut message = super::alert(approval, now);
-    let (emoji, word) = match decided {
-        Decided::Approved => (":white_check_mark:", "Approved"),
-        Decided::Rejected => (":no_entry:", "Rejected"),
+    let (emoji, word) = match verdict {
+        Verdict::Approve => (":white_check_mark:", "Approved"),
+        Verdict::Reject => (":no_entry:", "Rejected"),
     };
     let line = format!(
         "{emoji} *{word} in Slack by {} (<@{user_id}>)* · waiting for CodePipeline to confirm",
@@ -197,7 +176,10 @@ mod tests {
     fn the_modal_asks_for_a_required_reason() {
         let view = reject_modal(7, &key());
         assert_eq!(view["callback_id"], REJECT_CALLBACK);
-        assert_eq!(view["private_metadata"], button_value(7, &key()));
+        assert_eq!(
+            view["private_metadata"],
+            ApprovalRef::new(7, &key()).to_string()
+        );
         let input = &view["blocks"][1];
         assert_eq!(input["block_id"], REASON_BLOCK);
         assert_eq!(input["element"]["action_id"], REASON_ACTION);

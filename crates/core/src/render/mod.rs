@@ -30,10 +30,7 @@ impl MessageOverrides {
 }
 
 mod approvals;
-pub use approvals::{
-    APPROVE_ACTION, Decided, REASON_ACTION, REASON_BLOCK, REASON_MAX_CHARS, REJECT_ACTION,
-    REJECT_CALLBACK, decided_alert, reject_modal, who_may, with_buttons,
-};
+pub use approvals::{decided_alert, reject_modal, who_may, with_buttons};
 
 /// Slack's limits for a header's plain_text, for section/context text and for the top-level
 /// `text`, and for the number of blocks in a message.
