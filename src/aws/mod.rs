@@ -356,7 +356,7 @@ impl CodePipeline {
             .and_then(|e| e.artifact_revisions().first());
         Ok(Revision {
             revision_id: first.and_then(|r| r.revision_id()).map(str::to_owned),
-            summary: first
+            commit_message: first
                 .and_then(|r| r.revision_summary())
                 .map(parse::commit_message),
             url: first.and_then(|r| r.revision_url()).map(str::to_owned),

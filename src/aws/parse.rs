@@ -119,7 +119,7 @@ pub fn action_execution(e: &aws_sdk_codepipeline::types::ActionExecution) -> Act
         token: e.token().filter(|t| !t.is_empty()).map(str::to_owned),
         last_status_change: e.last_status_change().and_then(timestamp),
         last_updated_by: e.last_updated_by().map(str::to_owned),
-        summary: e.summary().map(str::to_owned),
+        comment: e.summary().map(str::to_owned),
     }
 }
 

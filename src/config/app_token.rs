@@ -9,12 +9,12 @@ use super::{ConfigError, invalid};
 const MAX_TOKEN_CHARS: usize = 255;
 
 /// An app-level token. Its `Debug` is redacted and it has no `Display`;
-/// [`AppToken::expose`] is the one way out, for the `Authorization` header of
+/// [`AppLevelToken::expose`] is the one way out, for the `Authorization` header of
 /// `apps.connections.open`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct AppToken(String);
+pub struct AppLevelToken(String);
 
-impl AppToken {
+impl AppLevelToken {
     /// Checks the form only (Slack is not asked). The error never repeats the value.
     pub fn parse(key: &str, raw: &str) -> Result<Self, ConfigError> {
         let raw = raw.trim();
@@ -43,9 +43,9 @@ impl AppToken {
     }
 }
 
-impl fmt::Debug for AppToken {
+impl fmt::Debug for AppLevelToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AppToken(<redacted>)")
+        f.write_str("AppLevelToken(<redacted>)")
     }
 }
 
@@ -55,16 +55,16 @@ mod tests {
 
     #[test]
     fn only_app_tokens_pass_and_errors_never_repeat_the_value() {
-        assert!(AppToken::parse("k", "xapp-1-A0-123-abc").is_ok());
+        assert!(AppLevelToken::parse("k", "xapp-1-A0-123-abc").is_ok());
         for bad in ["", "xoxb-123-abc", "xapp-has space", "xapp-\u{7}"] {
-            let e = AppToken::parse("slack.approvals.app_token", bad).unwrap_err();
+            let e = AppLevelToken::parse("slack.approvals.app_token", bad).unwrap_err();
             let text = e.to_string();
             assert!(text.contains("slack.approvals.app_token"), "{text}");
             if !bad.is_empty() {
                 assert!(!text.contains(bad), "{text}");
             }
         }
-        let t = AppToken::parse("k", "xapp-1-secret").unwrap();
-        assert_eq!(format!("{t:?}"), "AppToken(<redacted>)");
+        let t = AppLevelToken::parse("k", "xapp-1-secret").unwrap();
+        assert_eq!(format!("{t:?}"), "AppLevelToken(<redacted>)");
     }
 }

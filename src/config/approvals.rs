@@ -6,7 +6,7 @@
 use std::fmt;
 
 use super::app::AppConfig;
-use super::app_token::AppToken;
+use super::app_token::AppLevelToken;
 use super::raw;
 use super::secret::{RawSecret, SecretSource};
 use super::{ConfigError, invalid};
@@ -29,7 +29,7 @@ impl Approvers {
 /// `[slack.approvals]`: the app-level token and the default lists.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApprovalsConfig {
-    pub token: AppTokenSource,
+    pub token: AppLevelTokenSource,
     /// The key the token was given under (`slack.approvals.app_token_credential`), for messages.
     pub token_key: String,
     /// The lists for every app-mode route without a `[route.approvals]` of its own.
@@ -39,12 +39,12 @@ pub struct ApprovalsConfig {
 impl ApprovalsConfig {
     /// Reads the app-level token from its source and checks its form. Errors name the key,
     /// never the value.
-    pub fn resolve_token(&self) -> Result<AppToken, ConfigError> {
+    pub fn resolve_token(&self) -> Result<AppLevelToken, ConfigError> {
         match &self.token {
-            AppTokenSource::Inline(token) => Ok(token.clone()),
-            AppTokenSource::Located(source) => {
+            AppLevelTokenSource::Inline(token) => Ok(token.clone()),
+            AppLevelTokenSource::Located(source) => {
                 let (at, text) = source.read_text(&self.token_key, "the Slack app-level token")?;
-                AppToken::parse(&at, &text)
+                AppLevelToken::parse(&at, &text)
             }
         }
     }
@@ -53,12 +53,12 @@ impl ApprovalsConfig {
 /// Where the app-level token comes from: a file, an environment variable or a systemd
 /// credential (read when needed), or the config file itself.
 #[derive(Debug, Clone, PartialEq)]
-pub enum AppTokenSource {
+pub enum AppLevelTokenSource {
     Located(SecretSource),
-    Inline(AppToken),
+    Inline(AppLevelToken),
 }
 
-impl fmt::Display for AppTokenSource {
+impl fmt::Display for AppLevelTokenSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Located(source) => source.fmt(f),
@@ -109,11 +109,14 @@ pub(super) fn validate_default(
     let (token, token_key) = match raw.app_token {
         Some(text) => {
             let key = format!("{TABLE}.app_token");
-            (AppTokenSource::Inline(AppToken::parse(&key, &text)?), key)
+            (
+                AppLevelTokenSource::Inline(AppLevelToken::parse(&key, &text)?),
+                key,
+            )
         }
         None => {
             let (source, key) = super::secret::located_source(TABLE, "app_token", located)?;
-            (AppTokenSource::Located(source), key)
+            (AppLevelTokenSource::Located(source), key)
         }
     };
     let default = approvers(TABLE, raw.allow_users, raw.allow_groups)?;

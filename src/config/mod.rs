@@ -30,9 +30,9 @@ use std::time::Duration;
 
 pub use accounts::{AccountConfig, AwsConfig, Credentials, DEFAULT_IDLE_BUDGET_SHARE, Limits};
 pub use app::{AppConfig, BotToken, DEFAULT_API_URL, TokenSource};
-pub use app_token::AppToken;
+pub use app_token::AppLevelToken;
 pub use approval_watch_core::render::MessageOverrides;
-pub use approvals::{AppTokenSource, ApprovalsConfig, Approvers, is_user_id};
+pub use approvals::{AppLevelTokenSource, ApprovalsConfig, Approvers, is_user_id};
 pub use glob::Glob;
 pub use heartbeat::{HeartbeatConfig, HeartbeatUrls};
 pub use idle_rhythm::idle_rhythms;

@@ -271,7 +271,7 @@ fn changes(config: &Config, plan: &Plan, now: Timestamp) -> Changes {
 
 /// What a config builds (see `startup`): its AWS clients, the pipelines it names and the
 /// deliverer. A reload swaps them in whole.
-pub struct Parts {
+pub struct Assembly {
     pub config: Config,
     pub aws: CodePipeline,
     pub targets: Vec<Target>,
@@ -279,11 +279,11 @@ pub struct Parts {
     /// `[heartbeat]`, with its URLs read; `None` when not configured (and in the dry run).
     pub heartbeat: Option<Heartbeat>,
     /// `[slack.approvals]`'s Slack clients; `None` when not configured (and in the dry run).
-    pub approvals: Option<ApprovalsParts>,
+    pub approvals: Option<ApprovalClients>,
 }
 
 /// What approving from Slack needs besides the watcher's own parts.
-pub struct ApprovalsParts {
+pub struct ApprovalClients {
     pub slack: crate::slack::web_api::SlackApi,
     pub opener: crate::slack::web_api::ConnectionOpener,
 }
@@ -294,7 +294,7 @@ pub struct Watcher {
     /// Shared with the approvals service, whose `PutApprovalResult` calls go through the same
     /// request budgets.
     aws: Arc<CodePipeline>,
-    approvals: Option<ApprovalsParts>,
+    approvals: Option<ApprovalClients>,
     /// `[[pipeline]]`s.
     configured: Vec<Target>,
     discovered: Discovered,
@@ -327,16 +327,16 @@ const DELETED_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_mins(15);
 const NOT_FOUND: &str = "PipelineNotFoundException";
 
 impl Watcher {
-    pub fn new(parts: Parts, store: Store, clock: Clock) -> Self {
-        seed_definitions(&parts.aws, &store);
-        let Parts {
+    pub fn new(assembly: Assembly, store: Store, clock: Clock) -> Self {
+        seed_definitions(&assembly.aws, &store);
+        let Assembly {
             config,
             aws,
             targets,
             deliverer,
             heartbeat,
             approvals,
-        } = parts;
+        } = assembly;
         Self {
             heartbeat,
             approvals,
@@ -385,12 +385,12 @@ impl Watcher {
         &mut self,
         state_path: &std::path::Path,
     ) -> Option<crate::approve::Setup> {
-        let parts = self.approvals.take()?;
+        let clients = self.approvals.take()?;
         Some(crate::approve::Setup {
             config: Arc::new(self.config.clone()),
             aws: self.aws.clone(),
-            slack: parts.slack,
-            opener: parts.opener,
+            slack: clients.slack,
+            opener: clients.opener,
             state_path: state_path.to_owned(),
             clock: self.clock,
         })
@@ -848,15 +848,15 @@ impl Watcher {
     /// The store (and its lock) stays open. Pipelines no longer configured (or discovered) are
     /// no longer read, and forgotten here, so their open approvals stay as they are: never
     /// resolved, never reminded. Discovery lists afresh at the next cycle.
-    pub fn reconfigure(&mut self, parts: Parts) {
-        let Parts {
+    pub fn reconfigure(&mut self, assembly: Assembly) {
+        let Assembly {
             config,
             aws,
             targets,
             deliverer,
             mut heartbeat,
             approvals,
-        } = parts;
+        } = assembly;
         self.approvals = approvals;
         if let (Some(new), Some(old)) = (heartbeat.as_mut(), self.heartbeat.as_ref()) {
             new.take_over(old);

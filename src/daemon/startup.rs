@@ -9,7 +9,7 @@ use crate::aws::{CodePipeline, SetupError};
 use crate::clock::Clock;
 use crate::config::small_file::{self, SmallFileError};
 use crate::config::{Config, ConfigError};
-use crate::daemon::cycle::{ApprovalsParts, Parts, Watcher};
+use crate::daemon::cycle::{ApprovalClients, Assembly, Watcher};
 use crate::daemon::deliver::{Deliverer, Transport};
 use crate::daemon::heartbeat::{Heartbeat, HeartbeatError};
 use crate::slack::web_api::{ConnectionOpener, SlackApi};
@@ -56,7 +56,7 @@ pub enum Mode {
 }
 
 /// Builds what `config` needs besides the store: AWS clients, configured pipelines, deliverer.
-pub async fn parts(config: Config, mode: Mode, clock: Clock) -> Result<Parts, StartupError> {
+pub async fn assemble(config: Config, mode: Mode, clock: Clock) -> Result<Assembly, StartupError> {
     let mut approvals = None;
     let transport = match mode {
         Mode::Live => {
@@ -74,7 +74,7 @@ pub async fn parts(config: Config, mode: Mode, clock: Clock) -> Result<Parts, St
                 let opener = ConnectionOpener::new(app.api_url.clone(), settings.resolve_token()?)
                     .map_err(StartupError::HttpClient)?
                     .with_token_key(&settings.token_key);
-                approvals = Some(ApprovalsParts {
+                approvals = Some(ApprovalClients {
                     slack: slack.clone(),
                     opener,
                 });
@@ -90,7 +90,7 @@ pub async fn parts(config: Config, mode: Mode, clock: Clock) -> Result<Parts, St
     };
     let (aws, targets) = CodePipeline::connect(&config).await?;
     let deliverer = Deliverer::new(transport, &config, clock);
-    Ok(Parts {
+    Ok(Assembly {
         config,
         aws,
         targets,
@@ -104,10 +104,10 @@ pub async fn parts(config: Config, mode: Mode, clock: Clock) -> Result<Parts, St
 /// database is touched), then the store.
 pub async fn watcher(config: Config, mode: Mode, clock: Clock) -> Result<Watcher, StartupError> {
     let state_path = config.state_path.clone();
-    let parts = parts(config, mode, clock).await?;
+    let assembly = assemble(config, mode, clock).await?;
     Ok(match mode {
-        Mode::Live => Watcher::new(parts, Store::open(&state_path)?, clock),
-        Mode::DryRun => Watcher::new(parts, Store::open_copy(&state_path)?, clock).quiet(),
+        Mode::Live => Watcher::new(assembly, Store::open(&state_path)?, clock),
+        Mode::DryRun => Watcher::new(assembly, Store::open_copy(&state_path)?, clock).quiet(),
     })
 }
 
@@ -117,8 +117,8 @@ const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// SIGHUP: the config at `path` read again and its parts built, for the running watcher.
 /// The file must be a regular file, read without waiting on a writer: a FIFO put in its place
 /// must not freeze the daemon (signals and all).
-pub async fn reload(path: &Path, clock: Clock) -> Result<Parts, StartupError> {
+pub async fn reload(path: &Path, clock: Clock) -> Result<Assembly, StartupError> {
     let file = small_file::read(path, MAX_CONFIG_BYTES).map_err(StartupError::ConfigFile)?;
     let config = Config::parse(&file.text, path)?;
-    parts(config, Mode::Live, clock).await
+    assemble(config, Mode::Live, clock).await
 }

@@ -529,7 +529,7 @@ impl Store {
                         approval.custom_data,
                         approval.external_entity_link,
                         rev.and_then(|r| r.revision_id.as_deref()),
-                        rev.and_then(|r| r.summary.as_deref()),
+                        rev.and_then(|r| r.commit_message.as_deref()),
                         rev.and_then(|r| r.url.as_deref()),
                         now_ms,
                         approval.key.account,
@@ -1000,7 +1000,7 @@ fn approval_from_row(row: &Row<'_>) -> Result<Approval, String> {
     let revision =
         (revision_id.is_some() || summary.is_some() || url.is_some()).then_some(Revision {
             revision_id,
-            summary,
+            commit_message: summary,
             url,
         });
     Ok(Approval {
@@ -1215,7 +1215,7 @@ mod tests {
             external_entity_link: None,
             revision: Some(Revision {
                 revision_id: Some("8f2b".into()),
-                summary: Some("Fix".into()),
+                commit_message: Some("Fix".into()),
                 url: None,
             }),
         }

@@ -83,7 +83,7 @@ async fn every_fixture_reads_into_the_model() {
     let latest = only_approval(&s).latest.clone().unwrap();
     assert_eq!(latest.status, ActionStatus::Succeeded);
     assert_eq!(latest.token.as_deref(), Some(fixtures::FIXTURE_TOKEN));
-    assert_eq!(latest.summary.as_deref(), Some(fixtures::APPROVED_COMMENT));
+    assert_eq!(latest.comment.as_deref(), Some(fixtures::APPROVED_COMMENT));
     assert_eq!(
         latest.last_updated_by.as_deref(),
         Some("arn:aws:sts::123456789012:assumed-role/Deployer/alice@example.com")
@@ -95,7 +95,7 @@ async fn every_fixture_reads_into_the_model() {
     let latest = only_approval(&s).latest.clone().unwrap();
     assert_eq!(latest.status, ActionStatus::Failed);
     assert_eq!(
-        latest.summary.as_deref(),
+        latest.comment.as_deref(),
         Some(fixtures::REJECTED_COMMENT_RAW)
     );
     assert_eq!(
@@ -120,7 +120,7 @@ async fn every_fixture_reads_into_the_model() {
         Some(fixtures::FIXTURE_REVISION_ID)
     );
     assert_eq!(
-        revision.summary.as_deref(),
+        revision.commit_message.as_deref(),
         Some(fixtures::FIXTURE_COMMIT_MESSAGE)
     );
     assert_eq!(

@@ -119,8 +119,8 @@ pub struct ActionExecution {
     pub last_status_change: Option<Timestamp>,
     /// The reviewer's ARN.
     pub last_updated_by: Option<String>,
-    /// The reviewer's comment.
-    pub summary: Option<String>,
+    /// The reviewer's comment (CodePipeline's `latestExecution.summary`).
+    pub comment: Option<String>,
 }
 
 /// One manual approval action as seen in one read of a pipeline.
@@ -151,8 +151,9 @@ pub struct PipelineSnapshot {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Revision {
     pub revision_id: Option<String>,
-    /// Commit message or other summary, already extracted from CodeStar's JSON summary.
-    pub summary: Option<String>,
+    /// Commit message (CodePipeline's `revisionSummary`; the message is taken out of
+    /// CodeStar's JSON form).
+    pub commit_message: Option<String>,
     pub url: Option<String>,
 }
 

@@ -254,7 +254,7 @@ fn judge(stored: &Approval, observed: Option<&ObservedApproval>, now: Timestamp)
     Judgement::Resolved(Resolution {
         outcome,
         by: latest.last_updated_by.clone(),
-        comment: latest.summary.clone().filter(|s| !s.trim().is_empty()),
+        comment: latest.comment.clone().filter(|s| !s.trim().is_empty()),
         at,
     })
 }
@@ -305,7 +305,7 @@ mod tests {
                 token: token.map(str::to_owned),
                 last_status_change: Some(ts(T0)),
                 last_updated_by: None,
-                summary: None,
+                comment: None,
             }),
             pipeline_execution_id: Some("exec-1".into()),
         }
@@ -366,14 +366,14 @@ mod tests {
         status: ActionStatus,
         at: i64,
         by: Option<&str>,
-        summary: Option<&str>,
+        comment: Option<&str>,
     ) -> ActionExecution {
         ActionExecution {
             status,
             token: Some("tok-1".into()),
             last_status_change: Some(ts(at)),
             last_updated_by: by.map(str::to_owned),
-            summary: summary.map(str::to_owned),
+            comment: comment.map(str::to_owned),
         }
     }
 
@@ -409,7 +409,7 @@ mod tests {
         let key = waiting_keys(&snaps)[0].0.clone();
         let rev = Revision {
             revision_id: Some("8f2b1e4".into()),
-            summary: Some("Fix".into()),
+            commit_message: Some("Fix".into()),
             url: None,
         };
         let plan = run(

@@ -42,7 +42,7 @@ const MAX_BLOCKS: usize = 50;
 /// (the links in particular) past the section limit. AWS names are at most 100 characters.
 const NAME_MAX_CHARS: usize = 200;
 const LINK_LABEL_MAX_CHARS: usize = 200;
-const SUMMARY_MAX_CHARS: usize = 300;
+const COMMIT_LINE_MAX_CHARS: usize = 300;
 const FALLBACK_COMMENT_MAX_CHARS: usize = 500;
 /// A longer URL is shown as text instead of linked: a URL cannot be shortened, and a huge one
 /// would crowd everything else out of its section.
@@ -601,13 +601,13 @@ fn revision_line(revision: &Revision) -> Option<String> {
         // Without an id there is nothing to show for an unusable URL.
         None => url.and_then(safe_url).map(|_| link_opt(url, "commit")),
     };
-    // A commit message's first line is its summary.
-    let summary = revision
-        .summary
+    // A commit message's first line says what it is.
+    let first_line = revision
+        .commit_message
         .as_deref()
         .and_then(|s| s.lines().map(str::trim).find(|l| !l.is_empty()))
-        .map(|line| mrkdwn_field(line, SUMMARY_MAX_CHARS));
-    let parts: Vec<String> = id.into_iter().chain(summary).collect();
+        .map(|line| mrkdwn_field(line, COMMIT_LINE_MAX_CHARS));
+    let parts: Vec<String> = id.into_iter().chain(first_line).collect();
     (!parts.is_empty()).then(|| format!("*Revision:* {}", parts.join(" ")))
 }
 
@@ -820,7 +820,7 @@ mod tests {
             external_entity_link: Some("https://staging.example.com/release-notes".into()),
             revision: Some(Revision {
                 revision_id: Some(COMMIT.into()),
-                summary: Some("Fix rounding in checkout totals".into()),
+                commit_message: Some("Fix rounding in checkout totals".into()),
                 url: Some(COMMIT_URL.into()),
             }),
         }
@@ -1058,7 +1058,7 @@ mod tests {
             external_entity_link: Some("javascript:alert(1)//<!channel>|x".into()),
             revision: Some(Revision {
                 revision_id: Some("<@U1>|abcdef".into()),
-                summary: None,
+                commit_message: None,
                 url: Some("ftp://example.com/x".into()),
             }),
             ..fixture_approval()
@@ -1329,7 +1329,7 @@ mod tests {
             external_entity_link: Some(format!("https://example.com/{long}")),
             revision: Some(Revision {
                 revision_id: Some(long.clone()),
-                summary: Some(long.clone()),
+                commit_message: Some(long.clone()),
                 url: Some(format!("https://example.com/{long}")),
             }),
             ..fixture_approval()
@@ -1473,7 +1473,7 @@ mod tests {
                 external_entity_link: nasty_option(&mut rng, nasty_url),
                 revision: (rng.below(4) != 0).then(|| Revision {
                     revision_id: nasty_option(&mut rng, nasty_string),
-                    summary: nasty_option(&mut rng, nasty_string),
+                    commit_message: nasty_option(&mut rng, nasty_string),
                     url: nasty_option(&mut rng, nasty_url),
                 }),
             };
