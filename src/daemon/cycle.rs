@@ -17,7 +17,7 @@ use crate::daemon::heartbeat::Heartbeat;
 use crate::daemon::warn_once::WarnOnce;
 use crate::store::{AppParts, Changes, NewMessage, Store, StoreError};
 use approval_watch_core::model::{
-    ApprovalKey, MessageKind, OpenApproval, Outcome, PipelineSnapshot, Revision,
+    ApprovalKey, MessageKind, OpenApproval, PipelineSnapshot, Revision,
 };
 use approval_watch_core::poll::{Discovered, Schedule};
 use approval_watch_core::reconcile::{self, Plan};
@@ -400,17 +400,13 @@ impl Watcher {
     /// daemon's IAM role that CodePipeline names. (A store that cannot say leaves the role.)
     fn credit_slack_deciders(&self, plan: &mut reconcile::Plan) {
         for r in &mut plan.resolved {
-            if !matches!(r.resolution.outcome, Outcome::Approved | Outcome::Rejected) {
+            let Some(verdict) = Verdict::of(r.resolution.outcome) else {
                 continue;
-            }
+            };
             match self.store.decided_in_slack(r.id) {
                 Ok(Some((name, id))) => {
                     // Only when CodePipeline's comment is the summary sent for this very
                     // outcome: a console decision racing a Slack click keeps its reviewer.
-                    let verdict = match r.resolution.outcome {
-                        Outcome::Approved => Verdict::Approve,
-                        _ => Verdict::Reject,
-                    };
                     let ours = crate::approve::result_summary(verdict, &name, &id, None);
                     let rest = r
                         .resolution

@@ -36,14 +36,6 @@ impl Verdict {
         }
     }
 
-    /// How the approval ends when CodePipeline takes this verdict.
-    pub fn outcome(self) -> Outcome {
-        match self {
-            Self::Approve => Outcome::Approved,
-            Self::Reject => Outcome::Rejected,
-        }
-    }
-
     /// The verdict that ends an approval with `outcome`, if a person's verdict can.
     pub fn of(outcome: Outcome) -> Option<Self> {
         match outcome {
@@ -144,14 +136,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn verdicts_read_back_and_match_outcomes() {
+    fn verdicts_read_back_and_end_approvals_as_approved_or_rejected() {
         for v in [Verdict::Approve, Verdict::Reject] {
             assert_eq!(Verdict::parse(v.as_str()), Some(v));
-            assert_eq!(Verdict::of(v.outcome()), Some(v));
             assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
         }
         assert_eq!(Verdict::parse("Approve"), None);
+        assert_eq!(Verdict::of(Outcome::Approved), Some(Verdict::Approve));
+        assert_eq!(Verdict::of(Outcome::Rejected), Some(Verdict::Reject));
         assert_eq!(Verdict::of(Outcome::Expired), None);
+        assert_eq!(Verdict::of(Outcome::Superseded), None);
     }
 
     #[test]
