@@ -119,10 +119,11 @@ pub struct Click {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn key() -> ApprovalKey {
+    /// A request to render buttons for and read them back (also `render`'s tests).
+    pub(crate) fn key() -> ApprovalKey {
         ApprovalKey {
             account: "default".into(),
             region: "eu-west-1".into(),

@@ -128,17 +128,7 @@ pub fn who_may(users: &[String], groups: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key() -> ApprovalKey {
-        ApprovalKey {
-            account: "default".into(),
-            region: "eu-west-1".into(),
-            pipeline: "payments-api".into(),
-            stage: "Production".into(),
-            action: "Approve".into(),
-            token: "t-1".into(),
-        }
-    }
+    use crate::interaction::tests::key;
 
     #[test]
     fn buttons_carry_only_the_approval_id_and_approve_asks_first() {
