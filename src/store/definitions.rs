@@ -113,11 +113,9 @@ mod tests {
         )])
     }
 
-    #[test]
-    fn only_the_newest_version_per_pipeline_is_kept_across_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        let mut store = Store::open(&path).unwrap();
+    /// A store at `path` that kept web-app's version 1 and payments' version 4.
+    fn store_with_two(path: &std::path::Path) -> Store {
+        let mut store = Store::open(path).unwrap();
         store
             .save_definitions(
                 &[
@@ -127,6 +125,14 @@ mod tests {
                 now(),
             )
             .unwrap();
+        store
+    }
+
+    #[test]
+    fn only_the_newest_version_per_pipeline_is_kept_across_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let mut store = store_with_two(&path);
         store
             .save_definitions(&[(target("web-app"), 2, definitions("v2"))], now())
             .unwrap();
@@ -147,16 +153,7 @@ mod tests {
     #[test]
     fn a_corrupt_definition_is_left_out() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
-        store
-            .save_definitions(
-                &[
-                    (target("web-app"), 1, definitions("v1")),
-                    (target("payments"), 4, definitions("p4")),
-                ],
-                now(),
-            )
-            .unwrap();
+        let store = store_with_two(&dir.path().join("s.db"));
         store
             .conn
             .execute(
