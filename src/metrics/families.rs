@@ -2,6 +2,8 @@
 //! order they are written. Names, labels and help texts are what dashboards and alerts read:
 //! the golden test below keeps them as they are.
 
+use std::collections::BTreeMap;
+
 use jiff::Timestamp;
 
 use super::exposition::{Family, Sample, Type, always};
@@ -33,6 +35,18 @@ fn tally<K: Label>(tally: &Tally<K>, label: &'static str, out: &mut Vec<Sample>)
     );
 }
 
+/// One sample per entry of a map keyed by two label values.
+fn by_pair(
+    map: &BTreeMap<(String, String), u64>,
+    [first, second]: [&'static str; 2],
+    out: &mut Vec<Sample>,
+) {
+    out.extend(
+        map.iter()
+            .map(|((a, b), n)| Sample::int(*n).label(first, a).label(second, b)),
+    );
+}
+
 /// Every family, in exposition order.
 pub(super) fn table<'a>() -> [Family<View<'a>>; 18] {
     [
@@ -48,15 +62,7 @@ pub(super) fn table<'a>() -> [Family<View<'a>>; 18] {
             kind: Type::Gauge,
             help: "Manual approvals waiting now, by pipeline (as of the last cycle).",
             shown: always,
-            samples: |v, out| {
-                for ((pipeline, region), n) in &v.inner.waiting.by_pipeline {
-                    out.push(
-                        Sample::int(*n)
-                            .label("pipeline", pipeline)
-                            .label("region", region),
-                    );
-                }
-            },
+            samples: |v, out| by_pair(&v.inner.waiting.by_pipeline, ["pipeline", "region"], out),
         },
         Family {
             name: "oldest_approval_wait_seconds",
@@ -119,15 +125,7 @@ pub(super) fn table<'a>() -> [Family<View<'a>>; 18] {
             kind: Type::Counter,
             help: "CodePipeline API calls that failed, by operation and AWS error code.",
             shown: always,
-            samples: |v, out| {
-                for ((operation, code), n) in &v.inner.aws_errors {
-                    out.push(
-                        Sample::int(*n)
-                            .label("operation", operation)
-                            .label("code", code),
-                    );
-                }
-            },
+            samples: |v, out| by_pair(&v.inner.aws_errors, ["operation", "code"], out),
         },
         Family {
             name: "pipelines_unreadable",
@@ -197,15 +195,7 @@ pub(super) fn table<'a>() -> [Family<View<'a>>; 18] {
             kind: Type::Gauge,
             help: "Seconds between two reads of an idle pipeline, per account and region (adaptive polling).",
             shown: always,
-            samples: |v, out| {
-                for ((account, region), seconds) in &v.inner.idle_rhythms {
-                    out.push(
-                        Sample::int(*seconds)
-                            .label("account", account)
-                            .label("region", region),
-                    );
-                }
-            },
+            samples: |v, out| by_pair(&v.inner.idle_rhythms, ["account", "region"], out),
         },
         Family {
             name: "slack_socket_connected",
@@ -235,7 +225,6 @@ pub(super) fn table<'a>() -> [Family<View<'a>>; 18] {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::time::Duration;
 
     use super::*;
@@ -357,13 +346,7 @@ mod tests {
     #[test]
     fn a_successful_cycle_sets_the_timestamp() {
         let m = Metrics::new();
-        m.cycle(CycleOutcome {
-            duration: Duration::ZERO,
-            completed: true,
-            reads: 1,
-            unreadable: 0,
-            reads_saved: 0,
-        });
+        m.cycle(CycleOutcome::instant(true, 1, 0));
         let text = m.render();
         let last: f64 = text
             .lines()

@@ -123,6 +123,20 @@ impl CycleOutcome {
     }
 }
 
+#[cfg(test)]
+impl CycleOutcome {
+    /// A cycle that took no time and skipped nothing.
+    pub(super) fn instant(completed: bool, reads: usize, unreadable: usize) -> Self {
+        Self {
+            duration: Duration::ZERO,
+            completed,
+            reads,
+            unreadable,
+            reads_saved: 0,
+        }
+    }
+}
+
 impl Metrics {
     pub fn new() -> Self {
         Self {
@@ -270,13 +284,7 @@ mod tests {
 
     #[test]
     fn success_needs_a_completed_cycle_that_read_something() {
-        let outcome = |completed, reads, unreadable| CycleOutcome {
-            duration: Duration::ZERO,
-            completed,
-            reads,
-            unreadable,
-            reads_saved: 0,
-        };
+        let outcome = CycleOutcome::instant;
         assert!(outcome(true, 3, 2).succeeded());
         assert!(outcome(true, 0, 0).succeeded());
         assert!(!outcome(true, 3, 3).succeeded());
@@ -292,13 +300,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         assert!(m.health().is_err());
         m.set_poll_interval(Duration::from_secs(60));
-        m.cycle(CycleOutcome {
-            duration: Duration::ZERO,
-            completed: true,
-            reads: 1,
-            unreadable: 0,
-            reads_saved: 0,
-        });
+        m.cycle(CycleOutcome::instant(true, 1, 0));
         assert!(m.health().unwrap().contains("last successful cycle"));
     }
 
