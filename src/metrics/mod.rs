@@ -3,7 +3,7 @@
 //!
 //! Modules record with one-line calls on the process-wide registry, e.g.
 //! `crate::metrics::slack_failure(SlackFailure::RateLimited)`; label values known in advance
-//! are types ([`labels`]), so a misspelt one does not compile. Recording costs a mutex and a
+//! are types (`labels`), so a misspelt one does not compile. Recording costs a mutex and a
 //! map lookup, and is done whether or not the endpoint is on.
 //!
 //! - `labels`: the typed label values ([`SocketState`], [`ClickResult`], …).
