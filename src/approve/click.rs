@@ -127,7 +127,7 @@ async fn refuse(
         "click from Slack refused"
     );
     audit_record(ctx, click, decision, target.as_ref(), result);
-    crate::metrics::slack_decision(result);
+    crate::metrics::slack_decision(crate::metrics::ClickResult::from_audit(result));
     ephemeral(ctx, click, target.as_ref(), &text).await;
 }
 
@@ -199,12 +199,12 @@ async fn decide(ctx: &Ctx, click: &Click, verdict: Verdict, reason: Option<&str>
     let audit_id = match claim {
         Ok(Claim::Go(id)) => id,
         Ok(Claim::Replay) => {
-            crate::metrics::slack_decision("ignored");
+            crate::metrics::slack_decision(crate::metrics::ClickResult::Ignored);
             tracing::debug!(user = %click.user.id, "a replayed click; already handled");
             return;
         }
         Ok(Claim::Taken) => {
-            crate::metrics::slack_decision("already_resolved");
+            crate::metrics::slack_decision(crate::metrics::ClickResult::AlreadyResolved);
             let text = "Someone already decided this approval (or is deciding it right now); the channel will show the outcome.";
             ephemeral(ctx, click, Some(&target), text).await;
             return;
@@ -249,7 +249,7 @@ async fn decide(ctx: &Ctx, click: &Click, verdict: Verdict, reason: Option<&str>
     if let Err(e) = finished {
         tracing::error!(audit_id, "cannot record AWS's answer in the audit: {e}");
     }
-    crate::metrics::slack_decision(&result);
+    crate::metrics::slack_decision(crate::metrics::ClickResult::from_audit(&result));
     match answer {
         Ok(_) => {
             tracing::info!(
