@@ -6,6 +6,7 @@
 use super::Ctx;
 use super::decide::{may_decide, result_summary};
 use super::payload::{Request, parse};
+use crate::metrics;
 use crate::slack::socket_mode::Interaction;
 use crate::slack::web_api::ApiError;
 use crate::store::{Claim, ClickTarget};
@@ -132,7 +133,7 @@ async fn refuse(ctx: &Ctx, click: &Click, refusal: Refusal, target: Option<Click
     if let Err(e) = written {
         tracing::error!(user = %click.user.id, result = &*result.as_str(), "cannot write the audit row: {e}");
     }
-    crate::metrics::slack_decision(&result.as_str());
+    metrics::slack_decision(metrics::ClickResult::from_audit(&result.as_str()));
     ephemeral(ctx, click, target.as_ref(), &text).await;
 }
 
@@ -166,12 +167,12 @@ async fn decide(ctx: &Ctx, click: &Click) {
     let audit_id = match claim {
         Ok(Claim::Go(id)) => id,
         Ok(Claim::Replay) => {
-            crate::metrics::slack_decision(&ClickResult::Ignored.as_str());
+            metrics::slack_decision(metrics::ClickResult::Ignored);
             tracing::debug!(user = %click.user.id, "a replayed click; already handled");
             return;
         }
         Ok(Claim::Taken) => {
-            crate::metrics::slack_decision(&ClickResult::AlreadyResolved.as_str());
+            metrics::slack_decision(metrics::ClickResult::AlreadyResolved);
             let text = "Someone already decided this approval (or is deciding it right now); the channel will show the outcome.";
             ephemeral(ctx, click, Some(&target), text).await;
             return;
@@ -216,7 +217,7 @@ async fn decide(ctx: &Ctx, click: &Click) {
     if let Err(e) = finished {
         tracing::error!(audit_id, "cannot record AWS's answer in the audit: {e}");
     }
-    crate::metrics::slack_decision(&result.as_str());
+    metrics::slack_decision(metrics::ClickResult::from_audit(&result.as_str()));
     match answer {
         Ok(_) => {
             tracing::info!(

@@ -19,12 +19,11 @@ use aws_sdk_codepipeline::error::{ProvideErrorMetadata, SdkError};
 
 use crate::aws::budget::Budget;
 use crate::config::Config;
-pub use approval_watch_core::model::Target;
 use approval_watch_core::model::{ApprovalKey, PipelineSnapshot, Revision};
+pub use approval_watch_core::model::{Definitions, Target};
 use approval_watch_core::verdict::Verdict;
 pub use error::AwsError;
 pub use guard::{MAX_ANSWER_BYTES, MAX_NESTING};
-pub use parse::Definitions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {

@@ -5,11 +5,8 @@ use aws_sdk_codepipeline::types::{ActionCategory, PipelineDeclaration};
 use jiff::Timestamp;
 
 use approval_watch_core::model::{
-    ActionExecution, ActionStatus, ApprovalDefinition, ObservedApproval,
+    ActionExecution, ActionStatus, ApprovalDefinition, Definitions, ObservedApproval,
 };
-
-/// Which actions of a pipeline version are manual approvals, keyed by (stage, action).
-pub type Definitions = Vec<((String, String), ApprovalDefinition)>;
 
 pub fn approval_definitions(pipeline: &PipelineDeclaration) -> Definitions {
     let mut out = Vec::new();

@@ -225,7 +225,7 @@ fn start_approvals(
     let state_path = watcher.config().state_path.clone();
     let Some(setup) = watcher.take_approvals(&state_path) else {
         // Approvals turned off (or never on): no connection series in the metrics.
-        metrics::socket_state("off");
+        metrics::socket_state(metrics::SocketState::Off);
         return None;
     };
     match approve::spawn(setup, membership, shutdown) {

@@ -80,6 +80,10 @@ pub struct ApprovalDefinition {
 
 pub const DEFAULT_APPROVAL_TIMEOUT_MINUTES: i64 = 7 * 24 * 60;
 
+/// Which actions of a pipeline version are manual approvals, keyed by (stage, action).
+/// Read from AWS, kept in the store's definition cache.
+pub type Definitions = Vec<((String, String), ApprovalDefinition)>;
+
 impl ApprovalDefinition {
     pub fn timeout_minutes(&self) -> i64 {
         self.timeout_minutes

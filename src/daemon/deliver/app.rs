@@ -286,7 +286,7 @@ impl Deliverer {
                     limiter.drain();
                     let wait = retry_after.unwrap_or(DEFAULT_RATE_LIMIT_WAIT);
                     if wait <= MAX_INLINE_WAIT && inline_waits < MAX_INLINE_WAITS {
-                        crate::metrics::slack_failure("rate_limited");
+                        crate::metrics::slack_failure(crate::metrics::SlackFailure::RateLimited);
                         tracing::warn!(
                             route,
                             method = method.as_str(),
@@ -322,7 +322,7 @@ impl Deliverer {
             self.delivered(message, route, store)?;
             return Ok(Sent::Delivered);
         };
-        crate::metrics::message_sent(message.kind.as_str());
+        crate::metrics::message_sent(message.kind);
         let now = self.clock.now();
         self.threads.insert(message.approval_id, posted.clone());
         if let Err(e) = store.mark_posted(message.id, now, &posted) {
@@ -342,7 +342,7 @@ impl Deliverer {
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
         if matches!(self.transport, Transport::Slack { .. }) {
-            crate::metrics::message_sent(message.kind.as_str());
+            crate::metrics::message_sent(message.kind);
         }
         if let Err(e) = store.mark_delivered(message.id, now) {
             self.unmarked.insert(message.id, now);
@@ -365,10 +365,14 @@ impl Deliverer {
         match &error {
             ApiError::Permanent { error } => match web_api::metric_error(error) {
                 Some(word) => crate::metrics::slack_error(word),
-                None => crate::metrics::slack_failure("permanent"),
+                None => crate::metrics::slack_failure(crate::metrics::SlackFailure::Permanent),
             },
-            ApiError::RateLimited { .. } => crate::metrics::slack_failure("rate_limited"),
-            ApiError::Temporary(_) => crate::metrics::slack_failure("temporary"),
+            ApiError::RateLimited { .. } => {
+                crate::metrics::slack_failure(crate::metrics::SlackFailure::RateLimited)
+            }
+            ApiError::Temporary(_) => {
+                crate::metrics::slack_failure(crate::metrics::SlackFailure::Temporary)
+            }
         }
         match error {
             ApiError::RateLimited { retry_after } => {

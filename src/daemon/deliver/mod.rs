@@ -368,7 +368,7 @@ impl Deliverer {
             let now = self.clock.now();
             match result {
                 Ok(()) => {
-                    crate::metrics::message_sent(message.kind.as_str());
+                    crate::metrics::message_sent(message.kind);
                     if let Err(e) = store.mark_delivered(message.id, now) {
                         self.unmarked.insert(message.id, now);
                         return Err(e);
@@ -377,7 +377,7 @@ impl Deliverer {
                     return Ok(Sent::Delivered);
                 }
                 Err(SendError::Permanent { status, body }) => {
-                    crate::metrics::slack_failure("permanent");
+                    crate::metrics::slack_failure(crate::metrics::SlackFailure::Permanent);
                     let error = format!("HTTP {status}: {body}");
                     store.mark_failed(message.id, &error)?;
                     tracing::error!(
@@ -393,7 +393,7 @@ impl Deliverer {
                     return Ok(Sent::Failed);
                 }
                 Err(SendError::RateLimited { retry_after }) => {
-                    crate::metrics::slack_failure("rate_limited");
+                    crate::metrics::slack_failure(crate::metrics::SlackFailure::RateLimited);
                     limiter.drain();
                     let (wait, over_cap) = rate_limit_wait(retry_after);
                     if over_cap && self.suspicious_waits.insert(route.name.clone()) {
@@ -421,7 +421,7 @@ impl Deliverer {
                     return Ok(Sent::Deferred);
                 }
                 Err(SendError::Temporary(error)) => {
-                    crate::metrics::slack_failure("temporary");
+                    crate::metrics::slack_failure(crate::metrics::SlackFailure::Temporary);
                     let wait = backoff(message.attempts);
                     store.mark_retry(message.id, later(now, wait), &error)?;
                     tracing::warn!(

@@ -162,7 +162,7 @@ pub fn spawn_with(
         .enable_all()
         .build()?;
     let (state_tx, state) = watch::channel(ConnectionState::Connecting);
-    crate::metrics::socket_state(ConnectionState::Connecting.as_str());
+    crate::metrics::socket_state(crate::metrics::SocketState::Connecting);
     let runner = Runner {
         opener,
         interactions,
@@ -223,7 +223,7 @@ impl Runner {
             let error = match opened {
                 Ok(conn) => {
                     if connected_before {
-                        crate::metrics::socket_reconnect("dropped");
+                        crate::metrics::socket_reconnect(crate::metrics::ReconnectReason::Dropped);
                     }
                     connected_before = true;
                     if backoff.attempt() > 0 {
@@ -280,7 +280,13 @@ impl Runner {
     }
 
     fn set(&self, state: ConnectionState) {
-        crate::metrics::socket_state(state.as_str());
+        crate::metrics::socket_state(match state {
+            ConnectionState::Connecting => crate::metrics::SocketState::Connecting,
+            ConnectionState::Connected => crate::metrics::SocketState::Connected,
+            ConnectionState::Retrying { .. } => crate::metrics::SocketState::Retrying,
+            ConnectionState::Disabled => crate::metrics::SocketState::Disabled,
+            ConnectionState::Stopped => crate::metrics::SocketState::Stopped,
+        });
         self.state.send_replace(state);
     }
 
@@ -324,7 +330,7 @@ impl Runner {
                     match opened {
                         Ok(new) => {
                             std::mem::replace(&mut conn, new).close().await;
-                            crate::metrics::socket_reconnect("refresh");
+                            crate::metrics::socket_reconnect(crate::metrics::ReconnectReason::Refresh);
                             tracing::info!("Socket Mode connection refreshed");
                             silence.as_mut().reset(Instant::now() + self.timing.silence_limit);
                             ping = ping_interval(self.timing.ping_every);
@@ -379,7 +385,9 @@ impl Runner {
                     match opened {
                         Ok(new) => {
                             conn = new;
-                            crate::metrics::socket_reconnect("refresh");
+                            crate::metrics::socket_reconnect(
+                                crate::metrics::ReconnectReason::Refresh,
+                            );
                             tracing::info!("Socket Mode connection refreshed");
                             silence
                                 .as_mut()

@@ -2,9 +2,9 @@
 //! store reads back.
 
 use super::*;
-use crate::store::{AppParts, Changes, NewMessage, Resolution};
+use crate::store::{AppParts, Changes, NewMessage};
 use approval_watch_core::interaction::{ApprovalRef, SlackUser};
-use approval_watch_core::model::{ApprovalKey, MessageKind};
+use approval_watch_core::model::{ApprovalKey, MessageKind, Resolution};
 
 fn now() -> Timestamp {
     Timestamp::from_second(1_764_148_400).unwrap()
