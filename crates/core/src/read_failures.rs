@@ -148,7 +148,10 @@ mod tests {
         assert!(f.read(&web), "was failing");
         assert!(!f.read(&web), "read twice: not failing any more");
         assert_eq!(f.failed(&web, NOT_FOUND, at(10)), Failure::New);
-        assert!(f.deleted(at(20)).is_empty(), "10 minutes since it was found");
+        assert!(
+            f.deleted(at(20)).is_empty(),
+            "10 minutes since it was found"
+        );
         assert_eq!(f.deleted(at(25)), [web]);
     }
 
