@@ -134,7 +134,7 @@ mod tests {
         assert_eq!(f.failed(&web, NOT_FOUND, at(0)), Failure::New);
         assert_eq!(f.failed(&web, NOT_FOUND, at(7)), Failure::Lasting);
         assert!(f.deleted(at(14)).is_empty());
-        assert_eq!(f.deleted(at(15)), [web.clone()]);
+        assert_eq!(f.deleted(at(15)), std::slice::from_ref(&web));
         // Still not found: still deleted (resolving again changes nothing).
         assert_eq!(f.failed(&web, NOT_FOUND, at(16)), Failure::Lasting);
         assert_eq!(f.deleted(at(16)), [web]);

@@ -142,21 +142,27 @@ mod tests {
         }
     }
 
-    fn names(names: &[&str]) -> Result<Vec<String>, AwsError> {
-        Ok(names.iter().map(|n| n.to_string()).collect())
+    type Listing = (DiscoveryScope, Result<Vec<String>, AwsError>);
+
+    fn names(region: &str, names: &[&str]) -> Listing {
+        (
+            scope(region),
+            Ok(names.iter().map(|n| n.to_string()).collect()),
+        )
     }
 
-    fn denied() -> Result<Vec<String>, AwsError> {
-        Err(AwsError {
+    fn denied(region: &str) -> Listing {
+        let e = AwsError {
             operation: "ListPipelines",
             account: "default".into(),
-            region: "us-east-1".into(),
+            region: region.into(),
             pipeline: String::new(),
             code: "AccessDeniedException".into(),
             message: "no".into(),
             status: Some(400),
             request_id: None,
-        })
+        };
+        (scope(region), Err(e))
     }
 
     fn pipelines(d: &Discovery) -> Vec<String> {
@@ -166,15 +172,15 @@ mod tests {
     #[test]
     fn listings_add_pipelines_and_two_misses_make_one_vanish() {
         let mut d = Discovery::default();
-        let first = d.apply(vec![(scope("eu-west-1"), names(&["a", "b"]))]);
+        let first = d.apply(vec![names("eu-west-1", &["a", "b"])]);
         assert_eq!(first, Listed::default());
         assert_eq!(pipelines(&d), ["a", "b"]);
-        let once = d.apply(vec![(scope("eu-west-1"), names(&["a"]))]);
+        let once = d.apply(vec![names("eu-west-1", &["a"])]);
         assert!(
             once.vanished.is_empty(),
             "one listing could be eventually consistent"
         );
-        let twice = d.apply(vec![(scope("eu-west-1"), names(&["a"]))]);
+        let twice = d.apply(vec![names("eu-west-1", &["a"])]);
         assert_eq!(
             twice.vanished,
             [Target {
@@ -189,11 +195,8 @@ mod tests {
     #[test]
     fn a_failed_listing_is_counted_and_changes_nothing() {
         let mut d = Discovery::default();
-        d.apply(vec![(scope("us-east-1"), names(&["a"]))]);
-        let listed = d.apply(vec![
-            (scope("us-east-1"), denied()),
-            (scope("eu-west-1"), names(&["b"])),
-        ]);
+        d.apply(vec![names("us-east-1", &["a"])]);
+        let listed = d.apply(vec![denied("us-east-1"), names("eu-west-1", &["b"])]);
         assert_eq!(listed.failures, 1);
         assert!(listed.vanished.is_empty());
         let mut found = pipelines(&d);
