@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::CommandFactory;
 use clap_complete::Shell;
 
-use crate::cli::Cli;
+use crate::cli::args::Cli;
 
 /// The completion script for `shell`, as the shell's completion directory expects it.
 pub fn completions(shell: Shell) -> Vec<u8> {

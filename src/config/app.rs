@@ -1,20 +1,17 @@
 //! Slack app mode in `[slack]`: the bot token (a secret, like the webhook URL), the channel
 //! it posts to, and the Web API's base URL.
 
-use std::fmt;
-
-use super::secret::{RawSecret, SecretSource};
+use super::secret::RawSecret;
+pub use super::tokens::{BotToken, Token, TokenSource};
 use super::{ConfigError, invalid};
 
 /// Slack's Web API.
 pub const DEFAULT_API_URL: &str = "https://slack.com/api";
-/// Bot tokens are about 60 characters; anything far longer is no token.
-const MAX_TOKEN_CHARS: usize = 255;
 
 /// `[slack]`'s bot token and where its Web API lives.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppConfig {
-    pub token: TokenSource,
+    pub token: TokenSource<BotToken>,
     /// The key the token was given under (`slack.bot_token_credential`), for messages.
     pub token_key: String,
     pub api_url: url::Url,
@@ -23,70 +20,7 @@ pub struct AppConfig {
 impl AppConfig {
     /// Reads the token from its source and checks its form. Errors name the key, never the value.
     pub fn resolve_token(&self) -> Result<BotToken, ConfigError> {
-        match &self.token {
-            TokenSource::Inline(token) => Ok(token.clone()),
-            TokenSource::Located(source) => {
-                let (at, text) = source.read_text(&self.token_key, "the Slack bot token")?;
-                BotToken::parse(&at, &text)
-            }
-        }
-    }
-}
-
-/// Where the bot token comes from: a file, an environment variable or a systemd credential
-/// (read when needed), or the config file itself.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TokenSource {
-    Located(SecretSource),
-    Inline(BotToken),
-}
-
-impl fmt::Display for TokenSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Located(source) => source.fmt(f),
-            Self::Inline(_) => f.write_str("inline bot_token in the config file"),
-        }
-    }
-}
-
-/// A bot token (`xoxb-…`). Its `Debug` is redacted and it has no `Display`; [`BotToken::expose`]
-/// is the one way out, for the `Authorization` header.
-#[derive(Clone, PartialEq, Eq)]
-pub struct BotToken(String);
-
-impl BotToken {
-    /// Checks the form only (Slack is not asked). The error never repeats the value.
-    pub fn parse(key: &str, raw: &str) -> Result<Self, ConfigError> {
-        let raw = raw.trim();
-        if raw.is_empty() {
-            return Err(invalid(key, "the bot token is empty"));
-        }
-        if !raw.starts_with("xoxb-") {
-            return Err(invalid(
-                key,
-                "is not a bot token; expected one starting with xoxb- (OAuth & Permissions → Bot User OAuth Token)",
-            ));
-        }
-        if raw.chars().count() > MAX_TOKEN_CHARS
-            || !raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        {
-            return Err(invalid(
-                key,
-                "is not a bot token; expected xoxb- followed by letters, digits and dashes",
-            ));
-        }
-        Ok(Self(raw.to_owned()))
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for BotToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("BotToken(<redacted>)")
+        self.token.resolve(&self.token_key)
     }
 }
 
@@ -133,14 +67,7 @@ pub(super) fn validate(raw: RawApp) -> Result<Option<AppConfig>, ConfigError> {
                 "expected exactly one of bot_token_credential, bot_token_file, bot_token_env, bot_token; found more",
             ));
         }
-        Some(text) => {
-            let key = "slack.bot_token".to_owned();
-            (TokenSource::Inline(BotToken::parse(&key, &text)?), key)
-        }
-        None => {
-            let (source, key) = super::secret::located_source("slack", "bot_token", located)?;
-            (TokenSource::Located(source), key)
-        }
+        inline => TokenSource::from_raw("slack", inline, located)?,
     };
     let api_url = api_url(raw.api_url.as_deref().unwrap_or(DEFAULT_API_URL))?;
     Ok(Some(AppConfig {

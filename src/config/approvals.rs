@@ -3,12 +3,10 @@
 //! token), and who may click: Slack user IDs and user-group IDs, per route or by default.
 //! Deny by default: a pipeline whose effective lists are both empty gets no buttons.
 
-use std::fmt;
-
 use super::app::AppConfig;
-use super::app_token::AppToken;
 use super::raw;
-use super::secret::{RawSecret, SecretSource};
+use super::secret::RawSecret;
+use super::tokens::{AppToken, TokenSource};
 use super::{ConfigError, invalid};
 
 /// Who may approve and reject: Slack user IDs (`U…`, `W…`) and user-group IDs (`S…`),
@@ -40,32 +38,12 @@ impl ApprovalsConfig {
     /// Reads the app-level token from its source and checks its form. Errors name the key,
     /// never the value.
     pub fn resolve_token(&self) -> Result<AppToken, ConfigError> {
-        match &self.token {
-            AppTokenSource::Inline(token) => Ok(token.clone()),
-            AppTokenSource::Located(source) => {
-                let (at, text) = source.read_text(&self.token_key, "the Slack app-level token")?;
-                AppToken::parse(&at, &text)
-            }
-        }
+        self.token.resolve(&self.token_key)
     }
 }
 
-/// Where the app-level token comes from: a file, an environment variable or a systemd
-/// credential (read when needed), or the config file itself.
-#[derive(Debug, Clone, PartialEq)]
-pub enum AppTokenSource {
-    Located(SecretSource),
-    Inline(AppToken),
-}
-
-impl fmt::Display for AppTokenSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Located(source) => source.fmt(f),
-            Self::Inline(_) => f.write_str("inline app_token in the config file"),
-        }
-    }
-}
+/// Where the app-level token comes from.
+pub type AppTokenSource = TokenSource<AppToken>;
 
 const TABLE: &str = "slack.approvals";
 
@@ -106,16 +84,7 @@ pub(super) fn validate_default(
             ),
         ));
     }
-    let (token, token_key) = match raw.app_token {
-        Some(text) => {
-            let key = format!("{TABLE}.app_token");
-            (AppTokenSource::Inline(AppToken::parse(&key, &text)?), key)
-        }
-        None => {
-            let (source, key) = super::secret::located_source(TABLE, "app_token", located)?;
-            (AppTokenSource::Located(source), key)
-        }
-    };
+    let (token, token_key) = TokenSource::from_raw(TABLE, raw.app_token, located)?;
     let default = approvers(TABLE, raw.allow_users, raw.allow_groups)?;
     Ok(Some(ApprovalsConfig {
         token,

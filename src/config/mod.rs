@@ -6,7 +6,6 @@
 
 mod accounts;
 mod app;
-mod app_token;
 mod approvals;
 mod digest;
 mod glob;
@@ -21,6 +20,7 @@ pub(crate) mod small_file;
 mod state_dir;
 #[cfg(test)]
 mod tests;
+mod tokens;
 mod toml_error;
 
 use std::collections::HashSet;
@@ -30,7 +30,6 @@ use std::time::Duration;
 
 pub use accounts::{AccountConfig, AwsConfig, Credentials, DEFAULT_IDLE_BUDGET_SHARE, Limits};
 pub use app::{AppConfig, BotToken, DEFAULT_API_URL, TokenSource};
-pub use app_token::AppToken;
 pub use approval_watch_core::render::MessageOverrides;
 pub use approvals::{AppTokenSource, ApprovalsConfig, Approvers, is_user_id};
 pub use glob::Glob;
@@ -40,6 +39,7 @@ pub use pipelines::{DiscoverConfig, PipelineConfig};
 pub use routes::{DEFAULT_ROUTE, Destination, Route, route_index};
 pub use secret::{SecretSource, SecretUrl};
 pub use state_dir::check_state_directory;
+pub use tokens::{AppToken, Token};
 
 /// A config problem, always naming the key it is about.
 #[derive(Debug, thiserror::Error)]

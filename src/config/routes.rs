@@ -78,6 +78,26 @@ pub fn route_index(routes: &[Route], pipeline: &str) -> usize {
         .unwrap_or(routes.len())
 }
 
+/// `[slack]` and `[[route]]` spell these keys alike in two serde structs (`deny_unknown_fields`
+/// rules out a flattened common part): one place reads them into [`RouteSettings`].
+macro_rules! route_settings {
+    ($raw:expr) => {
+        RouteSettings {
+            secret: secret::RawSecret {
+                file: $raw.webhook_url_file,
+                env: $raw.webhook_url_env,
+                credential: $raw.webhook_url_credential,
+                inline: $raw.webhook_url,
+            },
+            username: $raw.username,
+            icon_emoji: $raw.icon_emoji,
+            channel: $raw.channel,
+            mention: $raw.mention,
+            notify_resolved: $raw.notify_resolved,
+        }
+    };
+}
+
 /// What `[slack]` and `[[route]]` share, as written.
 struct RouteSettings {
     secret: secret::RawSecret,
@@ -140,19 +160,7 @@ pub(super) fn validate_slack(
         )?;
         return Ok((route, app));
     }
-    let settings = RouteSettings {
-        secret: secret::RawSecret {
-            file: raw.webhook_url_file,
-            env: raw.webhook_url_env,
-            credential: raw.webhook_url_credential,
-            inline: raw.webhook_url,
-        },
-        username: raw.username,
-        icon_emoji: raw.icon_emoji,
-        channel: raw.channel,
-        mention: raw.mention,
-        notify_resolved: raw.notify_resolved,
-    };
+    let settings = route_settings!(raw);
     let route = build_route(
         "slack",
         DEFAULT_ROUTE.to_owned(),
@@ -221,19 +229,7 @@ pub(super) fn validate_route(
             policy,
         );
     }
-    let settings = RouteSettings {
-        secret: secret::RawSecret {
-            file: raw.webhook_url_file,
-            env: raw.webhook_url_env,
-            credential: raw.webhook_url_credential,
-            inline: raw.webhook_url,
-        },
-        username: raw.username,
-        icon_emoji: raw.icon_emoji,
-        channel: raw.channel,
-        mention: raw.mention,
-        notify_resolved: raw.notify_resolved,
-    };
+    let settings = route_settings!(raw);
     build_route(&table, name, globs, settings, policy)
 }
 

@@ -57,17 +57,11 @@ pub(super) fn source_named(
         let url = SecretUrl::parse(&k, &url)?;
         sources.push((k, SecretSource::Inline(url)));
     }
-    if sources.len() != 1 {
-        return Err(invalid(
-            table,
-            format!(
-                "expected exactly one of {prefix}_file, {prefix}_env, {prefix}_credential, {prefix}; found {}",
-                sources.len()
-            ),
-        ));
-    }
-    let (key, source) = sources.remove(0);
-    Ok((source, key))
+    the_one(
+        table,
+        &format!("{prefix}_file, {prefix}_env, {prefix}_credential, {prefix}"),
+        sources,
+    )
 }
 
 /// Exactly one of `<prefix>_file`, `<prefix>_env`, `<prefix>_credential` (the caller handles
@@ -77,14 +71,24 @@ pub(super) fn located_source(
     prefix: &str,
     raw: RawSecret,
 ) -> Result<(SecretSource, String), ConfigError> {
-    let mut sources = located(prefix, table, raw)?;
+    let sources = located(prefix, table, raw)?;
+    the_one(
+        table,
+        &format!("{prefix}_credential, {prefix}_file, {prefix}_env, {prefix}"),
+        sources,
+    )
+}
+
+/// The one source given, or an error listing the `keys` one of which was expected.
+fn the_one(
+    table: &str,
+    keys: &str,
+    mut sources: Vec<(String, SecretSource)>,
+) -> Result<(SecretSource, String), ConfigError> {
     if sources.len() != 1 {
         return Err(invalid(
             table,
-            format!(
-                "expected exactly one of {prefix}_credential, {prefix}_file, {prefix}_env, {prefix}; found {}",
-                sources.len()
-            ),
+            format!("expected exactly one of {keys}; found {}", sources.len()),
         ));
     }
     let (key, source) = sources.remove(0);

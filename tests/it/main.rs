@@ -8,6 +8,7 @@ mod accounts;
 mod app_crash;
 mod app_mode;
 mod approvals;
+mod architecture;
 mod audit;
 mod bad_config;
 mod cli;

@@ -10,7 +10,7 @@ use crate::support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use approval_watch::config::AppToken;
+use approval_watch::config::{AppToken, Token};
 use approval_watch::slack::socket_mode::{
     self, ConnectionOpener, ConnectionState, Interaction, SocketMode, Timing,
 };
