@@ -84,23 +84,32 @@ mod tests {
     }
 
     #[test]
-    fn an_approval_from_slack_names_the_clicker() {
-        let r = credited(plan(
-            Outcome::Approved,
-            Some("Approved in Slack by Alice (U0ALICE)"),
-        ));
-        assert_eq!(r.by.as_deref(), Some("Alice (U0ALICE) in Slack"));
-        assert_eq!(r.comment, None);
-    }
-
-    #[test]
-    fn a_rejection_from_slack_keeps_its_reason_as_the_comment() {
-        let r = credited(plan(
-            Outcome::Rejected,
-            Some("Rejected in Slack by Alice (U0ALICE): not on a Friday"),
-        ));
-        assert_eq!(r.by.as_deref(), Some("Alice (U0ALICE) in Slack"));
-        assert_eq!(r.comment.as_deref(), Some("not on a Friday"));
+    fn a_decision_from_slack_names_the_clicker_and_keeps_a_reason() {
+        for (outcome, comment, reason) in [
+            (
+                Outcome::Approved,
+                "Approved in Slack by Alice (U0ALICE)",
+                None,
+            ),
+            (
+                Outcome::Rejected,
+                "Rejected in Slack by Alice (U0ALICE): not on a Friday",
+                Some("not on a Friday"),
+            ),
+            (
+                Outcome::Rejected,
+                "Rejected in Slack by Alice (U0ALICE)",
+                None,
+            ),
+        ] {
+            let r = credited(plan(outcome, Some(comment)));
+            assert_eq!(
+                r.by.as_deref(),
+                Some("Alice (U0ALICE) in Slack"),
+                "{comment}"
+            );
+            assert_eq!(r.comment.as_deref(), reason, "{comment}");
+        }
     }
 
     #[test]

@@ -79,25 +79,18 @@ pub struct Watcher {
 impl Watcher {
     pub fn new(parts: Parts, store: Store, clock: Clock) -> Self {
         seed_definitions(&parts.aws, &store);
-        let Parts {
-            config,
-            aws,
-            targets,
-            deliverer,
-            records_cycles,
-        } = parts;
         Self {
-            aws,
-            schedule: Schedule::new(config.idle_poll_interval),
-            config,
-            configured: targets,
+            schedule: Schedule::new(parts.config.idle_poll_interval),
+            config: parts.config,
+            aws: parts.aws,
+            configured: parts.targets,
+            deliverer: parts.deliverer,
+            records_cycles: parts.records_cycles,
             discovery: Discovery::default(),
             store,
-            deliverer,
             failing: ReadFailures::default(),
             budget_fit: BudgetFit::default(),
             summary: Summary::default(),
-            records_cycles,
             clock,
             narrate: true,
         }

@@ -101,15 +101,7 @@ async fn revisions(
                     Some((key.clone(), revision))
                 }
                 Err(e) if REVISION_UNREADABLE.first(target) => {
-                    tracing::warn!(
-                        pipeline = %e.pipeline,
-                        account = %e.account,
-                        region = %e.region,
-                        operation = e.operation,
-                        code = %e.code,
-                        "cannot read the revision being deployed; this pipeline's alerts go without it until it can be read (needs codepipeline:GetPipelineExecution): {}",
-                        e.message
-                    );
+                    warn(&e, "cannot read the revision being deployed; this pipeline's alerts go without it until it can be read (needs codepipeline:GetPipelineExecution)");
                     None
                 }
                 Err(e) => {
@@ -135,15 +127,7 @@ pub fn record(
 ) {
     for e in &observed.failures {
         match failing.failed(&e.target(), &e.code, now) {
-            Failure::New => tracing::warn!(
-                pipeline = %e.pipeline,
-                account = %e.account,
-                region = %e.region,
-                operation = e.operation,
-                code = %e.code,
-                "cannot read pipeline; its approvals stay as they are: {}",
-                e.message
-            ),
+            Failure::New => warn(e, "cannot read pipeline; its approvals stay as they are"),
             Failure::Lasting => {
                 tracing::debug!(pipeline = %e.pipeline, region = %e.region, code = %e.code, "still cannot read pipeline")
             }
@@ -165,6 +149,19 @@ pub fn record(
             tracing::info!(pipeline = %target.pipeline, region = %target.region, "pipeline readable again");
         }
     }
+}
+
+/// Warns about a failed AWS call: `what`, then AWS's message, with the call's fields.
+fn warn(e: &AwsError, what: &str) {
+    tracing::warn!(
+        pipeline = %e.pipeline,
+        account = %e.account,
+        region = %e.region,
+        operation = e.operation,
+        code = %e.code,
+        "{what}: {}",
+        e.message
+    );
 }
 
 #[cfg(test)]
