@@ -3,9 +3,9 @@
 //! posting, so the dry run decides exactly as `once` would).
 //!
 //! The [`Watcher`] owns the cycle's state and runs its steps in order; each step lives in its
-//! own module: [`discovery`], [`reads`] (the AWS reads of a pass), [`messages`] (plan →
-//! messages), [`deciders`], [`digests`], [`pacing`] (idle rhythms, budget fit),
-//! [`narration`] (logs) and [`report`] (what a cycle did). Which pipelines are unreadable or
+//! own module: `discovery`, `reads` (the AWS reads of a pass), `messages` (plan → messages),
+//! `deciders` (who decided in Slack), `digests`, `pacing` (idle rhythms, budget fit),
+//! `narration` (logs) and [`report`] (what a cycle did). Which pipelines are unreadable or
 //! deleted is the core's [`ReadFailures`].
 
 use std::collections::HashSet;
