@@ -1,5 +1,5 @@
 //! approval-watch's decisions, with no I/O: the domain types ([`model`]), which pipelines a
-//! cycle reads ([`poll`]), what changed and what is due ([`reconcile`], [`remind`],
+//! cycle reads ([`poll`]) and which are unreadable or deleted ([`read_failures`]), what changed and what is due ([`reconcile`], [`remind`],
 //! [`working_hours`], [`digest`]) and what Slack is told ([`render`]). Every function here
 //! takes `now` and never reads a clock, a file or a socket; this crate's `Cargo.toml` has no
 //! dependency that could (see ARCHITECTURE.md, "Decisions are pure").
@@ -7,6 +7,7 @@
 pub mod digest;
 pub mod model;
 pub mod poll;
+pub mod read_failures;
 pub mod reconcile;
 pub mod remind;
 pub mod render;
