@@ -199,12 +199,7 @@ allow_users = ["{LEAD}"]
 "#
     );
     let config = config("1s", &state, &aws, &api, &approvals)?;
-    let watcher = approval_watch::daemon::startup::watcher(
-        config,
-        approval_watch::daemon::startup::Mode::Live,
-        Clock::System,
-    )
-    .await?;
+    let daemon = approval_watch::daemon::startup::daemon(config, Clock::System).await?;
     println!(
         "\n\napproval-watch demo, approving from Slack (a fake Socket Mode server on 127.0.0.1)\n"
     );
@@ -304,7 +299,7 @@ allow_users = ["{LEAD}"]
         }
         anyhow::Ok(())
     };
-    let (ran, stepped) = tokio::join!(daemon::run(watcher, options, shutdown.clone()), async {
+    let (ran, stepped) = tokio::join!(daemon::run(daemon, options, shutdown.clone()), async {
         let stepped = steps.await;
         shutdown.cancel();
         stepped

@@ -128,7 +128,7 @@ async fn run(config: Config, config_path: &Path) -> Result<ExitCode, Failure> {
         state = %config.state_path.display(),
         "approval-watch starting"
     );
-    let watcher = startup::watcher(config, Mode::Live, Clock::System)
+    let daemon = startup::daemon(config, Clock::System)
         .await
         .map_err(startup_failure)?;
     if let Some(addr) = metrics_listen {
@@ -143,7 +143,7 @@ async fn run(config: Config, config_path: &Path) -> Result<ExitCode, Failure> {
         config_path: config_path.to_owned(),
         clock: Clock::System,
     };
-    crate::daemon::run(watcher, options, shutdown)
+    crate::daemon::run(daemon, options, shutdown)
         .await
         .map_err(runtime_error)?;
     Ok(ExitCode::SUCCESS)

@@ -12,7 +12,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::config::{ConfigError, HeartbeatConfig, SecretUrl};
-use crate::daemon::cycle::CycleReport;
+use crate::daemon::cycle::report::CycleReport;
 use crate::store::StoreError;
 
 /// A message undelivered this long makes a cycle unhealthy: Slack, or the way to it, is down.

@@ -17,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::approve;
 use crate::clock::Clock;
-use crate::daemon::cycle::Watcher;
+use crate::daemon::cycle::{CycleReport, Watcher};
+use crate::daemon::heartbeat::Heartbeat;
+use crate::daemon::startup::Daemon;
 use crate::daemon::systemd::Notifier;
 use crate::metrics::{self, CycleOutcome};
 use crate::store::StoreError;
@@ -47,7 +49,7 @@ const STALL_LIMIT: Duration = Duration::from_secs(15 * 60);
 /// Requests to re-read the config (SIGHUP in the daemon).
 pub type Reloads = Pin<Box<dyn Stream<Item = ()> + Send>>;
 
-/// What `run` needs besides the watcher.
+/// What `run` needs besides the [`Daemon`].
 pub struct Options {
     /// systemd notifications; [`Notifier::default`] sends nothing.
     pub notifier: Arc<Notifier>,
@@ -64,10 +66,15 @@ pub struct Options {
 /// open by then), `WATCHDOG=1` from this loop every half `WATCHDOG_USEC`, `STATUS=` after
 /// each cycle, `RELOADING=1`/`READY=1` around a reload, and `STOPPING=1` on shutdown.
 pub async fn run(
-    mut watcher: Watcher,
+    daemon: Daemon,
     options: Options,
     shutdown: CancellationToken,
 ) -> Result<(), StoreError> {
+    let Daemon {
+        mut watcher,
+        mut heartbeat,
+        approvals,
+    } = daemon;
     let Options {
         notifier,
         mut reloads,
@@ -89,7 +96,7 @@ pub async fn run(
     let mut next_ping = ping_every.map(|every| Instant::now() + every);
     let mut last = LastCycle::default();
     let mut ready = false;
-    let mut approvals = start_approvals(&mut watcher, None, &shutdown);
+    let mut approvals = start_approvals(approvals, None, &shutdown);
     let mut next_poll = Instant::now();
     while !shutdown.is_cancelled() {
         // Whether the store failed (a full disk…): then the next try is at the next tick, not
@@ -113,7 +120,7 @@ pub async fn run(
             let took = started.elapsed();
             let completed = result.is_ok();
             if !shutdown.is_cancelled() {
-                watcher.beat(&result);
+                beat(heartbeat.as_mut(), &result, clock);
             }
             match result {
                 Ok(report) => {
@@ -187,16 +194,21 @@ pub async fn run(
                     applied = reload(&mut watcher, &config_path, clock) => applied,
                     _ = shutdown.cancelled() => {
                         tracing::info!("config reload abandoned: shutting down");
-                        false
+                        None
                     }
                 };
-                if applied {
+                if let Some(applied) = applied {
+                    let mut new = applied.heartbeat;
+                    if let (Some(new), Some(old)) = (new.as_mut(), heartbeat.as_ref()) {
+                        new.take_over(old);
+                    }
+                    heartbeat = new;
                     // A new connection with the new lists (and a new try after link_disabled).
                     let membership = match approvals.take() {
                         Some(running) => Some(running.stop().await),
                         None => None,
                     };
-                    approvals = start_approvals(&mut watcher, membership, &shutdown);
+                    approvals = start_approvals(applied.approvals, membership, &shutdown);
                     poll_interval = watcher.config().poll_interval;
                     metrics.set_poll_interval(poll_interval);
                     // Poll at once: new pipelines are read now, not a whole interval later.
@@ -218,12 +230,11 @@ pub async fn run(
 /// Starts approving from Slack when `[slack.approvals]` is configured. A failure to open
 /// the audit log leaves the buttons without a listener (logged), never the watcher down.
 fn start_approvals(
-    watcher: &mut Watcher,
+    setup: Option<approve::Setup>,
     membership: Option<approve::SharedMembership>,
     shutdown: &CancellationToken,
 ) -> Option<approve::Running> {
-    let state_path = watcher.config().state_path.clone();
-    let Some(setup) = watcher.take_approvals(&state_path) else {
+    let Some(setup) = setup else {
         // Approvals turned off (or never on): no connection series in the metrics.
         metrics::socket_state(metrics::SocketState::Off);
         return None;
@@ -234,6 +245,18 @@ fn start_approvals(
             tracing::error!("cannot start approving from Slack: {e}");
             None
         }
+    }
+}
+
+/// After each cycle: the heartbeat (when configured) judges it and pings if due (never
+/// waits).
+fn beat(
+    heartbeat: Option<&mut Heartbeat>,
+    outcome: &Result<CycleReport, StoreError>,
+    clock: Clock,
+) {
+    if let Some(heartbeat) = heartbeat {
+        heartbeat.after_cycle(outcome, clock.now());
     }
 }
 
@@ -271,7 +294,7 @@ async fn pinging<T>(
 }
 
 /// Sets the metrics' waiting gauges from the approvals the last cycle left waiting.
-fn refresh_waiting(watcher: &Watcher, report: &crate::daemon::cycle::CycleReport) {
+fn refresh_waiting(watcher: &Watcher, report: &CycleReport) {
     let config = watcher.config();
     let mut by_pipeline: BTreeMap<(String, String), u64> = BTreeMap::new();
     for p in &config.pipelines {

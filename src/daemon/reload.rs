@@ -2,24 +2,36 @@
 
 use std::path::Path;
 
+use crate::approve;
 use crate::clock::Clock;
 use crate::daemon::cycle::Watcher;
-use crate::daemon::startup;
+use crate::daemon::heartbeat::Heartbeat;
+use crate::daemon::startup::{self, Assembly};
 use crate::metrics;
 
+/// What a reload applied to the watcher leaves for the loop to start.
+pub(super) struct Applied {
+    pub heartbeat: Option<Heartbeat>,
+    pub approvals: Option<approve::Setup>,
+}
+
 /// A new config, its AWS clients and its Slack routes, swapped in whole; the database stays
-/// open. Any problem keeps the current config. Returns whether it was applied.
-pub(super) async fn reload(watcher: &mut Watcher, path: &Path, clock: Clock) -> bool {
+/// open. Any problem keeps the current config (`None`).
+pub(super) async fn reload(watcher: &mut Watcher, path: &Path, clock: Clock) -> Option<Applied> {
     tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
-    let parts = match startup::reload(path, clock).await {
-        Ok(parts) => parts,
+    let Assembly {
+        parts,
+        heartbeat,
+        approvals,
+    } = match startup::reload(path, clock).await {
+        Ok(assembly) => assembly,
         Err(e) => {
             tracing::error!(
                 config = %path.display(),
                 "config reload failed; keeping the current config: {e:#}"
             );
             metrics::global().reload(false);
-            return false;
+            return None;
         }
     };
     let (old, config) = (watcher.config(), &parts.config);
@@ -47,5 +59,8 @@ pub(super) async fn reload(watcher: &mut Watcher, path: &Path, clock: Clock) -> 
     );
     watcher.reconfigure(parts);
     metrics::global().reload(true);
-    true
+    Some(Applied {
+        heartbeat,
+        approvals,
+    })
 }

@@ -4,12 +4,14 @@
 //! exactly what a start would.
 
 use std::path::Path;
+use std::sync::Arc;
 
+use crate::approve;
 use crate::aws::{CodePipeline, SetupError};
 use crate::clock::Clock;
 use crate::config::small_file::{self, SmallFileError};
 use crate::config::{Config, ConfigError};
-use crate::daemon::cycle::{ApprovalClients, Assembly, Watcher};
+use crate::daemon::cycle::{Parts, Watcher};
 use crate::daemon::deliver::{Deliverer, Transport};
 use crate::daemon::heartbeat::{Heartbeat, HeartbeatError};
 use crate::slack::web_api::{ConnectionOpener, SlackApi};
@@ -55,7 +57,20 @@ pub enum Mode {
     DryRun,
 }
 
-/// Builds what `config` needs besides the store: AWS clients, configured pipelines, deliverer.
+/// Everything a config builds besides the store: the watcher's parts, and beside them the
+/// heartbeat and the approvals service, which the daemon's loop runs (the watcher never uses
+/// them).
+pub struct Assembly {
+    pub parts: Parts,
+    /// `[heartbeat]`, with its URLs read; `None` when not configured (and in the dry run).
+    pub heartbeat: Option<Heartbeat>,
+    /// What approving from Slack needs (`[slack.approvals]`); `None` when not configured
+    /// (and in the dry run).
+    pub approvals: Option<approve::Setup>,
+}
+
+/// Builds what `config` needs besides the store: AWS clients, configured pipelines,
+/// deliverer, heartbeat and the approvals service's clients.
 pub async fn assemble(config: Config, mode: Mode, clock: Clock) -> Result<Assembly, StartupError> {
     let mut approvals = None;
     let transport = match mode {
@@ -74,10 +89,7 @@ pub async fn assemble(config: Config, mode: Mode, clock: Clock) -> Result<Assemb
                 let opener = ConnectionOpener::new(app.api_url.clone(), settings.resolve_token()?)
                     .map_err(StartupError::HttpClient)?
                     .with_token_key(&settings.token_key);
-                approvals = Some(ApprovalClients {
-                    slack: slack.clone(),
-                    opener,
-                });
+                approvals = Some((slack.clone(), opener));
             }
             Transport::slack(client, api, &config)?
         }
@@ -89,32 +101,72 @@ pub async fn assemble(config: Config, mode: Mode, clock: Clock) -> Result<Assemb
         _ => None,
     };
     let (aws, targets) = CodePipeline::connect(&config).await?;
+    // Shared: the approvals service's `PutApprovalResult` calls go through the watcher's
+    // request budgets.
+    let aws = Arc::new(aws);
+    let approvals = approvals.map(|(slack, opener)| approve::Setup {
+        config: Arc::new(config.clone()),
+        aws: aws.clone(),
+        slack,
+        opener,
+        state_path: config.state_path.clone(),
+        clock,
+    });
     let deliverer = Deliverer::new(transport, &config, clock);
     Ok(Assembly {
-        config,
-        aws,
-        targets,
-        deliverer,
+        parts: Parts {
+            config,
+            aws,
+            targets,
+            deliverer,
+            records_cycles: heartbeat.is_some(),
+        },
         heartbeat,
         approvals,
     })
 }
 
 /// The watcher for `config`: parts first (so a bad secret or account fails before the
-/// database is touched), then the store.
+/// database is touched), then the store. The heartbeat and the approvals service are built
+/// (so their problems fail here too) and left unused: `once` and the dry run run neither.
 pub async fn watcher(config: Config, mode: Mode, clock: Clock) -> Result<Watcher, StartupError> {
     let state_path = config.state_path.clone();
-    let assembly = assemble(config, mode, clock).await?;
+    let Assembly { parts, .. } = assemble(config, mode, clock).await?;
     Ok(match mode {
-        Mode::Live => Watcher::new(assembly, Store::open(&state_path)?, clock),
-        Mode::DryRun => Watcher::new(assembly, Store::open_copy(&state_path)?, clock).quiet(),
+        Mode::Live => Watcher::new(parts, Store::open(&state_path)?, clock),
+        Mode::DryRun => Watcher::new(parts, Store::open_copy(&state_path)?, clock).quiet(),
+    })
+}
+
+/// What the daemon's loop (`daemon::run`) runs: the watcher, and beside it the heartbeat and
+/// the approvals service.
+pub struct Daemon {
+    pub(crate) watcher: Watcher,
+    pub(crate) heartbeat: Option<Heartbeat>,
+    pub(crate) approvals: Option<approve::Setup>,
+}
+
+/// The daemon for `config` (live): built like [`watcher`], keeping the heartbeat and the
+/// approvals service for the loop.
+pub async fn daemon(config: Config, clock: Clock) -> Result<Daemon, StartupError> {
+    let state_path = config.state_path.clone();
+    let Assembly {
+        parts,
+        heartbeat,
+        approvals,
+    } = assemble(config, Mode::Live, clock).await?;
+    Ok(Daemon {
+        watcher: Watcher::new(parts, Store::open(&state_path)?, clock),
+        heartbeat,
+        approvals,
     })
 }
 
 /// A config file is a few kilobytes; anything near this is not one.
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
-/// SIGHUP: the config at `path` read again and its parts built, for the running watcher.
+/// SIGHUP: the config at `path` read again and everything it needs built, for the running
+/// daemon.
 /// The file must be a regular file, read without waiting on a writer: a FIFO put in its place
 /// must not freeze the daemon (signals and all).
 pub async fn reload(path: &Path, clock: Clock) -> Result<Assembly, StartupError> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use approval_watch::clock::Clock;
 use approval_watch::config::Config;
-use approval_watch::daemon::startup::{self, Mode};
+use approval_watch::daemon::startup;
 use approval_watch::daemon::{self, Options};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
@@ -433,9 +433,7 @@ fn loop_config(aws: &FakeCodePipeline, api: &FakeSlackApi, dir: &std::path::Path
 /// Runs the real loop on paused time until `until` of daemon time has passed.
 async fn run_loop_for(config_path: &std::path::Path, clock: Clock, until: Duration) {
     let config = Config::load(config_path).expect("valid config");
-    let watcher = startup::watcher(config, Mode::Live, clock)
-        .await
-        .expect("watcher");
+    let daemon = startup::daemon(config, clock).await.expect("daemon");
     let shutdown = CancellationToken::new();
     let options = Options {
         notifier: Default::default(),
@@ -447,7 +445,7 @@ async fn run_loop_for(config_path: &std::path::Path, clock: Clock, until: Durati
         tokio::time::sleep(until).await;
         shutdown.cancel();
     };
-    let (result, ()) = tokio::join!(daemon::run(watcher, options, shutdown.clone()), stop);
+    let (result, ()) = tokio::join!(daemon::run(daemon, options, shutdown.clone()), stop);
     result.expect("the loop ends and closes the database");
 }
 

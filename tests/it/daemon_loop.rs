@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use approval_watch::clock::Clock;
 use approval_watch::config::Config;
-use approval_watch::daemon::startup::{self, Mode};
+use approval_watch::daemon::startup;
 use approval_watch::daemon::{self, Options};
 use jiff::Timestamp;
 use support::payload::all_text;
@@ -51,9 +51,7 @@ async fn the_loop_reminds_on_schedule_and_reloads_on_request_in_paused_time() {
     .expect("config");
     let config = Config::load(&config_path).expect("valid config");
     let clock = Clock::tokio_at(start);
-    let watcher = startup::watcher(config, Mode::Live, clock)
-        .await
-        .expect("watcher");
+    let daemon = startup::daemon(config, clock).await.expect("daemon");
     let (reload, requests) = tokio::sync::mpsc::channel::<()>(1);
     let reloads = futures_util::stream::unfold(requests, |mut rx| async move {
         rx.recv().await.map(|r| (r, rx))
@@ -97,6 +95,6 @@ async fn the_loop_reminds_on_schedule_and_reloads_on_request_in_paused_time() {
         assert!(texts[3].contains("api"), "{}", texts[3]);
         shutdown.cancel();
     };
-    let (result, ()) = tokio::join!(daemon::run(watcher, options, shutdown.clone()), steps);
+    let (result, ()) = tokio::join!(daemon::run(daemon, options, shutdown.clone()), steps);
     result.expect("the loop ends and closes the database");
 }

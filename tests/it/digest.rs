@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use approval_watch::clock::Clock;
 use approval_watch::config::Config;
-use approval_watch::daemon::startup::{self, Mode};
+use approval_watch::daemon::startup;
 use approval_watch::daemon::{self, Options};
 use jiff::Timestamp;
 use serde_json::Value;
@@ -38,9 +38,7 @@ async fn run_from(text: &str, dir: &Path, start: Timestamp, run_for: Duration) {
     std::fs::write(&config_path, text).expect("config");
     let config = Config::load(&config_path).expect("valid config");
     let clock = Clock::tokio_at(start);
-    let watcher = startup::watcher(config, Mode::Live, clock)
-        .await
-        .expect("watcher");
+    let daemon = startup::daemon(config, clock).await.expect("daemon");
     let shutdown = CancellationToken::new();
     let options = Options {
         notifier: Default::default(),
@@ -52,7 +50,7 @@ async fn run_from(text: &str, dir: &Path, start: Timestamp, run_for: Duration) {
         tokio::time::sleep(run_for).await;
         shutdown.cancel();
     };
-    let (result, ()) = tokio::join!(daemon::run(watcher, options, shutdown.clone()), stop);
+    let (result, ()) = tokio::join!(daemon::run(daemon, options, shutdown.clone()), stop);
     result.expect("the loop ends and closes the database");
 }
 

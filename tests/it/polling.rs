@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use approval_watch::clock::Clock;
 use approval_watch::config::Config;
-use approval_watch::daemon::startup::{self, Mode};
+use approval_watch::daemon::startup;
 use approval_watch::daemon::{self, Options};
 use jiff::Timestamp;
 use support::{FakeCodePipeline, FakeSlack, GET_PIPELINE_STATE, World};
@@ -49,16 +49,14 @@ async fn run_loop(
     std::fs::write(&config_path, text).expect("config");
     let config = Config::load(&config_path).expect("valid config");
     let clock = Clock::tokio_at(Timestamp::now());
-    let watcher = startup::watcher(config, Mode::Live, clock)
-        .await
-        .expect("watcher");
+    let daemon = startup::daemon(config, clock).await.expect("daemon");
     let options = Options {
         notifier: Default::default(),
         reloads: Box::pin(futures_util::stream::pending()),
         config_path,
         clock,
     };
-    let (result, ()) = tokio::join!(daemon::run(watcher, options, shutdown), steps);
+    let (result, ()) = tokio::join!(daemon::run(daemon, options, shutdown), steps);
     result.expect("the loop ends and closes the database");
 }
 

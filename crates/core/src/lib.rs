@@ -1,7 +1,8 @@
 //! approval-watch's decisions, with no I/O: the domain types ([`model`]), which pipelines a
-//! cycle reads ([`poll`]), what changed and what is due ([`reconcile`], [`remind`],
-//! [`working_hours`], [`digest`]) and what Slack is told ([`render`]); approving from Slack's words ([`verdict`]) and what
-//! its buttons carry ([`interaction`]). Every function here
+//! cycle reads ([`poll`]) and which are unreadable or deleted ([`read_failures`]), what changed
+//! and what is due ([`reconcile`], [`remind`], [`working_hours`], [`digest`]), what Slack is
+//! told ([`render`]), and approving from Slack: its words ([`verdict`]) and what its buttons
+//! carry ([`interaction`]). Every function here
 //! takes `now` and never reads a clock, a file or a socket; this crate's `Cargo.toml` has no
 //! dependency that could (see ARCHITECTURE.md, "Decisions are pure").
 
@@ -9,6 +10,7 @@ pub mod digest;
 pub mod interaction;
 pub mod model;
 pub mod poll;
+pub mod read_failures;
 pub mod reconcile;
 pub mod remind;
 pub mod render;

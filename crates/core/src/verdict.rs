@@ -9,8 +9,6 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
-use crate::model::Outcome;
-
 /// What a person in Slack decided about an approval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -32,15 +30,6 @@ impl Verdict {
         match s {
             "approve" => Some(Self::Approve),
             "reject" => Some(Self::Reject),
-            _ => None,
-        }
-    }
-
-    /// The verdict that ends an approval with `outcome`, if a person's verdict can.
-    pub fn of(outcome: Outcome) -> Option<Self> {
-        match outcome {
-            Outcome::Approved => Some(Self::Approve),
-            Outcome::Rejected => Some(Self::Reject),
             _ => None,
         }
     }
@@ -136,16 +125,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn verdicts_read_back_and_end_approvals_as_approved_or_rejected() {
+    fn verdicts_read_back() {
         for v in [Verdict::Approve, Verdict::Reject] {
             assert_eq!(Verdict::parse(v.as_str()), Some(v));
             assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
         }
         assert_eq!(Verdict::parse("Approve"), None);
-        assert_eq!(Verdict::of(Outcome::Approved), Some(Verdict::Approve));
-        assert_eq!(Verdict::of(Outcome::Rejected), Some(Verdict::Reject));
-        assert_eq!(Verdict::of(Outcome::Expired), None);
-        assert_eq!(Verdict::of(Outcome::Superseded), None);
     }
 
     #[test]

@@ -74,6 +74,14 @@ pub struct DeliveryReport {
     pub deferred: u32,
 }
 
+impl std::ops::AddAssign for DeliveryReport {
+    fn add_assign(&mut self, pass: Self) {
+        self.delivered += pass.delivered;
+        self.failed += pass.failed;
+        self.deferred += pass.deferred;
+    }
+}
+
 /// The longest any message waits for its next try, whatever Slack asks (`Retry-After`) or
 /// the backoff says: a 429 with `Retry-After: 999999999` must not silence a webhook for years.
 pub const RETRY_CAP: Duration = Duration::from_secs(300);
