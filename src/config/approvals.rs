@@ -6,7 +6,7 @@
 use super::app::AppConfig;
 use super::raw;
 use super::secret::RawSecret;
-use super::tokens::{AppToken, TokenSource};
+use super::tokens::{AppLevelToken, TokenSource};
 use super::{ConfigError, invalid};
 
 /// Who may approve and reject: Slack user IDs (`U…`, `W…`) and user-group IDs (`S…`),
@@ -27,7 +27,7 @@ impl Approvers {
 /// `[slack.approvals]`: the app-level token and the default lists.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApprovalsConfig {
-    pub token: AppTokenSource,
+    pub token: AppLevelTokenSource,
     /// The key the token was given under (`slack.approvals.app_token_credential`), for messages.
     pub token_key: String,
     /// The lists for every app-mode route without a `[route.approvals]` of its own.
@@ -37,13 +37,13 @@ pub struct ApprovalsConfig {
 impl ApprovalsConfig {
     /// Reads the app-level token from its source and checks its form. Errors name the key,
     /// never the value.
-    pub fn resolve_token(&self) -> Result<AppToken, ConfigError> {
+    pub fn resolve_token(&self) -> Result<AppLevelToken, ConfigError> {
         self.token.resolve(&self.token_key)
     }
 }
 
 /// Where the app-level token comes from.
-pub type AppTokenSource = TokenSource<AppToken>;
+pub type AppLevelTokenSource = TokenSource<AppLevelToken>;
 
 const TABLE: &str = "slack.approvals";
 

@@ -31,7 +31,7 @@ use std::time::Duration;
 pub use accounts::{AccountConfig, AwsConfig, Credentials, DEFAULT_IDLE_BUDGET_SHARE, Limits};
 pub use app::{AppConfig, BotToken, DEFAULT_API_URL, TokenSource};
 pub use approval_watch_core::render::MessageOverrides;
-pub use approvals::{AppTokenSource, ApprovalsConfig, Approvers, is_user_id};
+pub use approvals::{AppLevelTokenSource, ApprovalsConfig, Approvers, is_user_id};
 pub use glob::Glob;
 pub use heartbeat::{HeartbeatConfig, HeartbeatUrls};
 pub use idle_rhythm::idle_rhythms;
@@ -39,7 +39,7 @@ pub use pipelines::{DiscoverConfig, PipelineConfig};
 pub use routes::{DEFAULT_ROUTE, Destination, Route, route_index};
 pub use secret::{SecretSource, SecretUrl};
 pub use state_dir::check_state_directory;
-pub use tokens::{AppToken, Token};
+pub use tokens::{AppLevelToken, Token};
 
 /// A config problem, always naming the key it is about.
 #[derive(Debug, thiserror::Error)]

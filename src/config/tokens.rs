@@ -149,9 +149,9 @@ impl fmt::Debug for BotToken {
 
 /// An app-level token (`xapp-…`), for `apps.connections.open`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct AppToken(String);
+pub struct AppLevelToken(String);
 
-impl Token for AppToken {
+impl Token for AppLevelToken {
     const WHAT: &'static str = "the Slack app-level token";
     const KEY: &'static str = "app_token";
     fn parse(key: &str, raw: &str) -> Result<Self, ConfigError> {
@@ -159,15 +159,15 @@ impl Token for AppToken {
     }
 }
 
-impl AppToken {
+impl AppLevelToken {
     pub fn expose(&self) -> &str {
         &self.0
     }
 }
 
-impl fmt::Debug for AppToken {
+impl fmt::Debug for AppLevelToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AppToken(<redacted>)")
+        f.write_str("AppLevelToken(<redacted>)")
     }
 }
 
@@ -177,16 +177,16 @@ mod tests {
 
     #[test]
     fn only_app_tokens_pass_and_errors_never_repeat_the_value() {
-        assert!(AppToken::parse("k", "xapp-1-A0-123-abc").is_ok());
+        assert!(AppLevelToken::parse("k", "xapp-1-A0-123-abc").is_ok());
         for bad in ["", "xoxb-123-abc", "xapp-has space", "xapp-\u{7}"] {
-            let e = AppToken::parse("slack.approvals.app_token", bad).unwrap_err();
+            let e = AppLevelToken::parse("slack.approvals.app_token", bad).unwrap_err();
             let text = e.to_string();
             assert!(text.contains("slack.approvals.app_token"), "{text}");
             if !bad.is_empty() {
                 assert!(!text.contains(bad), "{text}");
             }
         }
-        let t = AppToken::parse("k", "xapp-1-secret").unwrap();
-        assert_eq!(format!("{t:?}"), "AppToken(<redacted>)");
+        let t = AppLevelToken::parse("k", "xapp-1-secret").unwrap();
+        assert_eq!(format!("{t:?}"), "AppLevelToken(<redacted>)");
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::{AppToken, BotToken, is_user_id};
+use crate::config::{AppLevelToken, BotToken, is_user_id};
 
 /// A Web API answer, as far as delivery cares.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -374,7 +374,7 @@ const APP_TOKEN_KEYS: &str = "slack.approvals.app_token_*";
 pub struct ConnectionOpener {
     http: reqwest::Client,
     base: url::Url,
-    token: AppToken,
+    token: AppLevelToken,
     token_key: String,
 }
 
@@ -389,7 +389,7 @@ impl std::fmt::Debug for ConnectionOpener {
 
 impl ConnectionOpener {
     /// `base` is `[slack] api_url` (ends with `/`, as for [`SlackApi::new`]).
-    pub fn new(base: url::Url, token: AppToken) -> Result<Self, reqwest::Error> {
+    pub fn new(base: url::Url, token: AppLevelToken) -> Result<Self, reqwest::Error> {
         Ok(Self {
             http: http_client()?,
             base,

@@ -10,7 +10,7 @@ use crate::support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use approval_watch::config::{AppToken, Token};
+use approval_watch::config::{AppLevelToken, Token};
 use approval_watch::slack::socket_mode::{
     self, ConnectionOpener, ConnectionState, Interaction, SocketMode, Timing,
 };
@@ -61,7 +61,8 @@ impl Rig {
         api.set_socket_url(socket.link_url());
         script(&api);
         let base = url::Url::parse(&format!("{}/", api.url())).expect("api url");
-        let token = AppToken::parse("slack.approvals.app_token_env", APP_TOKEN).expect("token");
+        let token =
+            AppLevelToken::parse("slack.approvals.app_token_env", APP_TOKEN).expect("token");
         let opener = ConnectionOpener::new(base, token)
             .expect("client")
             .with_token_key("slack.approvals.app_token_env");
