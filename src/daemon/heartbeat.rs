@@ -13,6 +13,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::config::{ConfigError, HeartbeatConfig, SecretUrl};
 use crate::daemon::cycle::CycleReport;
+use crate::http::FailureKind;
 use crate::store::StoreError;
 
 /// A message undelivered this long makes a cycle unhealthy: Slack, or the way to it, is down.
@@ -256,20 +257,14 @@ pub async fn send(client: &reqwest::Client, url: &SecretUrl) -> Result<u16, Ping
     }
 }
 
+/// The timeout in the ping's own words; anything else as [`crate::http::describe`] says it,
+/// without the kind (the log line already says the ping failed).
 fn describe(e: reqwest::Error) -> PingError {
-    if e.is_timeout() {
-        return PingError::Timeout;
+    let failure = crate::http::describe(e);
+    match failure.kind {
+        FailureKind::TimedOut => PingError::Timeout,
+        FailureKind::Connect | FailureKind::Other => PingError::Request(failure.detail),
     }
-    // The chain of causes (connection refused, DNS…), never the URL reqwest would print.
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    PingError::Request(text)
 }
 
 #[cfg(test)]
