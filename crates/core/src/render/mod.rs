@@ -1437,63 +1437,48 @@ mod tests {
         ]
     }
 
-    fn nasty_approval() -> impl Strategy<Value = Approval> {
-        let key = (
-            nasty_string(),
-            nasty_string(),
-            nasty_string(),
-            nasty_string(),
-            nasty_string(),
-        )
-            .prop_map(|(region, pipeline, stage, action, token)| ApprovalKey {
-                account: "default".into(),
-                region,
-                pipeline,
-                stage,
-                action,
-                token,
-            });
-        let revision = prop::option::weighted(
-            0.75,
-            (
-                nasty_option(nasty_string()),
-                nasty_option(nasty_string()),
-                nasty_option(nasty_url()),
-            )
-                .prop_map(|(revision_id, summary, url)| Revision {
-                    revision_id,
-                    summary,
-                    url,
-                }),
-        );
-        (
-            key,
-            nasty_option(nasty_string()),
-            nasty_timestamp(),
-            nasty_timestamp(),
-            nasty_option(nasty_string()),
-            nasty_option(nasty_url()),
-            revision,
-        )
-            .prop_map(
-                |(
-                    key,
-                    pipeline_execution_id,
-                    waiting_since,
-                    expires_at,
-                    custom_data,
-                    external_entity_link,
-                    revision,
-                )| Approval {
-                    key,
-                    pipeline_execution_id,
-                    waiting_since,
-                    expires_at,
-                    custom_data,
-                    external_entity_link,
-                    revision,
-                },
-            )
+    prop_compose! {
+        fn nasty_key()(
+            region in nasty_string(),
+            pipeline in nasty_string(),
+            stage in nasty_string(),
+            action in nasty_string(),
+            token in nasty_string(),
+        ) -> ApprovalKey {
+            ApprovalKey { account: "default".into(), region, pipeline, stage, action, token }
+        }
+    }
+
+    prop_compose! {
+        fn nasty_revision()(
+            revision_id in nasty_option(nasty_string()),
+            summary in nasty_option(nasty_string()),
+            url in nasty_option(nasty_url()),
+        ) -> Revision {
+            Revision { revision_id, summary, url }
+        }
+    }
+
+    prop_compose! {
+        fn nasty_approval()(
+            key in nasty_key(),
+            pipeline_execution_id in nasty_option(nasty_string()),
+            waiting_since in nasty_timestamp(),
+            expires_at in nasty_timestamp(),
+            custom_data in nasty_option(nasty_string()),
+            external_entity_link in nasty_option(nasty_url()),
+            revision in prop::option::weighted(0.75, nasty_revision()),
+        ) -> Approval {
+            Approval {
+                key,
+                pipeline_execution_id,
+                waiting_since,
+                expires_at,
+                custom_data,
+                external_entity_link,
+                revision,
+            }
+        }
     }
 
     fn nasty_reviewer() -> impl Strategy<Value = Option<String>> {
@@ -1504,15 +1489,15 @@ mod tests {
         ]
     }
 
-    fn any_reminder_due() -> impl Strategy<Value = ReminderDue> {
-        (0u32..20, any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
-            |(number, counts, expiry_warning, escalate)| ReminderDue {
-                number,
-                counts,
-                expiry_warning,
-                escalate,
-            },
-        )
+    prop_compose! {
+        fn any_reminder_due()(
+            number in 0u32..20,
+            counts in any::<bool>(),
+            expiry_warning in any::<bool>(),
+            escalate in any::<bool>(),
+        ) -> ReminderDue {
+            ReminderDue { number, counts, expiry_warning, escalate }
+        }
     }
 
     fn any_outcome() -> impl Strategy<Value = Outcome> {
