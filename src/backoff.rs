@@ -89,8 +89,8 @@ impl Streak {
         wait
     }
 
-    /// Failures since the last reset.
-    pub fn failures(&self) -> u32 {
+    /// Failed attempts since the last reset.
+    pub fn attempt(&self) -> u32 {
         self.failures
     }
 
@@ -145,14 +145,14 @@ mod tests {
                 500, 1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000
             ]
         );
-        assert_eq!(s.failures(), 10);
+        assert_eq!(s.attempt(), 10);
         assert_eq!(s.fail_with(1.0), secs(120));
         for _ in 0..100 {
             assert_eq!(s.fail_with(f64::NAN), secs(90));
         }
-        assert_eq!(s.failures(), 111);
+        assert_eq!(s.attempt(), 111);
         s.reset();
-        assert_eq!(s.failures(), 0);
+        assert_eq!(s.attempt(), 0);
         assert_eq!(s.fail_with(1.0), secs(1));
         let wait = s.fail();
         assert!((secs(1)..=secs(2)).contains(&wait), "{wait:?}");

@@ -215,9 +215,9 @@ impl Runner {
                         crate::metrics::socket_reconnect("dropped");
                     }
                     connected_before = true;
-                    if backoff.failures() > 0 {
+                    if backoff.attempt() > 0 {
                         tracing::info!(
-                            failed_attempts = backoff.failures(),
+                            failed_attempts = backoff.attempt(),
                             "Socket Mode connected again (approvals from Slack)"
                         );
                     } else {
@@ -244,7 +244,7 @@ impl Runner {
                     break;
                 }
                 Err(e) => {
-                    self.log_failure(&e, backoff.failures() + 1);
+                    self.log_failure(&e, backoff.attempt() + 1);
                     if let ConnectError::Open(ApiError::RateLimited {
                         retry_after: Some(after),
                     }) = &e
@@ -256,7 +256,7 @@ impl Runner {
             };
             let delay = backoff.fail().max(at_least);
             self.set(ConnectionState::Retrying {
-                attempt: backoff.failures(),
+                attempt: backoff.attempt(),
                 error,
             });
             tokio::select! {
