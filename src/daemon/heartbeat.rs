@@ -248,7 +248,7 @@ pub async fn send(client: &reqwest::Client, url: &SecretUrl) -> Result<u16, Ping
         .get(url.expose().clone())
         .send()
         .await
-        .map_err(describe)?;
+        .map_err(ping_error)?;
     let status = response.status();
     if status.is_success() {
         Ok(status.as_u16())
@@ -259,7 +259,7 @@ pub async fn send(client: &reqwest::Client, url: &SecretUrl) -> Result<u16, Ping
 
 /// The timeout in the ping's own words; anything else as [`crate::http::describe`] says it,
 /// without the kind (the log line already says the ping failed).
-fn describe(e: reqwest::Error) -> PingError {
+fn ping_error(e: reqwest::Error) -> PingError {
     let failure = crate::http::describe(e);
     match failure.kind {
         FailureKind::TimedOut => PingError::Timeout,
