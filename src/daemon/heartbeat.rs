@@ -13,7 +13,6 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::config::{ConfigError, HeartbeatConfig, SecretUrl};
 use crate::daemon::cycle::CycleReport;
-use crate::http::FailureKind;
 use crate::store::StoreError;
 
 /// A message undelivered this long makes a cycle unhealthy: Slack, or the way to it, is down.
@@ -260,6 +259,7 @@ pub async fn send(client: &reqwest::Client, url: &SecretUrl) -> Result<u16, Ping
 /// The timeout in the ping's own words; anything else as [`crate::http::describe`] says it,
 /// without the kind (the log line already says the ping failed).
 fn ping_error(e: reqwest::Error) -> PingError {
+    use crate::http::FailureKind;
     let failure = crate::http::describe(e);
     match failure.kind {
         FailureKind::TimedOut => PingError::Timeout,
