@@ -8,10 +8,12 @@
 
 pub mod approve;
 pub mod aws;
+pub mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod slack;

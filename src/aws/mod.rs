@@ -18,6 +18,7 @@ use aws_sdk_codepipeline::config::http::HttpResponse;
 use aws_sdk_codepipeline::error::{ProvideErrorMetadata, SdkError};
 
 use crate::aws::budget::Budget;
+use crate::backoff::{Backoff, Jitter};
 use crate::config::Config;
 use approval_watch_core::model::{ApprovalKey, PipelineSnapshot, Revision};
 pub use approval_watch_core::model::{Definitions, Target};
@@ -444,13 +445,12 @@ impl CodePipeline {
     }
 }
 
-/// 100 ms, 200 ms, … with ±50% jitter so retries of many pipelines do not line up.
+/// 100 ms, 200 ms, … up to 6.4 s, with ±50% jitter so retries of many pipelines do not line up.
 fn retry_delay(attempt: u32) -> Duration {
-    let base = 100u64 << attempt.min(6);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let jitter = u64::from(nanos % 1000); // 0..1000 → 0.5..1.5
-    Duration::from_millis(base * (500 + jitter) / 1000)
+    const RETRY: Backoff = Backoff::new(
+        Duration::from_millis(100),
+        Duration::from_millis(6400),
+        Jitter::Spread,
+    );
+    RETRY.wait(attempt)
 }

@@ -247,7 +247,7 @@ pub async fn send(client: &reqwest::Client, url: &SecretUrl) -> Result<u16, Ping
         .get(url.expose().clone())
         .send()
         .await
-        .map_err(describe)?;
+        .map_err(ping_error)?;
     let status = response.status();
     if status.is_success() {
         Ok(status.as_u16())
@@ -256,20 +256,15 @@ pub async fn send(client: &reqwest::Client, url: &SecretUrl) -> Result<u16, Ping
     }
 }
 
-fn describe(e: reqwest::Error) -> PingError {
-    if e.is_timeout() {
-        return PingError::Timeout;
+/// The timeout in the ping's own words; anything else as [`crate::http::describe`] says it,
+/// without the kind (the log line already says the ping failed).
+fn ping_error(e: reqwest::Error) -> PingError {
+    use crate::http::FailureKind;
+    let failure = crate::http::describe(e);
+    match failure.kind {
+        FailureKind::TimedOut => PingError::Timeout,
+        FailureKind::Connect | FailureKind::Other => PingError::Request(failure.detail),
     }
-    // The chain of causes (connection refused, DNS…), never the URL reqwest would print.
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    PingError::Request(text)
 }
 
 #[cfg(test)]

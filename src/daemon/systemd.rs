@@ -1,6 +1,10 @@
 //! The systemd notification protocol (`sd_notify(3)`) over a Unix datagram socket, without
 //! libsystemd: `READY=1`, `RELOADING=1`, `STOPPING=1`, `STATUS=…` and `WATCHDOG=1`.
 //!
+//! The `sd-notify` crate writes the fields and reads the monotonic clock; the socket is ours,
+//! opened once from `NOTIFY_SOCKET`, because `sd_notify::notify` reads the variable on every
+//! call, cannot reach an abstract (`@name`) socket, and ends the datagram with a newline.
+//!
 //! Without `NOTIFY_SOCKET` (not started by systemd, or `Type=` is not `notify`) every call is a
 //! no-op, so the daemon runs the same anywhere. Sending never fails the caller: a lost
 //! notification is logged at debug and forgotten, as libsystemd does.
@@ -8,6 +12,8 @@
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use sd_notify::NotifyState;
 
 /// Where notifications go, and how often the watchdog wants a ping.
 #[derive(Debug)]
@@ -78,41 +84,50 @@ impl Notifier {
 
     /// Started (or reloaded) and doing its job; `status` is the line `systemctl status` shows.
     pub fn ready(&self, status: &str) {
-        self.send(&format!("READY=1\nSTATUS={}", one_line(status)));
+        self.send(&[NotifyState::Ready, NotifyState::Status(&one_line(status))]);
     }
 
-    /// A reload has begun; [`Notifier::ready`] ends it.
+    /// A reload has begun; [`Notifier::ready`] ends it. systemd matches the reload against
+    /// `MONOTONIC_USEC`, `CLOCK_MONOTONIC` now.
     pub fn reloading(&self) {
-        let mut message = String::from("RELOADING=1");
-        if let Some(usec) = monotonic_usec() {
-            message.push_str(&format!("\nMONOTONIC_USEC={usec}"));
+        match NotifyState::monotonic_usec_now() {
+            Ok(now) => self.send(&[NotifyState::Reloading, now]),
+            Err(_) => self.send(&[NotifyState::Reloading]),
         }
-        self.send(&message);
     }
 
     /// Shutting down. Sent once, however often it is called.
     pub fn stopping(&self) {
         if !self.stopping.swap(true, Ordering::SeqCst) {
-            self.send("STOPPING=1\nSTATUS=stopping");
+            self.send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
         }
     }
 
     /// The one-line status `systemctl status` shows.
     pub fn status(&self, status: &str) {
-        self.send(&format!("STATUS={}", one_line(status)));
+        self.send(&[NotifyState::Status(&one_line(status))]);
     }
 
     /// The loop is alive; with a status refresh, in one datagram.
     pub fn watchdog(&self, status: &str) {
         if self.watchdog.is_some() {
-            self.send(&format!("WATCHDOG=1\nSTATUS={}", one_line(status)));
+            self.send(&[
+                NotifyState::Watchdog,
+                NotifyState::Status(&one_line(status)),
+            ]);
         }
     }
 
-    fn send(&self, message: &str) {
+    /// One datagram, the fields one per line (no newline after the last).
+    fn send(&self, fields: &[NotifyState<'_>]) {
         let Some((socket, addr)) = &self.target else {
             return;
         };
+        let message = fields
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
         if let Err(e) = socket.send_to_addr(message.as_bytes(), addr) {
             tracing::debug!("cannot notify systemd: {e}");
         }
@@ -170,22 +185,6 @@ pub fn watchdog_interval(usec: Option<&str>, pid: Option<&str>, own_pid: u32) ->
     }
     let usec: u64 = usec?.trim().parse().ok().filter(|u| *u > 0)?;
     Some(Duration::from_micros(usec / 2))
-}
-
-/// `CLOCK_MONOTONIC` in microseconds, which systemd matches reloads against.
-fn monotonic_usec() -> Option<u64> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the valid, exclusively borrowed `ts`.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    if rc != 0 {
-        return None;
-    }
-    let secs = u64::try_from(ts.tv_sec).ok()?;
-    let nanos = u64::try_from(ts.tv_nsec).ok()?;
-    Some(secs * 1_000_000 + nanos / 1_000)
 }
 
 #[cfg(test)]
@@ -249,6 +248,30 @@ mod tests {
         assert_eq!(&buf[..n], b"STATUS=hello");
         receiver.set_nonblocking(true).unwrap();
         assert!(receiver.recv(&mut buf).is_err());
+    }
+
+    #[test]
+    fn reloading_carries_the_monotonic_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let receiver = UnixDatagram::bind(&path).unwrap();
+        let notifier = Notifier::to_socket(path.as_os_str(), None).unwrap();
+        let usec = || match NotifyState::monotonic_usec_now().unwrap() {
+            NotifyState::MonotonicUsec(usec) => usec,
+            other => panic!("{other:?}"),
+        };
+        let before = usec();
+        notifier.reloading();
+        let after = usec();
+        let mut buf = [0u8; 128];
+        let n = receiver.recv(&mut buf).unwrap();
+        let got = std::str::from_utf8(&buf[..n]).unwrap();
+        let sent: i128 = got
+            .strip_prefix("RELOADING=1\nMONOTONIC_USEC=")
+            .unwrap_or_else(|| panic!("{got:?}"))
+            .parse()
+            .unwrap();
+        assert!((before..=after).contains(&sent), "{before} {sent} {after}");
     }
 
     #[test]

@@ -95,7 +95,7 @@ impl<V: VisitFmt> VisitFmt for Escaping<V> {
 /// Characters that must not reach a log raw: C0 and C1 controls and DEL (line breaks,
 /// terminal escapes), the Unicode line and paragraph separators, and the bidirectional
 /// overrides that make a terminal show text in another order than it was written.
-fn is_unsafe(c: char) -> bool {
+fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
@@ -103,9 +103,9 @@ fn is_unsafe(c: char) -> bool {
         )
 }
 
-/// `s` with each unsafe character written as `\n`, `\r`, `\t` or `\u{…}`.
+/// `s` with each such character written as `\n`, `\r`, `\t` or `\u{…}`.
 pub fn escape(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(is_unsafe) {
+    if !s.chars().any(needs_escape) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 16);
@@ -114,7 +114,7 @@ pub fn escape(s: &str) -> Cow<'_, str> {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if is_unsafe(c) => {
+            c if needs_escape(c) => {
                 let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
             }
             c => out.push(c),

@@ -2,6 +2,7 @@
 //! API with the bot and app tokens ([`web_api`]), and the Socket Mode connection that brings
 //! clicks in ([`socket_mode`]). Nothing outside this module builds a Slack request.
 
+mod clip;
 pub mod socket_mode;
 pub mod web_api;
 pub mod webhook;

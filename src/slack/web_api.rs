@@ -7,6 +7,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::config::{AppLevelToken, BotToken, is_user_id};
+use crate::http::{BodyEnd, describe, read_bounded};
+use crate::slack::clip::clip;
 
 /// A Web API answer, as far as delivery cares.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -236,9 +238,20 @@ impl SlackApi {
         if status.as_u16() == 429 {
             return Err(ApiError::RateLimited { retry_after });
         }
-        let bytes = read_bounded(&mut response)
-            .await
-            .map_err(|e| ApiError::Temporary(format!("{method}: {e}")))?;
+        // A longer answer is an error, not a truncated answer.
+        let body = read_bounded(&mut response, MAX_RESPONSE_BYTES).await;
+        let bytes = match body.end {
+            BodyEnd::Complete => body.bytes,
+            BodyEnd::TooLong => {
+                return Err(ApiError::Temporary(format!(
+                    "{method}: the answer is larger than {} KiB",
+                    MAX_RESPONSE_BYTES / 1024
+                )));
+            }
+            BodyEnd::Failed(e) => {
+                return Err(ApiError::Temporary(format!("{method}: {}", describe(e))));
+            }
+        };
         match status.as_u16() {
             200 => {}
             code @ (408 | 500..=599) => {
@@ -300,64 +313,8 @@ fn posted(answer: &Value) -> Option<Posted> {
     })
 }
 
-/// The body, up to [`MAX_RESPONSE_BYTES`]; a longer one is an error, not a truncated answer.
-async fn read_bounded(response: &mut reqwest::Response) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                    return Err(format!(
-                        "the answer is larger than {} KiB",
-                        MAX_RESPONSE_BYTES / 1024
-                    ));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body),
-            Err(e) => return Err(describe(e)),
-        }
-    }
-}
-
-/// A transport error in words (the URL holds no secret, but is left out for brevity).
-fn describe(e: reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    let e = e.without_url();
-    let mut text = format!("{kind}: {e}");
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        let s = c.to_string();
-        if !text.contains(&s) {
-            text.push_str(": ");
-            text.push_str(&s);
-        }
-        cause = c.source();
-    }
-    text
-}
-
 fn redact(text: &str, token: &str) -> String {
     text.replace(token, "<token>")
-}
-
-/// At most `max` characters, with control characters shown as `?` (answers are outside text).
-fn clip(s: &str, max: usize) -> String {
-    let mut out: String = s
-        .chars()
-        .take(max)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if s.chars().count() > max {
-        out.push('…');
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -495,12 +452,6 @@ mod tests {
         assert_eq!(metric_error("invalid_auth"), Some("invalid_auth"));
         assert_eq!(metric_error("is_archived"), Some("is_archived"));
         assert_eq!(metric_error("whatever_slack_invents"), None);
-    }
-
-    #[test]
-    fn clip_bounds_and_neutralises_control_characters() {
-        assert_eq!(clip("a\nb", 10), "a?b");
-        assert_eq!(clip("abcdef", 3), "abc…");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use crate::config::SecretUrl;
+use crate::http::{describe, read_bounded};
+use crate::slack::clip::clip;
 
 /// Slack's answer, as far as delivery cares.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,13 +48,15 @@ impl SlackClient {
         webhook: &SecretUrl,
         payload: &serde_json::Value,
     ) -> Result<(), SendError> {
-        let response = self
+        let mut response = self
             .http
             .post(webhook.expose().clone())
             .json(payload)
             .send()
             .await
-            .map_err(|e| SendError::Temporary(redact(&describe(e), webhook.expose())))?;
+            .map_err(|e| {
+                SendError::Temporary(redact(&describe(e).to_string(), webhook.expose()))
+            })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -63,10 +67,12 @@ impl SlackClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = error_body(response).await;
+        // Only the start matters; a failure part way leaves what came before.
+        let body = read_bounded(&mut response, MAX_ERROR_BODY_BYTES).await;
+        let body = String::from_utf8_lossy(&body.bytes);
         // A proxy's error page may repeat the request line: the secret must not ride along
         // into logs and `status`.
-        let body = clip(redact(&body, webhook.expose()).trim());
+        let body = clip(redact(&body, webhook.expose()).trim(), MAX_BODY_IN_ERROR);
         Err(match status.as_u16() {
             429 => SendError::RateLimited { retry_after },
             code @ 500..=599 => SendError::Temporary(format!("HTTP {code}: {body}")),
@@ -80,43 +86,6 @@ impl SlackClient {
 /// Error pages are short; a hostile or broken endpoint's may not be. At most this much is read
 /// (the rest is dropped with the connection), and only the first line's start is kept.
 const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
-
-/// The start of an error answer's body, bounded, lossily decoded.
-async fn error_body(mut response: reqwest::Response) -> String {
-    let mut body = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        let room = MAX_ERROR_BODY_BYTES - body.len();
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() >= MAX_ERROR_BODY_BYTES {
-            break;
-        }
-    }
-    String::from_utf8_lossy(&body).into_owned()
-}
-
-/// A transport error in words, without the URL that reqwest would otherwise include.
-fn describe(e: reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    let e = e.without_url();
-    let mut text = format!("{kind}: {e}");
-    // The causes hold the useful part ("Connection refused"); skip any that name a URL.
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        let s = c.to_string();
-        if !s.contains("://") && !text.contains(&s) {
-            text.push_str(": ");
-            text.push_str(&s);
-        }
-        cause = c.source();
-    }
-    text
-}
 
 /// Stands in for the webhook URL, or a part of it, in text from outside.
 const REDACTED: &str = "<webhook>";
@@ -135,15 +104,6 @@ fn redact(text: &str, webhook: &url::Url) -> String {
             out = out.replace(needle, REDACTED);
         }
     }
-    out
-}
-
-fn clip(s: &str) -> String {
-    if s.chars().count() <= MAX_BODY_IN_ERROR {
-        return s.to_owned();
-    }
-    let mut out: String = s.chars().take(MAX_BODY_IN_ERROR).collect();
-    out.push('…');
     out
 }
 

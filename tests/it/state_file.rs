@@ -96,15 +96,8 @@ async fn a_corrupt_state_file_is_refused_and_left_as_it_was() {
     let w = World::start(&["web-app"]).await;
     w.aws.set_state("web-app", Fixture::Waiting);
     // Seeded garbage, with no SQLite header.
-    let mut x: u64 = 0x0BAD_5EED;
-    let garbage: Vec<u8> = (0..16 * 1024)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let mut rng = support::rng::Rng::new(0x0BAD_5EED);
+    let garbage: Vec<u8> = (0..16 * 1024).map(|_| rng.next() as u8).collect();
     std::fs::write(&w.env.state_path, &garbage).unwrap();
     let path = w.env.state_path.display().to_string();
 

@@ -11,6 +11,7 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::{Backoff, Jitter};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, Route, SecretUrl, route_index};
 use crate::slack::web_api::SlackApi;
@@ -89,14 +90,8 @@ pub const RETRY_CAP: Duration = Duration::from_secs(300);
 /// Backoff after a temporary failure: first retry within 5 s, doubling, at most
 /// [`RETRY_CAP`], so a short blip costs seconds and a long outage costs Slack little.
 pub fn backoff(attempts_before: u32) -> Duration {
-    const FIRST: Duration = Duration::from_secs(5);
-    const CAP: Duration = RETRY_CAP;
-    FIRST
-        .checked_mul(
-            1u32.checked_shl(attempts_before.min(16))
-                .unwrap_or(u32::MAX),
-        )
-        .map_or(CAP, |d| d.min(CAP))
+    const RETRY: Backoff = Backoff::new(Duration::from_secs(5), RETRY_CAP, Jitter::None);
+    RETRY.wait(attempts_before)
 }
 
 /// The wait a 429 asks for, capped at [`RETRY_CAP`]; `true` when the ask was over the cap.

@@ -12,6 +12,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::frame::{self, Disconnect, Frame};
 use super::{ConnectError, Timing};
+use crate::slack::clip::clip;
 use crate::slack::web_api::ConnectionOpener;
 
 /// Slack's envelopes are a few KiB; a frame or message above this ends the connection (and a
@@ -23,7 +24,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(3);
 /// Closing politely is worth this much; then the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Error texts from the WebSocket library are cut to this for the log and the state.
-const MAX_ERROR_CHARS: usize = 200;
+pub(super) const MAX_ERROR_CHARS: usize = 200;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -48,7 +49,7 @@ impl Connection {
     async fn send(&mut self, message: Message) -> Result<(), String> {
         match timeout(SEND_TIMEOUT, self.ws.send(message)).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(clip(&e.to_string())),
+            Ok(Err(e)) => Err(clip(&e.to_string(), MAX_ERROR_CHARS)),
             Err(_) => Err(format!(
                 "a write to Slack took longer than {} s",
                 SEND_TIMEOUT.as_secs()
@@ -68,7 +69,10 @@ pub(super) async fn open(
     timing: &Timing,
 ) -> Result<Connection, ConnectError> {
     let url = opener.open().await.map_err(ConnectError::Open)?;
-    let host = url.host_str().map(frame::clip).unwrap_or_default();
+    let host = url
+        .host_str()
+        .map(|h| clip(h, frame::MAX_WORD_CHARS))
+        .unwrap_or_default();
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES));
@@ -115,7 +119,9 @@ async fn hello(ws: &mut Socket) -> Result<(), ConnectError> {
     loop {
         let message = match ws.next().await {
             None => return Err(ConnectError::NoHello("closed before hello".to_owned())),
-            Some(Err(e)) => return Err(ConnectError::NoHello(clip(&e.to_string()))),
+            Some(Err(e)) => {
+                return Err(ConnectError::NoHello(clip(&e.to_string(), MAX_ERROR_CHARS)));
+            }
             Some(Ok(message)) => message,
         };
         let text = match message {
@@ -148,19 +154,7 @@ fn redact(text: &str, url: &url::Url) -> String {
     if let Some(query) = url.query().filter(|q| !q.is_empty()) {
         text = text.replace(query, "<ticket>");
     }
-    clip(&text)
-}
-
-pub(super) fn clip(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .take(MAX_ERROR_CHARS)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if s.chars().count() > MAX_ERROR_CHARS {
-        out.push('…');
-    }
-    out
+    clip(&text, MAX_ERROR_CHARS)
 }
 
 #[cfg(test)]

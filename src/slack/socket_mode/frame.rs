@@ -4,8 +4,10 @@
 
 use serde_json::Value;
 
+use crate::slack::clip::clip;
+
 /// Envelope ids and type words are short; anything longer is cut for the log.
-const MAX_WORD_CHARS: usize = 64;
+pub(super) const MAX_WORD_CHARS: usize = 64;
 
 /// One text frame, understood.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,7 +69,7 @@ pub(super) fn parse(text: &str) -> Result<Frame, FrameError> {
         }
         _ => {}
     }
-    let kind = clip(kind);
+    let kind = clip(kind, MAX_WORD_CHARS);
     let Some(id) = object.get("envelope_id") else {
         return Ok(Frame::Other(kind));
     };
@@ -91,19 +93,6 @@ pub(super) fn parse(text: &str) -> Result<Frame, FrameError> {
 /// The acknowledgement Slack expects for an envelope.
 pub(super) fn ack(envelope_id: &str) -> String {
     serde_json::json!({ "envelope_id": envelope_id }).to_string()
-}
-
-/// A word from the frame, short and printable, for logs and metrics.
-pub(super) fn clip(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .take(MAX_WORD_CHARS)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if s.chars().count() > MAX_WORD_CHARS {
-        out.push('…');
-    }
-    out
 }
 
 #[cfg(test)]

@@ -26,11 +26,11 @@ use tokio::time::{Instant, sleep};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_util::sync::CancellationToken;
 
-mod backoff;
 mod connection;
 mod frame;
 
-use backoff::Backoff;
+use crate::backoff::{Backoff, Jitter, Streak};
+use crate::slack::clip::clip;
 use connection::Connection;
 use frame::{Disconnect, Frame};
 
@@ -210,7 +210,11 @@ type Opening<'a> = Pin<Box<dyn Future<Output = Result<Connection, ConnectError>>
 
 impl Runner {
     async fn run(self) {
-        let mut backoff = Backoff::new(self.timing.backoff_base, self.timing.backoff_cap);
+        let mut backoff = Streak::new(Backoff::new(
+            self.timing.backoff_base,
+            self.timing.backoff_cap,
+            Jitter::UpperHalf,
+        ));
         let mut connected_before = false;
         loop {
             let opened = tokio::select! {
@@ -265,7 +269,7 @@ impl Runner {
                     e.to_string()
                 }
             };
-            let delay = backoff.fail(backoff::jitter()).max(at_least);
+            let delay = backoff.fail().max(at_least);
             self.set(ConnectionState::Retrying {
                 attempt: backoff.attempt(),
                 error,
@@ -414,7 +418,7 @@ impl Runner {
     ) -> Next {
         match message {
             None => Next::Closed("the connection ended".to_owned()),
-            Some(Err(e)) => Next::Closed(connection::clip(&e.to_string())),
+            Some(Err(e)) => Next::Closed(clip(&e.to_string(), connection::MAX_ERROR_CHARS)),
             Some(Ok(Message::Text(text))) => self.on_text(conn, &text).await,
             Some(Ok(Message::Close(close))) => Next::Closed(match close {
                 Some(close) => format!(
@@ -451,7 +455,7 @@ impl Runner {
                 return Next::Continue;
             }
         };
-        let id = frame::clip(&envelope.envelope_id);
+        let id = clip(&envelope.envelope_id, frame::MAX_WORD_CHARS);
         if envelope.kind != "interactive" {
             if let Err(e) = conn.send_text(frame::ack(&envelope.envelope_id)).await {
                 return Next::Closed(e);

@@ -6,6 +6,7 @@
 //! the only `<…>` sequences in the output are the links and dates built here.
 
 use jiff::{SignedDuration, Timestamp, tz::TimeZone};
+use percent_encoding::{AsciiSet, CONTROLS, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 
 use crate::model::{Approval, ApprovalKey, DEFAULT_ACCOUNT, Outcome, Resolution, Revision};
@@ -666,37 +667,28 @@ fn safe_url(raw: &str) -> Option<String> {
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
         return None;
     }
-    let mut out = String::with_capacity(parsed.as_str().len());
-    for c in parsed.as_str().chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '|' | '<' | '>' => push_percent_encoded(&mut out, c),
-            c if c.is_ascii_graphic() => out.push(c),
-            c => push_percent_encoded(&mut out, c),
-        }
-    }
+    // Percent-encoding never writes `&`, so escaping it afterwards touches only the URL's own.
+    let out = utf8_percent_encode(parsed.as_str(), NOT_IN_A_LINK)
+        .to_string()
+        .replace('&', "&amp;");
     (out.chars().count() <= URL_MAX_CHARS).then_some(out)
 }
+
+/// What [`safe_url`] encodes: all but ASCII's graphic characters (non-ASCII always is), and
+/// `|`, `<` and `>`, which would end Slack's `<url|label>`.
+const NOT_IN_A_LINK: &AsciiSet = &CONTROLS.add(b' ').add(b'|').add(b'<').add(b'>');
+
+/// What [`percent_encode`] encodes: all but RFC 3986's unreserved characters.
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Percent-encodes everything but RFC 3986's unreserved characters, for one path segment,
 /// query value or fragment part.
 fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~') {
-            out.push(c);
-        } else {
-            push_percent_encoded(&mut out, c);
-        }
-    }
-    out
-}
-
-fn push_percent_encoded(out: &mut String, c: char) {
-    let mut buf = [0; 4];
-    for byte in c.encode_utf8(&mut buf).bytes() {
-        out.push_str(&format!("%{byte:02X}"));
-    }
+    utf8_percent_encode(s, NOT_UNRESERVED).to_string()
 }
 
 /// One AWS value as escaped single-line mrkdwn of at most `max` chars.
@@ -779,6 +771,7 @@ fn cut_point(s: &str, max: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn overrides_are_added_to_the_payload() {
@@ -1205,10 +1198,27 @@ mod tests {
     }
 
     #[test]
+    fn url_parts_encode_link_breakers_spaces_and_non_ascii() {
+        assert_eq!(percent_encode("a|b<c>d e"), "a%7Cb%3Cc%3Ed%20e");
+        assert_eq!(percent_encode("Az09-._~"), "Az09-._~");
+        assert_eq!(percent_encode("é日🎉"), "%C3%A9%E6%97%A5%F0%9F%8E%89");
+        assert_eq!(percent_encode("\n\t\u{7f}%"), "%0A%09%7F%25");
+        assert_eq!(
+            pipeline_url("eu-west-1", "pipe |<x> é"),
+            "https://console.aws.amazon.com/codesuite/codepipeline/pipelines/\
+             pipe%20%7C%3Cx%3E%20%C3%A9/view?region=eu-west-1"
+        );
+    }
+
+    #[test]
     fn link_targets_are_hardened() {
         assert_eq!(
             safe_url("https://x.test/a|b<c> d?q=1&r=|#f|g").as_deref(),
             Some("https://x.test/a%7Cb%3Cc%3E%20d?q=1&amp;r=%7C#f%7Cg")
+        );
+        assert_eq!(
+            safe_url("https://x.test/日本 é?q=<a>|b c#frag ment\u{7f}").as_deref(),
+            Some("https://x.test/%E6%97%A5%E6%9C%AC%20%C3%A9?q=%3Ca%3E%7Cb%20c#frag%20ment%7F")
         );
         assert_eq!(safe_url("javascript:alert(1)"), None);
         assert_eq!(safe_url("mailto:a@example.com"), None);
@@ -1346,28 +1356,6 @@ mod tests {
         ));
     }
 
-    /// xorshift64: deterministic, good enough to pick characters.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-
-        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-            items[self.below(items.len())]
-        }
-    }
-
     const NASTY: &[&str] = &[
         "<",
         ">",
@@ -1412,103 +1400,151 @@ mod tests {
         "http://evil.test/",
     ];
 
-    fn nasty_string(rng: &mut Rng) -> String {
-        // Mostly short values, sometimes huge ones.
-        let target = match rng.below(4) {
-            0 => rng.below(3),
-            1 => rng.below(40),
-            2 => rng.below(400),
-            _ => rng.below(10_001),
+    /// Pieces of [`NASTY`], mostly a few, sometimes thousands (up to about 10 000 chars).
+    fn nasty_string() -> impl Strategy<Value = String> {
+        let pieces = |n: std::ops::Range<usize>| {
+            prop::collection::vec(prop::sample::select(NASTY), n).prop_map(|p| p.concat())
         };
-        let mut s = String::new();
-        let mut chars = 0;
-        while chars < target {
-            let piece = rng.pick(NASTY);
-            s.push_str(piece);
-            chars += piece.chars().count();
-        }
-        s
+        prop_oneof![pieces(0..3), pieces(0..40), pieces(0..400), pieces(0..5000)]
     }
 
     /// Sometimes a URL that parses (with nasty path, query and fragment), sometimes not.
-    fn nasty_url(rng: &mut Rng) -> String {
-        let prefix = rng.pick(&[
-            "https://example.com/",
-            "http://x.test/?q=",
-            "javascript:",
-            "",
-        ]);
-        format!("{prefix}{}", nasty_string(rng))
+    fn nasty_url() -> impl Strategy<Value = String> {
+        let prefix = prop::sample::select(
+            &[
+                "https://example.com/",
+                "http://x.test/?q=",
+                "javascript:",
+                "",
+            ][..],
+        );
+        (prefix, nasty_string()).prop_map(|(prefix, rest)| format!("{prefix}{rest}"))
     }
 
-    fn nasty_option(rng: &mut Rng, make: fn(&mut Rng) -> String) -> Option<String> {
-        (rng.below(5) != 0).then(|| make(rng))
+    /// Present four times in five.
+    fn nasty_option<S: Strategy<Value = String>>(s: S) -> impl Strategy<Value = Option<String>> {
+        prop::option::weighted(0.8, s)
     }
 
-    fn nasty_timestamp(rng: &mut Rng) -> Timestamp {
-        match rng.below(20) {
-            0 => Timestamp::MIN,
-            1 => Timestamp::MAX,
-            _ => ts(1_700_000_000 + rng.below(200_000_000) as i64),
+    fn nasty_timestamp() -> impl Strategy<Value = Timestamp> {
+        prop_oneof![
+            1 => Just(Timestamp::MIN),
+            1 => Just(Timestamp::MAX),
+            18 => (1_700_000_000i64..1_900_000_000).prop_map(ts),
+        ]
+    }
+
+    prop_compose! {
+        fn nasty_key()(
+            region in nasty_string(),
+            pipeline in nasty_string(),
+            stage in nasty_string(),
+            action in nasty_string(),
+            token in nasty_string(),
+        ) -> ApprovalKey {
+            ApprovalKey { account: "default".into(), region, pipeline, stage, action, token }
         }
     }
 
-    #[test]
-    fn random_nasty_input_never_escapes_or_exceeds_limits() {
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-        for _ in 0..150 {
-            let approval = Approval {
-                key: ApprovalKey {
-                    account: "default".into(),
-                    region: nasty_string(&mut rng),
-                    pipeline: nasty_string(&mut rng),
-                    stage: nasty_string(&mut rng),
-                    action: nasty_string(&mut rng),
-                    token: nasty_string(&mut rng),
-                },
-                pipeline_execution_id: nasty_option(&mut rng, nasty_string),
-                waiting_since: nasty_timestamp(&mut rng),
-                expires_at: nasty_timestamp(&mut rng),
-                custom_data: nasty_option(&mut rng, nasty_string),
-                external_entity_link: nasty_option(&mut rng, nasty_url),
-                revision: (rng.below(4) != 0).then(|| Revision {
-                    revision_id: nasty_option(&mut rng, nasty_string),
-                    commit_message: nasty_option(&mut rng, nasty_string),
-                    url: nasty_option(&mut rng, nasty_url),
-                }),
-            };
-            assert_payload_ok(&alert(&approval, nasty_timestamp(&mut rng)));
+    prop_compose! {
+        fn nasty_revision()(
+            revision_id in nasty_option(nasty_string()),
+            commit_message in nasty_option(nasty_string()),
+            url in nasty_option(nasty_url()),
+        ) -> Revision {
+            Revision { revision_id, commit_message, url }
+        }
+    }
 
-            let by = match rng.below(3) {
-                0 => None,
-                1 => Some(format!(
-                    "arn:aws:sts::1:assumed-role/R/{}",
-                    nasty_string(&mut rng)
-                )),
-                _ => Some(nasty_string(&mut rng)),
-            };
-            let due = ReminderDue {
-                number: rng.below(20) as u32,
-                counts: rng.below(2) == 0,
-                expiry_warning: rng.below(2) == 0,
-                escalate: rng.below(2) == 0,
-            };
-            assert_payload_ok(&reminder(&approval, &due, nasty_timestamp(&mut rng)));
-            let outcome = [
+    prop_compose! {
+        fn nasty_approval()(
+            key in nasty_key(),
+            pipeline_execution_id in nasty_option(nasty_string()),
+            waiting_since in nasty_timestamp(),
+            expires_at in nasty_timestamp(),
+            custom_data in nasty_option(nasty_string()),
+            external_entity_link in nasty_option(nasty_url()),
+            revision in prop::option::weighted(0.75, nasty_revision()),
+        ) -> Approval {
+            Approval {
+                key,
+                pipeline_execution_id,
+                waiting_since,
+                expires_at,
+                custom_data,
+                external_entity_link,
+                revision,
+            }
+        }
+    }
+
+    fn nasty_reviewer() -> impl Strategy<Value = Option<String>> {
+        prop_oneof![
+            Just(None),
+            nasty_string().prop_map(|s| Some(format!("arn:aws:sts::1:assumed-role/R/{s}"))),
+            nasty_string().prop_map(Some),
+        ]
+    }
+
+    prop_compose! {
+        fn any_reminder_due()(
+            number in 0u32..20,
+            counts in any::<bool>(),
+            expiry_warning in any::<bool>(),
+            escalate in any::<bool>(),
+        ) -> ReminderDue {
+            ReminderDue { number, counts, expiry_warning, escalate }
+        }
+    }
+
+    fn any_outcome() -> impl Strategy<Value = Outcome> {
+        prop::sample::select(
+            &[
                 Outcome::Approved,
                 Outcome::Rejected,
                 Outcome::Expired,
                 Outcome::Superseded,
                 Outcome::PipelineDeleted,
                 Outcome::Removed,
-            ][rng.below(6)];
-            let resolved = Resolution {
-                outcome,
-                by,
-                comment: nasty_option(&mut rng, nasty_string),
-                at: nasty_timestamp(&mut rng),
-            };
+            ][..],
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(150))]
+
+        #[test]
+        fn nasty_input_never_escapes_or_exceeds_limits(
+            approval in nasty_approval(),
+            alerted in nasty_timestamp(),
+            due in any_reminder_due(),
+            reminded in nasty_timestamp(),
+            outcome in any_outcome(),
+            by in nasty_reviewer(),
+            comment in nasty_option(nasty_string()),
+            at in nasty_timestamp(),
+        ) {
+            assert_payload_ok(&alert(&approval, alerted));
+            assert_payload_ok(&reminder(&approval, &due, reminded));
+            let resolved = Resolution { outcome, by, comment, at };
             assert_payload_ok(&resolution(&approval, &resolved));
+        }
+
+        /// The encoder is RFC 3986's, byte for byte: unreserved ASCII kept, every other byte
+        /// of the UTF-8 as `%XX` in upper case.
+        #[test]
+        fn url_parts_are_encoded_byte_by_byte(s in any::<String>()) {
+            let want: String = s
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                        char::from(b).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+            prop_assert_eq!(percent_encode(&s), want);
         }
     }
 
