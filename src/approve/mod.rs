@@ -42,6 +42,9 @@ const QUEUE: usize = 64;
 /// How long a click's audit call waits for another connection's write lock before the click
 /// fails (the audit row comes before AWS, so a click that cannot write it decides nothing).
 const CLICK_LOCK_WAIT: Duration = Duration::from_secs(30);
+/// How long recording the connection's state may wait for the lock (as every audit write did
+/// before clicks were given longer).
+const STATE_LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// Why the approvals service did not start.
 #[derive(Debug, thiserror::Error)]
@@ -193,11 +196,19 @@ impl Ctx {
         &self,
         work: impl FnOnce(&AuditLog) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, AuditError> {
+        self.audit_waiting(CLICK_LOCK_WAIT, work).await
+    }
+
+    /// [`Ctx::audit`], waiting at most `wait` for the lock.
+    async fn audit_waiting<T: Send + 'static>(
+        &self,
+        wait: Duration,
+        work: impl FnOnce(&AuditLog) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, AuditError> {
         let path = self.state_path.clone();
-        let answer = tokio::task::spawn_blocking(move || {
-            work(&AuditLog::open_waiting(&path, CLICK_LOCK_WAIT)?)
-        })
-        .await?;
+        let answer =
+            tokio::task::spawn_blocking(move || work(&AuditLog::open_waiting(&path, wait)?))
+                .await?;
         Ok(answer?)
     }
 }
@@ -209,8 +220,11 @@ async fn record_state(ctx: &Ctx, state: &ConnectionState) {
         _ => None,
     };
     let at = ctx.clock.now();
+    // Only `status` reads this: it never holds up a stop or a reload as a click may.
     let written = ctx
-        .audit(move |a| a.set_connection(name, detail.as_deref(), at))
+        .audit_waiting(STATE_LOCK_WAIT, move |a| {
+            a.set_connection(name, detail.as_deref(), at)
+        })
         .await;
     if let Err(e) = written {
         tracing::warn!("cannot record the Socket Mode connection's state: {e}");

@@ -204,8 +204,11 @@ pub async fn run(
                     }
                     heartbeat = new;
                     // A new connection with the new lists (and a new try after link_disabled).
+                    // Decisions in flight may wait on a locked database: keep the watchdog fed.
                     let membership = match approvals.take() {
-                        Some(running) => Some(running.stop().await),
+                        Some(running) => Some(
+                            pinging(running.stop(), &notifier, || last.status(), "reload").await,
+                        ),
                         None => None,
                     };
                     approvals = start_approvals(applied.approvals, membership, &shutdown);
