@@ -1,8 +1,10 @@
 //! What every HTTP client here (Slack's webhooks and Web API, the heartbeat) does with an
 //! answer from outside: read its body up to a bound ([`read_bounded`]), and put a failed
-//! request into words without its URL ([`describe`]), since some URLs are secrets.
+//! request into words without its URL ([`describe`]), since some URLs are secrets; and read a
+//! `Retry-After` in seconds ([`retry_after`]).
 
 use std::fmt;
+use std::time::Duration;
 
 /// Which way a request failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +102,16 @@ pub async fn read_bounded(response: &mut reqwest::Response, max: usize) -> Bound
     Bounded { bytes, end }
 }
 
+/// The answer's `Retry-After` in whole seconds; `None` when absent or in another form.
+pub fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
 /// Adds as much of `chunk` to `body` as `max` leaves room for; `false` if some did not fit.
 fn keep(body: &mut Vec<u8>, chunk: &[u8], max: usize) -> bool {
     let room = max.saturating_sub(body.len());
@@ -113,7 +125,6 @@ mod tests {
 
     use bytes::Bytes;
     use http_body::Frame;
-    use std::time::Duration;
 
     /// A response whose body comes in these chunks, then `error` if given.
     fn response(chunks: &[&[u8]], error: bool) -> reqwest::Response {
@@ -200,5 +211,20 @@ mod tests {
         assert_eq!(failure.kind, FailureKind::TimedOut, "{failure}");
         assert!(failure.to_string().starts_with("timed out: "), "{failure}");
         assert!(!failure.to_string().contains("secret-path"), "{failure}");
+    }
+
+    #[test]
+    fn retry_after_reads_whole_seconds_only() {
+        let with = |value: &str| {
+            let mut r = http::Response::new(reqwest::Body::from(""));
+            r.headers_mut()
+                .insert(reqwest::header::RETRY_AFTER, value.parse().unwrap());
+            retry_after(&r.into())
+        };
+        assert_eq!(with(" 30 "), Some(Duration::from_secs(30)));
+        assert_eq!(with("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(with("-1"), None);
+        let none: reqwest::Response = http::Response::new(reqwest::Body::from("")).into();
+        assert_eq!(retry_after(&none), None);
     }
 }

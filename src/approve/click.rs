@@ -133,7 +133,7 @@ async fn refuse(ctx: &Ctx, click: &Click, refusal: Refusal, target: Option<Click
     if let Err(e) = written {
         tracing::error!(user = %click.user.id, result = &*result.as_str(), "cannot write the audit row: {e}");
     }
-    metrics::slack_decision(metrics::ClickResult::from_audit(&result.as_str()));
+    metrics::slack_decision(&result);
     ephemeral(ctx, click, target.as_ref(), &text).await;
 }
 
@@ -167,12 +167,12 @@ async fn decide(ctx: &Ctx, click: &Click) {
     let audit_id = match claim {
         Ok(Claim::Go(id)) => id,
         Ok(Claim::Replay) => {
-            metrics::slack_decision(metrics::ClickResult::Ignored);
+            metrics::slack_decision(&ClickResult::Ignored);
             tracing::debug!(user = %click.user.id, "a replayed click; already handled");
             return;
         }
         Ok(Claim::Taken) => {
-            metrics::slack_decision(metrics::ClickResult::AlreadyResolved);
+            metrics::slack_decision(&ClickResult::AlreadyResolved);
             let text = "Someone already decided this approval (or is deciding it right now); the channel will show the outcome.";
             ephemeral(ctx, click, Some(&target), text).await;
             return;
@@ -217,7 +217,7 @@ async fn decide(ctx: &Ctx, click: &Click) {
     if let Err(e) = finished {
         tracing::error!(audit_id, "cannot record AWS's answer in the audit: {e}");
     }
-    metrics::slack_decision(metrics::ClickResult::from_audit(&result.as_str()));
+    metrics::slack_decision(&result);
     match answer {
         Ok(_) => {
             tracing::info!(

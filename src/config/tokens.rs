@@ -123,53 +123,50 @@ impl<T: Token> fmt::Display for TokenSource<T> {
     }
 }
 
-/// A bot token (`xoxb-…`).
-#[derive(Clone, PartialEq, Eq)]
-pub struct BotToken(String);
+/// A token type: its text kept inside, `Debug` redacted, `expose` the one way out.
+macro_rules! token_type {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $key:literal, $kind:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq)]
+        pub struct $name(String);
 
-impl Token for BotToken {
-    const WHAT: &'static str = "the Slack bot token";
-    const KEY: &'static str = "bot_token";
-    fn parse(key: &str, raw: &str) -> Result<Self, ConfigError> {
-        check_form(key, raw, &BOT).map(Self)
-    }
+        impl Token for $name {
+            const WHAT: &'static str = $what;
+            const KEY: &'static str = $key;
+            fn parse(key: &str, raw: &str) -> Result<Self, ConfigError> {
+                check_form(key, raw, &$kind).map(Self)
+            }
+        }
+
+        impl $name {
+            pub fn expose(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($name), "(<redacted>)"))
+            }
+        }
+    };
 }
 
-impl BotToken {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
+token_type!(
+    /// A bot token (`xoxb-…`).
+    BotToken,
+    "the Slack bot token",
+    "bot_token",
+    BOT
+);
 
-impl fmt::Debug for BotToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("BotToken(<redacted>)")
-    }
-}
-
-/// An app-level token (`xapp-…`), for `apps.connections.open`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AppLevelToken(String);
-
-impl Token for AppLevelToken {
-    const WHAT: &'static str = "the Slack app-level token";
-    const KEY: &'static str = "app_token";
-    fn parse(key: &str, raw: &str) -> Result<Self, ConfigError> {
-        check_form(key, raw, &APP).map(Self)
-    }
-}
-
-impl AppLevelToken {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for AppLevelToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AppLevelToken(<redacted>)")
-    }
-}
+token_type!(
+    /// An app-level token (`xapp-…`), for `apps.connections.open`.
+    AppLevelToken,
+    "the Slack app-level token",
+    "app_token",
+    APP
+);
 
 #[cfg(test)]
 mod tests {
@@ -188,5 +185,8 @@ mod tests {
         }
         let t = AppLevelToken::parse("k", "xapp-1-secret").unwrap();
         assert_eq!(format!("{t:?}"), "AppLevelToken(<redacted>)");
+        let t = BotToken::parse("k", "xoxb-1-secret").unwrap();
+        assert_eq!(format!("{t:?}"), "BotToken(<redacted>)");
+        assert_eq!(t.expose(), "xoxb-1-secret");
     }
 }

@@ -29,6 +29,17 @@ impl<'a> MakeVisitor<Writer<'a>> for EscapedFields {
     }
 }
 
+/// `Visit` methods that hand the value to the inner visitor unchanged.
+macro_rules! pass_on {
+    ($($method:ident: $ty:ty),+ $(,)?) => {
+        $(
+            fn $method(&mut self, field: &Field, value: $ty) {
+                self.0.$method(field, value);
+            }
+        )+
+    };
+}
+
 /// Hands each value to the inner visitor with its control characters escaped.
 pub struct Escaping<V>(V);
 
@@ -55,29 +66,15 @@ impl<V: Visit> Visit for Escaping<V> {
             .record_debug(field, &format_args!("{}", escape(&text)));
     }
 
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.record_i64(field, value);
-    }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.record_u64(field, value);
-    }
-
-    fn record_i128(&mut self, field: &Field, value: i128) {
-        self.0.record_i128(field, value);
-    }
-
-    fn record_u128(&mut self, field: &Field, value: u128) {
-        self.0.record_u128(field, value);
-    }
-
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.record_f64(field, value);
-    }
-
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.record_bool(field, value);
-    }
+    // Numbers and booleans carry no text to escape: the inner visitor writes them its own way.
+    pass_on!(
+        record_i64: i64,
+        record_u64: u64,
+        record_i128: i128,
+        record_u128: u128,
+        record_f64: f64,
+        record_bool: bool,
+    );
 }
 
 impl<V: VisitOutput<fmt::Result>> VisitOutput<fmt::Result> for Escaping<V> {

@@ -47,6 +47,11 @@ fn by_pair(
     );
 }
 
+/// Seconds to the millisecond; 0 when there is nothing to measure yet.
+fn seconds_or_zero(seconds: Option<f64>) -> Sample {
+    Sample::fixed(seconds.unwrap_or(0.0), 3)
+}
+
 /// Every family, in exposition order.
 pub(super) fn table<'a>() -> [Family<View<'a>>; 18] {
     [
@@ -70,13 +75,12 @@ pub(super) fn table<'a>() -> [Family<View<'a>>; 18] {
             help: "How long the longest-waiting approval has waited; 0 when none waits.",
             shown: always,
             samples: |v, out| {
-                let oldest = v
+                let waited = v
                     .inner
                     .waiting
                     .oldest_since
-                    .map(|since| v.now.duration_since(since).as_secs_f64().max(0.0))
-                    .unwrap_or(0.0);
-                out.push(Sample::fixed(oldest, 3));
+                    .map(|since| v.now.duration_since(since).as_secs_f64().max(0.0));
+                out.push(seconds_or_zero(waited));
             },
         },
         Family {
@@ -178,9 +182,8 @@ pub(super) fn table<'a>() -> [Family<View<'a>>; 18] {
                 let last = v
                     .inner
                     .last_success
-                    .map(|t| t.as_millisecond() as f64 / 1000.0)
-                    .unwrap_or(0.0);
-                out.push(Sample::fixed(last, 3));
+                    .map(|t| t.as_millisecond() as f64 / 1000.0);
+                out.push(seconds_or_zero(last));
             },
         },
         Family {
@@ -228,9 +231,18 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::metrics::labels::{ClickResult, ReconnectReason};
+    use crate::metrics::labels::{DecisionLabel, ReconnectReason};
     use crate::metrics::{CycleOutcome, Metrics, Waiting};
     use approval_watch_core::model::MessageKind;
+
+    /// The value of the unlabelled sample `name` in `text`.
+    fn value_of(text: &str, name: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
 
     /// Some of everything, with no clock in the output (no wait, no successful cycle).
     fn busy() -> Metrics {
@@ -241,7 +253,7 @@ mod tests {
         }
         for _ in 0..2 {
             m.aws_error("GetPipelineState", "Throttling\"x\n");
-            m.slack_decision(ClickResult::Denied);
+            m.slack_decision(DecisionLabel::Denied);
         }
         for _ in 0..4 {
             m.message_sent(MessageKind::Reminder);
@@ -334,12 +346,7 @@ mod tests {
             let (_, value) = line.rsplit_once(' ').expect(line);
             assert!(value.parse::<f64>().is_ok(), "{line}");
         }
-        let oldest: f64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("approval_watch_oldest_approval_wait_seconds "))
-            .unwrap()
-            .parse()
-            .unwrap();
+        let oldest = value_of(&text, "approval_watch_oldest_approval_wait_seconds");
         assert!((89.0..200.0).contains(&oldest), "{oldest}");
     }
 
@@ -348,12 +355,10 @@ mod tests {
         let m = Metrics::new();
         m.cycle(CycleOutcome::instant(true, 1, 0));
         let text = m.render();
-        let last: f64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("approval_watch_last_successful_cycle_timestamp_seconds "))
-            .unwrap()
-            .parse()
-            .unwrap();
+        let last = value_of(
+            &text,
+            "approval_watch_last_successful_cycle_timestamp_seconds",
+        );
         let now = Timestamp::now().as_millisecond() as f64 / 1000.0;
         assert!((now - 60.0..=now).contains(&last), "{last} vs {now}");
     }

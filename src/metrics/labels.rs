@@ -3,6 +3,7 @@
 //! error codes, Slack's error words, pipeline names) stay strings and are escaped when written.
 
 use approval_watch_core::model::MessageKind;
+use approval_watch_core::verdict::ClickResult;
 
 /// A label whose values are known in advance; each value's counter is exported at 0 before
 /// the first event, so a `rate()` over it works from the start.
@@ -166,9 +167,10 @@ impl Label for ReconnectReason {
     }
 }
 
-/// How a click from Slack was answered (`result` of `slack_decisions_total`).
+/// The `result` label of `slack_decisions_total`: a [`ClickResult`] with every failure (`failed:
+/// …`, whatever its reason) counted as one value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClickResult {
+pub enum DecisionLabel {
     Approved,
     Rejected,
     /// Not on the allow-lists.
@@ -179,18 +181,21 @@ pub enum ClickResult {
     Ignored,
 }
 
-impl ClickResult {
-    /// The decision an audit result word stands for; anything else (`failed: …`) is `Failed`.
-    pub fn from_audit(result: &str) -> Self {
-        Self::ALL
-            .iter()
-            .copied()
-            .find(|d| d.value() == result)
-            .unwrap_or(Self::Failed)
+impl From<&ClickResult> for DecisionLabel {
+    /// A click is counted once answered; a claim still pending would count as failed.
+    fn from(result: &ClickResult) -> Self {
+        match result {
+            ClickResult::Approved => Self::Approved,
+            ClickResult::Rejected => Self::Rejected,
+            ClickResult::Denied => Self::Denied,
+            ClickResult::AlreadyResolved => Self::AlreadyResolved,
+            ClickResult::Ignored => Self::Ignored,
+            ClickResult::Pending | ClickResult::Failed(_) => Self::Failed,
+        }
     }
 }
 
-impl Label for ClickResult {
+impl Label for DecisionLabel {
     const ALL: &'static [Self] = &[
         Self::Approved,
         Self::Rejected,
@@ -235,7 +240,7 @@ mod tests {
         complete(&[F::Permanent, F::RateLimited, F::Temporary]);
         complete(&[Outcome::Ok, Outcome::Failed]);
         complete(&[ReconnectReason::Refresh, ReconnectReason::Dropped]);
-        use ClickResult as D;
+        use DecisionLabel as D;
         complete(&[
             D::Approved,
             D::Rejected,
@@ -272,15 +277,19 @@ mod tests {
     }
 
     #[test]
-    fn audit_results_map_to_decisions() {
-        assert_eq!(ClickResult::from_audit("approved"), ClickResult::Approved);
-        assert_eq!(
-            ClickResult::from_audit("already_resolved"),
-            ClickResult::AlreadyResolved
-        );
-        assert_eq!(
-            ClickResult::from_audit("failed: AccessDenied: no"),
-            ClickResult::Failed
-        );
+    fn a_click_result_counts_under_its_own_word_and_every_failure_as_failed() {
+        use ClickResult as R;
+        for r in [
+            R::Approved,
+            R::Rejected,
+            R::Denied,
+            R::AlreadyResolved,
+            R::Ignored,
+        ] {
+            assert_eq!(DecisionLabel::from(&r).value(), r.as_str());
+        }
+        let failed = R::failed("AccessDenied: no");
+        assert_eq!(DecisionLabel::from(&failed), DecisionLabel::Failed);
+        assert_eq!(DecisionLabel::from(&R::Pending), DecisionLabel::Failed);
     }
 }

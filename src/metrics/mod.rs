@@ -6,7 +6,7 @@
 //! are types (`labels`), so a misspelt one does not compile. Recording costs a mutex and a
 //! map lookup, and is done whether or not the endpoint is on.
 //!
-//! - `labels`: the typed label values ([`SocketState`], [`ClickResult`], …).
+//! - `labels`: the typed label values ([`SocketState`], [`DecisionLabel`], …).
 //! - `registry`: the numbers ([`Metrics`]) and `/healthz`'s lock-free answer.
 //! - `families`: the table of exported families: names, types, help texts, samples.
 //! - `exposition`: the text format, one loop over such a table.
@@ -15,6 +15,7 @@
 use std::sync::LazyLock;
 
 use approval_watch_core::model::MessageKind;
+use approval_watch_core::verdict::ClickResult;
 
 mod exposition;
 mod families;
@@ -23,7 +24,7 @@ mod registry;
 mod server;
 mod slots;
 
-pub use labels::{ClickResult, ReconnectReason, SlackFailure, SocketState};
+pub use labels::{DecisionLabel, ReconnectReason, SlackFailure, SocketState};
 pub use registry::{CycleOutcome, Metrics, Waiting};
 pub use server::start;
 
@@ -61,10 +62,9 @@ pub fn socket_reconnect(reason: ReconnectReason) {
     global().socket_reconnect(reason);
 }
 
-/// A click from Slack was answered with `decision` ([`ClickResult::from_audit`] for the
-/// audit's word).
-pub fn slack_decision(decision: ClickResult) {
-    global().slack_decision(decision);
+/// A click from Slack was answered with `result` (counted as its [`DecisionLabel`]).
+pub fn slack_decision(result: &ClickResult) {
+    global().slack_decision(result.into());
 }
 
 /// One AWS API call was made (`GetPipelineState`, …), successful or not.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use approval_watch_core::model::MessageKind;
 use jiff::Timestamp;
 
-use super::labels::{ClickResult, Outcome, ReconnectReason, SlackFailure, SocketState, Tally};
+use super::labels::{DecisionLabel, Outcome, ReconnectReason, SlackFailure, SocketState, Tally};
 use super::{exposition, families};
 
 /// Cycle duration buckets, in seconds: a healthy cycle takes well under a second per few
@@ -73,7 +73,7 @@ pub(super) struct Inner {
     /// New Socket Mode connections after the first, by reason.
     pub(super) socket_reconnects: Tally<ReconnectReason>,
     /// Clicks on Approve / Reject (and reject dialogs submitted), by result.
-    pub(super) slack_decisions: Tally<ClickResult>,
+    pub(super) slack_decisions: Tally<DecisionLabel>,
 }
 
 fn bump<K: Ord>(map: &mut BTreeMap<K, u64>, key: K) {
@@ -178,7 +178,7 @@ impl Metrics {
         self.lock().socket_reconnects.add(reason);
     }
 
-    pub fn slack_decision(&self, decision: ClickResult) {
+    pub fn slack_decision(&self, decision: DecisionLabel) {
         self.lock().slack_decisions.add(decision);
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::config::{AppLevelToken, BotToken, is_user_id};
-use crate::http::{BodyEnd, describe, read_bounded};
+use crate::http::{BodyEnd, describe, read_bounded, retry_after};
 use crate::slack::clip::clip;
 
 /// A Web API answer, as far as delivery cares.
@@ -229,12 +229,7 @@ impl SlackApi {
             .await
             .map_err(|e| ApiError::Temporary(format!("{method}: {}", describe(e))))?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(&response);
         if status.as_u16() == 429 {
             return Err(ApiError::RateLimited { retry_after });
         }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::config::SecretUrl;
-use crate::http::{describe, read_bounded};
+use crate::http::{describe, read_bounded, retry_after};
 use crate::slack::clip::clip;
 
 /// Slack's answer, as far as delivery cares.
@@ -61,12 +61,7 @@ impl SlackClient {
         if status.is_success() {
             return Ok(());
         }
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(&response);
         // Only the start matters; a failure part way leaves what came before.
         let body = read_bounded(&mut response, MAX_ERROR_BODY_BYTES).await;
         let body = String::from_utf8_lossy(&body.bytes);

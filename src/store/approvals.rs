@@ -4,14 +4,14 @@
 
 use std::collections::HashSet;
 
-use rusqlite::{Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use approval_watch_core::model::{
     Approval, ApprovalKey, OpenApproval, Resolution, Revision, SlackMessage,
 };
 use approval_watch_core::remind::ReminderDue;
 
-use super::{Store, StoreError, column, time, time_column};
+use super::{Store, StoreError, column, readable, time, time_column};
 
 impl Store {
     /// Approvals recorded as waiting, in the order they were found, with what was sent about
@@ -33,18 +33,8 @@ impl Store {
         let rows = stmt
             .query_map([], |row| Ok((row.get::<_, i64>("id")?, open_from_row(row))))
             .map_err(|e| self.sql(e))?;
-        let mut open = Vec::new();
-        for row in rows {
-            let (id, parsed) = row.map_err(|e| self.sql(e))?;
-            match parsed {
-                Ok(o) => open.push(o),
-                Err(why) => tracing::error!(
-                    state = %self.path.display(),
-                    "approvals row {id} is unreadable ({why}); it is left out: no reminders, no resolution"
-                ),
-            }
-        }
-        Ok(open)
+        let left_out = "it is left out: no reminders, no resolution";
+        readable(rows, "approvals", left_out, &self.path).map_err(|e| self.sql(e))
     }
 
     /// Which of these keys were ever recorded, waiting or resolved.
@@ -52,31 +42,34 @@ impl Store {
         &self,
         keys: impl IntoIterator<Item = &'a ApprovalKey>,
     ) -> Result<HashSet<ApprovalKey>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT 1 FROM approvals WHERE region = ?1 AND pipeline = ?2 AND stage = ?3
-                 AND action = ?4 AND token = ?5 AND account = ?6",
-            )
-            .map_err(|e| self.sql(e))?;
         let mut known = HashSet::new();
         for key in keys {
-            let found = stmt
-                .exists(params![
-                    key.region,
-                    key.pipeline,
-                    key.stage,
-                    key.action,
-                    key.token,
-                    key.account
-                ])
-                .map_err(|e| self.sql(e))?;
-            if found {
+            if id_of(&self.conn, key).map_err(|e| self.sql(e))?.is_some() {
                 known.insert(key.clone());
             }
         }
         Ok(known)
     }
+}
+
+/// The id of the approval recorded under `key`, waiting or resolved.
+pub(super) fn id_of(conn: &Connection, key: &ApprovalKey) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached(
+        "SELECT id FROM approvals WHERE region = ?1 AND pipeline = ?2 AND stage = ?3
+         AND action = ?4 AND token = ?5 AND account = ?6",
+    )?
+    .query_row(
+        params![
+            key.region,
+            key.pipeline,
+            key.stage,
+            key.action,
+            key.token,
+            key.account
+        ],
+        |row| row.get(0),
+    )
+    .optional()
 }
 
 /// Records a newly seen approval: its id, or `None` when it was recorded before (a race, a

@@ -5,17 +5,14 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
-use super::{Store, StoreError, connect_read_only, migrations};
+use super::{Store, StoreError, connect_read_only, migrate};
 
 impl Store {
     /// A private in-memory copy of the database at `path` (empty when there is none yet),
     /// migrated to this build's schema: `once --dry-run` runs a real cycle on it, so it
     /// decides exactly as `once` would, and the file is never written.
     pub fn open_copy(path: &Path) -> Result<Self, StoreError> {
-        let sql = |cause| StoreError::Sqlite {
-            path: path.to_owned(),
-            cause,
-        };
+        let sql = StoreError::sqlite(path);
         let mut conn = Connection::open_in_memory().map_err(sql)?;
         if let Some((file, _)) = connect_read_only(path)? {
             let backup = rusqlite::backup::Backup::new(&file, &mut conn).map_err(sql)?;
@@ -25,12 +22,7 @@ impl Store {
         }
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(sql)?;
-        migrations()
-            .to_latest(&mut conn)
-            .map_err(|cause| StoreError::Migration {
-                path: path.to_owned(),
-                cause,
-            })?;
+        migrate(&mut conn, path)?;
         Ok(Self {
             conn,
             path: path.to_owned(),
@@ -43,12 +35,11 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use crate::store::Store;
-    use crate::store::testing::{key, store_with_alerts};
+    use crate::store::testing::{key, store_with_alerts, temp_db};
 
     #[test]
     fn the_copy_sees_the_file_and_writes_only_to_itself() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
+        let (dir, path) = temp_db("s.db");
         store_with_alerts(dir.path(), &["t1"], "").close().unwrap();
         let before = std::fs::read(&path).unwrap();
 
@@ -67,8 +58,7 @@ mod tests {
 
     #[test]
     fn a_missing_file_gives_an_empty_copy_and_creates_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("none.db");
+        let (_dir, path) = temp_db("none.db");
         let copy = Store::open_copy(&path).unwrap();
         assert!(copy.open_approvals().unwrap().is_empty());
         assert!(!path.exists());

@@ -20,11 +20,7 @@ impl Store {
         if fetched.is_empty() {
             return Ok(());
         }
-        let path = self.path.clone();
-        let sql = |cause| StoreError::Sqlite {
-            path: path.clone(),
-            cause,
-        };
+        let sql = StoreError::sqlite(&self.path);
         let tx = self.conn.transaction().map_err(sql)?;
         for (t, version, definitions) in fetched {
             // Serializing plain strings and numbers cannot fail; skip rather than guess.
@@ -92,7 +88,7 @@ mod tests {
     use approval_watch_core::model::ApprovalDefinition;
 
     use super::*;
-    use crate::store::testing::now;
+    use crate::store::testing::{now, temp_db};
 
     fn target(pipeline: &str) -> Target {
         Target {
@@ -130,8 +126,7 @@ mod tests {
 
     #[test]
     fn only_the_newest_version_per_pipeline_is_kept_across_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
+        let (_dir, path) = temp_db("s.db");
         let mut store = store_with_two(&path);
         store
             .save_definitions(&[(target("web-app"), 2, definitions("v2"))], now())

@@ -222,6 +222,7 @@ fn sync(path: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::store::Changes;
+    use crate::store::testing::temp_db;
 
     fn count(store: &Store) -> i64 {
         store
@@ -244,8 +245,7 @@ mod tests {
 
     #[test]
     fn an_untouched_database_is_left_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
+        let (_dir, path) = temp_db("state.db");
         let mut store = store_with_rows(&path);
         let before = FileId::at(&path);
         assert!(!store.keep_in_place().unwrap());
@@ -254,8 +254,7 @@ mod tests {
 
     #[test]
     fn a_deleted_database_is_put_back_with_everything_and_written_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
+        let (_dir, path) = temp_db("state.db");
         let mut store = store_with_rows(&path);
         for suffix in ["", "-wal", "-shm"] {
             std::fs::remove_file(sibling(&path, suffix)).unwrap();
@@ -275,8 +274,7 @@ mod tests {
 
     #[test]
     fn a_replaced_database_is_put_back_and_the_stranger_kept_aside() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
+        let (dir, path) = temp_db("state.db");
         let mut store = store_with_rows(&path);
         std::fs::remove_file(&path).unwrap();
         std::fs::write(&path, "not ours").unwrap();
@@ -296,8 +294,7 @@ mod tests {
 
     #[test]
     fn a_deleted_lock_file_is_taken_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
+        let (_dir, path) = temp_db("state.db");
         let mut store = store_with_rows(&path);
         std::fs::remove_file(sibling(&path, ".lock")).unwrap();
         assert!(store.keep_in_place().unwrap());

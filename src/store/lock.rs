@@ -37,12 +37,12 @@ pub(super) fn take_lock(path: &Path) -> Result<File, StoreError> {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::testing::temp_db;
     use crate::store::{Store, StoreError};
 
     #[test]
     fn a_second_writer_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
+        let (_dir, path) = temp_db("s.db");
         let _first = Store::open(&path).unwrap();
         let e = Store::open(&path).err().unwrap();
         assert!(matches!(e, StoreError::Locked { .. }), "{e}");

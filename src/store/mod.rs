@@ -36,9 +36,9 @@ pub use schema::SCHEMA_VERSION;
 
 // For the table files, `in_place` and `audit`, which reach them through `super`.
 use approvals::{approval_from_row, slack_from_row};
-use columns::{column, time, time_column};
+use columns::{column, readable, time, time_column};
 use lock::take_lock;
-use schema::{check_version, migrations};
+use schema::{check_version, migrate};
 
 /// The cause is part of each message (logs print only the top error), so none is also
 /// a `source()`: chained reports would repeat it.
@@ -86,6 +86,16 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// For `map_err`: an SQLite error on the database at `path`.
+    fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> Self + Copy + '_ {
+        move |cause| Self::Sqlite {
+            path: path.to_owned(),
+            cause,
+        }
+    }
+}
+
 pub struct Store {
     conn: Connection,
     path: PathBuf,
@@ -100,12 +110,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let lock = take_lock(path)?;
         let mut conn = connect(path)?;
-        migrations()
-            .to_latest(&mut conn)
-            .map_err(|cause| StoreError::Migration {
-                path: path.to_owned(),
-                cause,
-            })?;
+        migrate(&mut conn, path)?;
         let opened = in_place::Opened::now(path, &lock);
         Ok(Self {
             conn,
@@ -130,10 +135,7 @@ impl Store {
     }
 
     fn sql(&self, cause: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.clone(),
-            cause,
-        }
+        StoreError::sqlite(&self.path)(cause)
     }
 
     /// Flushes the WAL into the main file and closes, reporting any error.
@@ -154,10 +156,7 @@ fn connect_read_only(path: &Path) -> Result<Option<(Connection, i64)>, StoreErro
     if !path.exists() {
         return Ok(None);
     }
-    let sql = |cause| StoreError::Sqlite {
-        path: path.to_owned(),
-        cause,
-    };
+    let sql = StoreError::sqlite(path);
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -171,10 +170,7 @@ fn connect_read_only(path: &Path) -> Result<Option<(Connection, i64)>, StoreErro
 
 /// A writing connection to `path`, set up (after a version check) as the daemon writes.
 fn connect(path: &Path) -> Result<Connection, StoreError> {
-    let sql = |cause| StoreError::Sqlite {
-        path: path.to_owned(),
-        cause,
-    };
+    let sql = StoreError::sqlite(path);
     let conn = Connection::open(path).map_err(sql)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(sql)?;
@@ -192,11 +188,11 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing::temp_db;
 
     #[test]
     fn read_only_open_of_a_missing_file_creates_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("none.db");
+        let (_dir, path) = temp_db("none.db");
         assert!(Store::open_read_only(&path).unwrap().is_none());
         assert!(!path.exists());
     }

@@ -107,17 +107,23 @@ impl Store {
         Ok(messages)
     }
 
-    /// When the next pending message becomes due, over all destinations.
-    pub fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
+    /// The earliest time in `column` over the pending messages; an impossible one (a corrupt
+    /// row) reads as the epoch.
+    fn earliest_pending(&self, column: &str) -> Result<Option<Timestamp>, StoreError> {
         self.conn
             .query_row(
-                "SELECT MIN(next_attempt_ms) FROM outbox WHERE state = 'pending'",
+                &format!("SELECT MIN({column}) FROM outbox WHERE state = 'pending'"),
                 [],
                 |row| row.get::<_, Option<i64>>(0),
             )
-            // An impossible time is a corrupt row, which `pending` marks failed: due now.
             .map(|v| v.map(|millis| time(millis).unwrap_or(Timestamp::UNIX_EPOCH)))
             .map_err(|e| self.sql(e))
+    }
+
+    /// When the next pending message becomes due, over all destinations.
+    pub fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        // An impossible time is a corrupt row, which `pending` marks failed: due now.
+        self.earliest_pending("next_attempt_ms")
     }
 
     /// The highest outbox id so far (0 for none).
@@ -146,11 +152,7 @@ impl Store {
         now: Timestamp,
         posted: &SlackMessage,
     ) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let sql = |cause| StoreError::Sqlite {
-            path: path.clone(),
-            cause,
-        };
+        let sql = StoreError::sqlite(&self.path);
         let tx = self.conn.unchecked_transaction().map_err(sql)?;
         tx.execute(
             "UPDATE approvals SET slack_channel = ?2, slack_ts = ?3
@@ -181,15 +183,8 @@ impl Store {
 
     /// When the oldest message still waiting to be delivered was queued.
     pub fn oldest_pending_since(&self) -> Result<Option<Timestamp>, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT MIN(created_ms) FROM outbox WHERE state = 'pending'",
-                [],
-                |row| row.get::<_, Option<i64>>(0),
-            )
-            // An impossible time is a corrupt row: as old as can be, so it is not hidden.
-            .map(|v| v.map(|millis| time(millis).unwrap_or(Timestamp::UNIX_EPOCH)))
-            .map_err(|e| self.sql(e))
+        // An impossible time is a corrupt row: as old as can be, so it is not hidden.
+        self.earliest_pending("created_ms")
     }
 
     pub fn mark_delivered(&self, id: i64, now: Timestamp) -> Result<(), StoreError> {

@@ -24,11 +24,7 @@ impl Store {
     /// Records a cycle's decisions and the messages they cause, atomically.
     pub fn record(&mut self, changes: &Changes, now: Timestamp) -> Result<(), StoreError> {
         let now_ms = now.as_millisecond();
-        let path = self.path.clone();
-        let sql = |cause| StoreError::Sqlite {
-            path: path.clone(),
-            cause,
-        };
+        let sql = StoreError::sqlite(&self.path);
         let tx = self.conn.transaction().map_err(sql)?;
         for (id, resolution, message) in &changes.resolved {
             approvals::resolve(&tx, *id, resolution).map_err(sql)?;
@@ -65,35 +61,27 @@ mod tests {
     use rusqlite::params;
 
     use super::*;
-    use crate::store::testing::{approval, key, message, now, store_with_alerts};
+    use crate::store::testing::{approval, key, message, now, store_with_alerts, temp_db};
 
     /// Reads a resolution back.
     fn outcome_of(store: &Store, key: &ApprovalKey) -> Result<Option<Outcome>, StoreError> {
-        use rusqlite::OptionalExtension;
-        let outcome: Option<Option<String>> = store
+        let Some(id) = approvals::id_of(&store.conn, key).map_err(|e| store.sql(e))? else {
+            return Ok(None);
+        };
+        let outcome: Option<String> = store
             .conn
             .query_row(
-                "SELECT outcome FROM approvals WHERE region = ?1 AND pipeline = ?2 AND stage = ?3
-                 AND action = ?4 AND token = ?5 AND account = ?6",
-                params![
-                    key.region,
-                    key.pipeline,
-                    key.stage,
-                    key.action,
-                    key.token,
-                    key.account
-                ],
+                "SELECT outcome FROM approvals WHERE id = ?1",
+                params![id],
                 |row| row.get(0),
             )
-            .optional()
             .map_err(|e| store.sql(e))?;
-        Ok(outcome.flatten().as_deref().and_then(Outcome::parse))
+        Ok(outcome.as_deref().and_then(Outcome::parse))
     }
 
     #[test]
     fn records_once_and_survives_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
+        let (_dir, path) = temp_db("state.db");
         let mut store = Store::open(&path).unwrap();
         let changes = Changes {
             new: vec![(approval("t1"), message(MessageKind::Alert))],

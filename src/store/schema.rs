@@ -171,6 +171,16 @@ pub(super) fn migrations() -> Migrations<'static> {
     ])
 }
 
+/// Brings the database at `path` (open as `conn`) to this build's schema.
+pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    migrations()
+        .to_latest(conn)
+        .map_err(|cause| StoreError::Migration {
+            path: path.to_owned(),
+            cause,
+        })
+}
+
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 9;
 
@@ -178,10 +188,7 @@ pub const SCHEMA_VERSION: i64 = 9;
 pub(super) fn check_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
     let found: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(|cause| StoreError::Sqlite {
-            path: path.to_owned(),
-            cause,
-        })?;
+        .map_err(StoreError::sqlite(path))?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::TooNew {
             path: path.to_owned(),
@@ -196,6 +203,7 @@ pub(super) fn check_version(conn: &Connection, path: &Path) -> Result<i64, Store
 mod tests {
     use super::*;
     use crate::store::Store;
+    use crate::store::testing::temp_db;
 
     #[test]
     fn a_new_database_migrates_to_this_builds_version() {
@@ -210,8 +218,7 @@ mod tests {
 
     #[test]
     fn a_newer_schema_is_refused_and_left_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
+        let (_dir, path) = temp_db("s.db");
         {
             let conn = Connection::open(&path).unwrap();
             conn.execute_batch("CREATE TABLE future (x); PRAGMA user_version = 999;")

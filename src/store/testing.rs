@@ -1,13 +1,20 @@
-//! What the store's unit tests share: one approval, its key, a message, a fixed `now`, and a
-//! store with alerts queued.
+//! What the store's unit tests share: a database path in a temporary directory, one approval,
+//! its key, a message, a fixed `now`, and a store with alerts queued.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 
 use approval_watch_core::model::{Approval, ApprovalKey, MessageKind, Revision};
 
 use super::{AppParts, Changes, NewMessage, Store};
+
+/// A path named `name` in a new temporary directory, which lives as long as the `TempDir`.
+pub(super) fn temp_db(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    (dir, path)
+}
 
 /// A store with one queued alert per token, then `corrupt` (SQL, may be empty) applied to
 /// the file.

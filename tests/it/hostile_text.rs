@@ -4,7 +4,7 @@
 //! Slack's limits, and nothing from AWS may reach it as a ping (`<!channel>`, `<!here>`,
 //! `<@…>`, `<!subteam^…>`) or as a link of its own (`<http…|…>`): the only links are the
 //! console's and the approval's own ExternalEntityLink and revision URL.
-//! (`crates/core/src/render` has the pure, in-process property test (proptest).)
+//! (The core crate's `render` module has the pure, in-process property test.)
 
 use crate::support;
 

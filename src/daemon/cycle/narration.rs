@@ -44,33 +44,39 @@ impl Summary {
     }
 }
 
+/// A decision's line at info: the approval's pipeline, stage and action, then the rest.
+macro_rules! decision {
+    ($key:expr, $($rest:tt)+) => {
+        tracing::info!(
+            pipeline = %$key.pipeline,
+            stage = %$key.stage,
+            action = %$key.action,
+            $($rest)+
+        )
+    };
+}
+
 /// Logs the decisions of a pass.
 pub fn log_plan(plan: &Plan) {
     for a in &plan.new {
-        tracing::info!(
-            pipeline = %a.key.pipeline,
-            stage = %a.key.stage,
-            action = %a.key.action,
+        decision!(
+            a.key,
             region = %a.key.region,
             account = %a.key.account,
             "approval waiting"
         );
     }
     for r in &plan.resolved {
-        tracing::info!(
-            pipeline = %r.approval.key.pipeline,
-            stage = %r.approval.key.stage,
-            action = %r.approval.key.action,
+        decision!(
+            r.approval.key,
             outcome = r.resolution.outcome.as_str(),
             told = r.notify,
             "approval resolved"
         );
     }
     for r in &plan.reminders {
-        tracing::info!(
-            pipeline = %r.approval.key.pipeline,
-            stage = %r.approval.key.stage,
-            action = %r.approval.key.action,
+        decision!(
+            r.approval.key,
             number = r.due.number,
             expiry_warning = r.due.expiry_warning,
             escalated = r.due.escalate,

@@ -162,72 +162,46 @@ impl Deliverer {
         thread: Option<&SlackMessage>,
         shutdown: &CancellationToken,
     ) -> Result<bool, Stop> {
-        let reply = |thread| post_body(&message.payload, channel, thread, false);
-        let (Some(target), Some(update)) = (thread, message.app.update.as_ref()) else {
-            if !message.app.reply {
-                return Ok(false);
+        // Where the resolution is posted: a reply in this thread, or (`None`) a message of its
+        // own.
+        let posted_in = match (thread, message.app.update.as_ref()) {
+            (Some(target), Some(update)) => {
+                let body = update_body(update, target);
+                let ts = Some(target.ts.clone());
+                match self
+                    .call(route, message, Method::Update, body, ts, shutdown)
+                    .await
+                {
+                    Ok(_) if message.app.reply => thread,
+                    Ok(_) => return Ok(true),
+                    Err(Stop::Error(ApiError::Permanent { error }))
+                        if UPDATE_FALLBACK_ERRORS.contains(&error.as_str()) =>
+                    {
+                        tracing::warn!(
+                            pipeline = %message.key.pipeline,
+                            route,
+                            "chat.update answered {error}; the resolution is posted as a new message"
+                        );
+                        // Gone: a message of its own; only too old to edit: a reply still fits.
+                        if error == "message_not_found" {
+                            None
+                        } else {
+                            thread
+                        }
+                    }
+                    Err(stop) => return Err(stop),
+                }
             }
             // Nothing to edit (the alert went out by webhook, or was queued by an older
             // version): a reply in its thread when there is one, else a message of its own.
-            let ts = thread.map(|t| t.ts.clone());
-            self.call(
-                route,
-                message,
-                Method::PostMessage,
-                reply(thread),
-                ts,
-                shutdown,
-            )
-            .await?;
-            return Ok(true);
+            _ if message.app.reply => thread,
+            _ => return Ok(false),
         };
-        let ts = Some(target.ts.clone());
-        let body = update_body(update, target);
-        match self
-            .call(route, message, Method::Update, body, ts.clone(), shutdown)
-            .await
-        {
-            Ok(_) => {
-                if message.app.reply {
-                    self.call(
-                        route,
-                        message,
-                        Method::PostMessage,
-                        reply(thread),
-                        ts,
-                        shutdown,
-                    )
-                    .await?;
-                }
-                Ok(true)
-            }
-            Err(Stop::Error(ApiError::Permanent { error }))
-                if UPDATE_FALLBACK_ERRORS.contains(&error.as_str()) =>
-            {
-                // Gone: a message of its own; only too old to edit: a reply still fits.
-                let (thread, ts) = if error == "message_not_found" {
-                    (None, None)
-                } else {
-                    (thread, ts)
-                };
-                tracing::warn!(
-                    pipeline = %message.key.pipeline,
-                    route,
-                    "chat.update answered {error}; the resolution is posted as a new message"
-                );
-                self.call(
-                    route,
-                    message,
-                    Method::PostMessage,
-                    reply(thread),
-                    ts,
-                    shutdown,
-                )
-                .await?;
-                Ok(true)
-            }
-            Err(stop) => Err(stop),
-        }
+        let body = post_body(&message.payload, channel, posted_in, false);
+        let ts = posted_in.map(|t| t.ts.clone());
+        self.call(route, message, Method::PostMessage, body, ts, shutdown)
+            .await?;
+        Ok(true)
     }
 
     /// One Web API call, paced per channel, waiting out short rate limits. In the dry run,

@@ -20,6 +20,22 @@ use crate::store::{OutboxMessage, Store, StoreError};
 use approval_watch_core::model::{MessageKind, SlackMessage};
 use approval_watch_core::render;
 
+/// A message's line at `level`: the fields that name it (pipeline, stage, action, kind,
+/// route), then the rest.
+macro_rules! message_event {
+    ($level:expr, $message:expr, $route:expr, $($rest:tt)+) => {
+        tracing::event!(
+            $level,
+            pipeline = %$message.key.pipeline,
+            stage = %$message.key.stage,
+            action = %$message.key.action,
+            kind = $message.kind.as_str(),
+            route = %$route,
+            $($rest)+
+        )
+    };
+}
+
 /// How messages leave: to Slack, or (for `once --dry-run`) into a list, as Slack taking each.
 pub enum Transport {
     /// Each route's webhook (`None` for a route the bot token posts for), in the
@@ -383,12 +399,10 @@ impl Deliverer {
                     crate::metrics::slack_failure(crate::metrics::SlackFailure::Permanent);
                     let error = format!("HTTP {status}: {body}");
                     store.mark_failed(message.id, &error)?;
-                    tracing::error!(
-                        pipeline = %message.key.pipeline,
-                        stage = %message.key.stage,
-                        action = %message.key.action,
-                        kind = message.kind.as_str(),
-                        route = %route.name,
+                    message_event!(
+                        tracing::Level::ERROR,
+                        message,
+                        route.name,
                         status,
                         body = %body,
                         "Slack refused the message; it will not be retried"
@@ -427,12 +441,10 @@ impl Deliverer {
                     crate::metrics::slack_failure(crate::metrics::SlackFailure::Temporary);
                     let wait = backoff(message.attempts);
                     store.mark_retry(message.id, later(now, wait), &error)?;
-                    tracing::warn!(
-                        pipeline = %message.key.pipeline,
-                        stage = %message.key.stage,
-                        action = %message.key.action,
-                        kind = message.kind.as_str(),
-                        route = %route.name,
+                    message_event!(
+                        tracing::Level::WARN,
+                        message,
+                        route.name,
                         attempt = message.attempts + 1,
                         retry_in_s = wait.as_secs(),
                         "Slack delivery failed: {error}"
@@ -476,83 +488,4 @@ fn log_message(message: &OutboxMessage, route: &str, what: &str) {
 }
 
 #[cfg(test)]
-mod rate_limit_tests;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_starts_within_5s_doubles_and_caps_at_5min() {
-        let waits: Vec<u64> = (0..10).map(|a| backoff(a).as_secs()).collect();
-        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300, 300]);
-        assert_eq!(backoff(u32::MAX), Duration::from_secs(300));
-    }
-
-    #[test]
-    fn a_rate_limit_wait_is_capped_and_an_ask_over_the_cap_is_flagged() {
-        assert_eq!(rate_limit_wait(None), (DEFAULT_RATE_LIMIT_WAIT, false));
-        assert_eq!(
-            rate_limit_wait(Some(Duration::from_secs(30))),
-            (Duration::from_secs(30), false)
-        );
-        assert_eq!(rate_limit_wait(Some(RETRY_CAP)), (RETRY_CAP, false));
-        for asked in [86_400, 999_999_999, u64::MAX] {
-            assert_eq!(
-                rate_limit_wait(Some(Duration::from_secs(asked))),
-                (RETRY_CAP, true),
-                "{asked}"
-            );
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn rate_limiter_allows_a_burst_then_one_per_second() {
-        let shutdown = CancellationToken::new();
-        let mut limiter = RateLimiter::new();
-        let start = Instant::now();
-        for _ in 0..3 {
-            assert!(limiter.acquire(&shutdown).await);
-        }
-        assert!(start.elapsed() < Duration::from_millis(10));
-        assert!(limiter.acquire(&shutdown).await);
-        assert!(limiter.acquire(&shutdown).await);
-        let elapsed = start.elapsed();
-        assert!(
-            elapsed >= Duration::from_millis(1990) && elapsed < Duration::from_millis(2100),
-            "{elapsed:?}"
-        );
-        shutdown.cancel();
-        assert!(!limiter.acquire(&shutdown).await);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_new_deliverer_takes_over_unmarked_deliveries_and_rate_limits() {
-        let shutdown = CancellationToken::new();
-        let config = Config::parse(
-            "[slack]\nwebhook_url = \"https://hooks.slack.com/services/T/B/X\"\n[[pipeline]]\nname = \"p\"\n",
-            std::path::Path::new("test.toml"),
-        )
-        .expect("config");
-        let deliverer = || Deliverer::new(Transport::Capture(Vec::new()), &config, Clock::System);
-        let mut old = deliverer();
-        old.unmarked.insert(7, Timestamp::UNIX_EPOCH);
-        let mut spent = RateLimiter::new();
-        for _ in 0..3 {
-            assert!(spent.acquire(&shutdown).await);
-        }
-        old.limiters.insert("default".into(), spent);
-        let mut new = deliverer();
-        new.take_over(old);
-        assert_eq!(new.unmarked.get(&7), Some(&Timestamp::UNIX_EPOCH));
-        // The burst was spent before the reload: the next message still waits its turn.
-        let limiter = new.limiters.get_mut("default").expect("limiter kept");
-        let start = Instant::now();
-        assert!(limiter.acquire(&shutdown).await);
-        assert!(
-            start.elapsed() >= Duration::from_millis(900),
-            "{:?}",
-            start.elapsed()
-        );
-    }
-}
+mod tests;

@@ -1,5 +1,5 @@
 //! Approving from Slack, durably: every click is an audit row written before AWS is called,
-//! and the schema (migration 9 in `store.rs`) makes "exactly one decision per
+//! and the schema (migration 9 in `store/schema.rs`) makes "exactly one decision per
 //! approval" a constraint rather than a check: a partial unique index allows one row per
 //! approval that is pending, approved or rejected, whichever connection writes it. A click
 //! delivered twice (the same user and click id) is recorded once. See ARCHITECTURE.md.
@@ -16,8 +16,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavio
 use serde::Serialize;
 
 use super::{
-    SCHEMA_VERSION, Store, StoreError, approval_from_row, check_version, column, slack_from_row,
-    time_column,
+    SCHEMA_VERSION, Store, StoreError, approval_from_row, check_version, column, readable,
+    slack_from_row, time_column,
 };
 use approval_watch_core::interaction::Click;
 use approval_watch_core::model::{Approval, SlackMessage};
@@ -102,10 +102,7 @@ impl AuditLog {
     /// [`AuditLog::open`], waiting up to `busy` for another connection's write lock (a click
     /// on a blocking thread may wait out a long lock rather than fail).
     pub fn open_waiting(path: &Path, busy: std::time::Duration) -> Result<Self, StoreError> {
-        let sql = |cause| StoreError::Sqlite {
-            path: path.to_owned(),
-            cause,
-        };
+        let sql = StoreError::sqlite(path);
         // No CREATE: the store made the file; a missing one is an error, not a new database.
         let conn = Connection::open_with_flags(
             path,
@@ -151,10 +148,7 @@ impl AuditLog {
     }
 
     fn sql(&self, cause: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.clone(),
-            cause,
-        }
+        StoreError::sqlite(&self.path)(cause)
     }
 
     /// The approval with this id, if the store knows it. A row that cannot be read is
@@ -393,18 +387,7 @@ impl Store {
                 Ok((row.get::<_, i64>("id")?, entry_from_row(row)))
             })
             .map_err(|e| self.sql(e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, parsed) = row.map_err(|e| self.sql(e))?;
-            match parsed {
-                Ok(entry) => out.push(entry),
-                Err(why) => tracing::error!(
-                    state = %self.path.display(),
-                    "audit row {id} is unreadable ({why}); it is left out"
-                ),
-            }
-        }
-        Ok(out)
+        readable(rows, "audit", "it is left out", &self.path).map_err(|e| self.sql(e))
     }
 
     /// The Socket Mode connection's state as last written, if ever.

@@ -56,6 +56,16 @@ fn store_with(dir: &Path, tokens: &[&str]) -> (PathBuf, Store) {
     (path, store)
 }
 
+/// A store with one waiting approval (id 1), an audit connection to it, and the approval as
+/// the audit reads it; the directory lives as long as the `TempDir`.
+fn one_approval() -> (tempfile::TempDir, Store, AuditLog, ClickTarget) {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, store) = store_with(dir.path(), &["t1"]);
+    let log = AuditLog::open(&path).unwrap();
+    let target = log.approval(1).unwrap().expect("approval 1");
+    (dir, store, log, target)
+}
+
 /// A result as the audit writes it.
 fn r(text: &str) -> ClickResult {
     ClickResult::parse(text).unwrap()
@@ -77,10 +87,7 @@ fn click(user: &str, click_id: &str, verdict: Verdict) -> Click {
 
 #[test]
 fn a_claim_goes_once_and_a_second_click_is_taken() {
-    let dir = tempfile::tempdir().unwrap();
-    let (path, store) = store_with(dir.path(), &["t1"]);
-    let log = AuditLog::open(&path).unwrap();
-    let target = log.approval(1).unwrap().expect("approval 1");
+    let (_dir, store, log, target) = one_approval();
     assert_eq!(target.approval, approval("t1"));
     assert!(!target.resolved);
     assert_eq!(target.slack, None);
@@ -129,10 +136,7 @@ fn a_claim_goes_once_and_a_second_click_is_taken() {
 
 #[test]
 fn a_replayed_click_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let (path, store) = store_with(dir.path(), &["t1"]);
-    let log = AuditLog::open(&path).unwrap();
-    let target = log.approval(1).unwrap().unwrap();
+    let (_dir, store, log, target) = one_approval();
     let c = click("U0ALICE001", "1.1", Verdict::Approve);
     let Claim::Go(id) = log.claim(&c, &target, now()).unwrap() else {
         panic!("goes");
@@ -151,10 +155,7 @@ fn a_replayed_click_writes_nothing() {
 
 #[test]
 fn a_failed_answer_frees_the_approval_for_a_new_click() {
-    let dir = tempfile::tempdir().unwrap();
-    let (path, store) = store_with(dir.path(), &["t1"]);
-    let log = AuditLog::open(&path).unwrap();
-    let target = log.approval(1).unwrap().unwrap();
+    let (_dir, store, log, target) = one_approval();
     let Claim::Go(id) = log
         .claim(&click("U0ALICE001", "1", Verdict::Approve), &target, now())
         .unwrap()
@@ -217,10 +218,7 @@ fn two_connections_never_both_claim_one_approval() {
 
 #[test]
 fn the_index_holds_even_against_a_direct_insert() {
-    let dir = tempfile::tempdir().unwrap();
-    let (path, store) = store_with(dir.path(), &["t1"]);
-    let log = AuditLog::open(&path).unwrap();
-    let target = log.approval(1).unwrap().unwrap();
+    let (_dir, store, log, target) = one_approval();
     log.claim(&click("U0ALICE001", "1", Verdict::Approve), &target, now())
         .unwrap();
     let second = log.conn.execute(
@@ -285,10 +283,7 @@ fn interrupted_claims_fail_at_start_and_unknown_approvals_are_recorded() {
 
 #[test]
 fn since_filters_and_old_rows_are_purged() {
-    let dir = tempfile::tempdir().unwrap();
-    let (path, store) = store_with(dir.path(), &["t1"]);
-    let log = AuditLog::open(&path).unwrap();
-    let target = log.approval(1).unwrap().unwrap();
+    let (_dir, store, log, target) = one_approval();
     let day = 86_400;
     for (i, age_days) in [500, 300, 1].into_iter().enumerate() {
         let at = later(-age_days * day);

@@ -1,17 +1,89 @@
-//! A Slack that keeps asking for a day's wait: every retry comes within the cap, and the
-//! suspicious ask is logged once per destination, not at every retry.
+//! The deliverer's tests: the retry rhythm, the rate limits, a reload's hand-over, and a
+//! Slack that keeps asking for a day's wait (every retry comes within the cap, and the
+//! suspicious ask is logged once per destination, not at every retry).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use jiff::{SignedDuration, Timestamp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::config::SecretUrl;
-use crate::store::{Changes, NewMessage, Store};
-use approval_watch_core::model::{Approval, ApprovalKey, MessageKind};
+use crate::store::{Changes, NewMessage};
+use approval_watch_core::model::{Approval, ApprovalKey};
+
+#[test]
+fn backoff_starts_within_5s_doubles_and_caps_at_5min() {
+    let waits: Vec<u64> = (0..10).map(|a| backoff(a).as_secs()).collect();
+    assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300, 300]);
+    assert_eq!(backoff(u32::MAX), Duration::from_secs(300));
+}
+
+#[test]
+fn a_rate_limit_wait_is_capped_and_an_ask_over_the_cap_is_flagged() {
+    assert_eq!(rate_limit_wait(None), (DEFAULT_RATE_LIMIT_WAIT, false));
+    assert_eq!(
+        rate_limit_wait(Some(Duration::from_secs(30))),
+        (Duration::from_secs(30), false)
+    );
+    assert_eq!(rate_limit_wait(Some(RETRY_CAP)), (RETRY_CAP, false));
+    for asked in [86_400, 999_999_999, u64::MAX] {
+        assert_eq!(
+            rate_limit_wait(Some(Duration::from_secs(asked))),
+            (RETRY_CAP, true),
+            "{asked}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limiter_allows_a_burst_then_one_per_second() {
+    let shutdown = CancellationToken::new();
+    let mut limiter = RateLimiter::new();
+    let start = Instant::now();
+    for _ in 0..3 {
+        assert!(limiter.acquire(&shutdown).await);
+    }
+    assert!(start.elapsed() < Duration::from_millis(10));
+    assert!(limiter.acquire(&shutdown).await);
+    assert!(limiter.acquire(&shutdown).await);
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1990) && elapsed < Duration::from_millis(2100),
+        "{elapsed:?}"
+    );
+    shutdown.cancel();
+    assert!(!limiter.acquire(&shutdown).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_deliverer_takes_over_unmarked_deliveries_and_rate_limits() {
+    let shutdown = CancellationToken::new();
+    let config = Config::parse(
+        "[slack]\nwebhook_url = \"https://hooks.slack.com/services/T/B/X\"\n[[pipeline]]\nname = \"p\"\n",
+        std::path::Path::new("test.toml"),
+    )
+    .expect("config");
+    let deliverer = || Deliverer::new(Transport::Capture(Vec::new()), &config, Clock::System);
+    let mut old = deliverer();
+    old.unmarked.insert(7, Timestamp::UNIX_EPOCH);
+    let mut spent = RateLimiter::new();
+    for _ in 0..3 {
+        assert!(spent.acquire(&shutdown).await);
+    }
+    old.limiters.insert("default".into(), spent);
+    let mut new = deliverer();
+    new.take_over(old);
+    assert_eq!(new.unmarked.get(&7), Some(&Timestamp::UNIX_EPOCH));
+    // The burst was spent before the reload: the next message still waits its turn.
+    let limiter = new.limiters.get_mut("default").expect("limiter kept");
+    let start = Instant::now();
+    assert!(limiter.acquire(&shutdown).await);
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        start.elapsed()
+    );
+}
 
 /// A webhook that answers every request `429` with `Retry-After: 86400`; counts requests.
 async fn always_rate_limited() -> (u16, Arc<AtomicUsize>) {
