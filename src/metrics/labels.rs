@@ -190,7 +190,9 @@ impl From<&ClickResult> for DecisionLabel {
             ClickResult::Denied => Self::Denied,
             ClickResult::AlreadyResolved => Self::AlreadyResolved,
             ClickResult::Ignored => Self::Ignored,
-            ClickResult::Pending | ClickResult::Failed(_) => Self::Failed,
+            ClickResult::Pending | ClickResult::Failed(_) | ClickResult::Unrecognised(_) => {
+                Self::Failed
+            }
         }
     }
 }

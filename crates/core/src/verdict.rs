@@ -53,6 +53,9 @@ pub enum ClickResult {
     Ignored,
     /// Nothing was decided, or it is unknown whether it was; the reason as the audit words it.
     Failed(String),
+    /// Stored text this version does not know (another version's word, or a row edited by
+    /// hand): kept and shown as it is, so `audit` never drops a row it cannot name.
+    Unrecognised(String),
 }
 
 impl ClickResult {
@@ -90,8 +93,15 @@ impl ClickResult {
             Self::AlreadyResolved => "already_resolved",
             Self::Ignored => "ignored",
             Self::Failed(reason) => return format!("failed: {reason}").into(),
+            Self::Unrecognised(text) => return text.clone().into(),
         };
         word.into()
+    }
+
+    /// The result as stored: what [`ClickResult::parse`] reads, else kept as
+    /// [`ClickResult::Unrecognised`].
+    pub fn from_stored(s: &str) -> Self {
+        Self::parse(s).unwrap_or_else(|| Self::Unrecognised(s.to_owned()))
     }
 
     /// The result as [`ClickResult::as_str`] wrote it; `None` for any other text.
@@ -131,6 +141,21 @@ mod tests {
             assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
         }
         assert_eq!(Verdict::parse("Approve"), None);
+    }
+
+    #[test]
+    fn unknown_stored_text_is_kept_as_it_is() {
+        for text in ["failed", "approved_later", "", "Failed: x"] {
+            let result = ClickResult::from_stored(text);
+            assert_eq!(result, ClickResult::Unrecognised(text.to_owned()));
+            assert_eq!(result.as_str(), text);
+            assert!(!result.claims());
+        }
+        assert_eq!(ClickResult::from_stored("denied"), ClickResult::Denied);
+        assert_eq!(
+            ClickResult::from_stored("failed: stale button"),
+            ClickResult::failed("stale button")
+        );
     }
 
     #[test]

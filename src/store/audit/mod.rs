@@ -348,8 +348,7 @@ fn entry_from_row(row: &Row<'_>) -> Result<AuditEntry, String> {
         action: column(row, "action")?,
         decision: Verdict::parse(&decision)
             .ok_or_else(|| format!("decision: {decision:?} is no decision"))?,
-        result: ClickResult::parse(&result)
-            .ok_or_else(|| format!("result: {result:?} is no result"))?,
+        result: ClickResult::from_stored(&result),
         request_id: column(row, "request_id")?,
         reason: column(row, "reason")?,
     })

@@ -354,3 +354,22 @@ fn an_unmigrated_or_missing_database_is_refused_clearly() {
     assert!(AuditLog::open(&missing).is_err());
     assert!(!missing.exists(), "AuditLog::open created a database");
 }
+
+#[test]
+fn a_row_whose_result_this_version_does_not_know_is_listed_as_stored() {
+    let (_dir, store, log, target) = one_approval();
+    log.record(
+        &click("U0ALICE001", "1", Verdict::Approve),
+        Some(&target),
+        &ClickResult::Denied,
+        now(),
+    )
+    .unwrap();
+    // Another version's word for it, or a hand edit: `audit` shows it, never drops the row.
+    log.conn
+        .execute("UPDATE audit SET result = 'vetoed_by_policy'", [])
+        .unwrap();
+    let rows = store.audit(Timestamp::MIN).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].result.as_str(), "vetoed_by_policy");
+}
