@@ -3,6 +3,7 @@
 use proptest::prelude::*;
 
 use super::blocks::HEADER_MAX_CHARS;
+use super::text::tests::assert_safe_mrkdwn;
 use super::*;
 
 #[test]
@@ -83,53 +84,6 @@ pub(super) fn all_strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
         Value::Array(items) => items.iter().for_each(|i| all_strings(i, out)),
         Value::Object(map) => map.values().for_each(|i| all_strings(i, out)),
         _ => {}
-    }
-}
-
-/// Every `&` starts an entity, and every `<` starts one of our own sequences: a date, or an
-/// http(s) link whose URL has no `|`, `<`, `>`, whitespace or controls and whose label has
-/// no `|` or `<`.
-pub(super) fn assert_safe_mrkdwn(s: &str) {
-    for (i, _) in s.match_indices('&') {
-        let rest = &s[i..];
-        assert!(
-            ["&amp;", "&lt;", "&gt;"]
-                .iter()
-                .any(|e| rest.starts_with(e)),
-            "dangling entity at {i} in {s:?}"
-        );
-    }
-    let mut rest = s;
-    while let Some(start) = rest.find('<') {
-        let after = &rest[start + 1..];
-        let end = after
-            .find('>')
-            .unwrap_or_else(|| panic!("unclosed < in {s:?}"));
-        let inner = &after[..end];
-        let (target, label) = inner
-            .split_once('|')
-            .unwrap_or_else(|| panic!("<{inner}> is not ours"));
-        assert!(
-            !label.is_empty() && !label.contains(['|', '<']),
-            "label {label:?}"
-        );
-        if let Some(date) = target.strip_prefix("!date^") {
-            let (epoch, format) = date.split_once('^').unwrap();
-            assert!(epoch.parse::<i64>().is_ok(), "date {inner:?}");
-            assert_eq!(format, "{date_short_pretty} {time}");
-        } else {
-            assert!(
-                target.starts_with("https://") || target.starts_with("http://"),
-                "link target {target:?}"
-            );
-            assert!(
-                !target
-                    .chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || "<>|".contains(c)),
-                "link target {target:?}"
-            );
-        }
-        rest = &after[end + 1..];
     }
 }
 

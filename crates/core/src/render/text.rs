@@ -122,11 +122,63 @@ fn cut_point(s: &str, max: usize) -> Option<usize> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
+    use jiff::Timestamp;
+
     use super::*;
-    use crate::render::blocks::{HEADER_MAX_CHARS, TEXT_MAX_CHARS};
-    use crate::render::tests::{assert_safe_mrkdwn, ts};
     use crate::render::time::slack_date;
+
+    /// Slack's limits for section text and for a header (`blocks.rs`), the sizes truncation
+    /// is used with; `blocks.rs` cannot be imported here, it builds on this file.
+    const TEXT_MAX_CHARS: usize = 3000;
+    const HEADER_MAX_CHARS: usize = 150;
+
+    /// Every `&` starts an entity, and every `<` starts one of our own sequences: a date, or an
+    /// http(s) link whose URL has no `|`, `<`, `>`, whitespace or controls and whose label has
+    /// no `|` or `<`.
+    pub(in crate::render) fn assert_safe_mrkdwn(s: &str) {
+        for (i, _) in s.match_indices('&') {
+            let rest = &s[i..];
+            assert!(
+                ["&amp;", "&lt;", "&gt;"]
+                    .iter()
+                    .any(|e| rest.starts_with(e)),
+                "dangling entity at {i} in {s:?}"
+            );
+        }
+        let mut rest = s;
+        while let Some(start) = rest.find('<') {
+            let after = &rest[start + 1..];
+            let end = after
+                .find('>')
+                .unwrap_or_else(|| panic!("unclosed < in {s:?}"));
+            let inner = &after[..end];
+            let (target, label) = inner
+                .split_once('|')
+                .unwrap_or_else(|| panic!("<{inner}> is not ours"));
+            assert!(
+                !label.is_empty() && !label.contains(['|', '<']),
+                "label {label:?}"
+            );
+            if let Some(date) = target.strip_prefix("!date^") {
+                let (epoch, format) = date.split_once('^').unwrap();
+                assert!(epoch.parse::<i64>().is_ok(), "date {inner:?}");
+                assert_eq!(format, "{date_short_pretty} {time}");
+            } else {
+                assert!(
+                    target.starts_with("https://") || target.starts_with("http://"),
+                    "link target {target:?}"
+                );
+                assert!(
+                    !target
+                        .chars()
+                        .any(|c| c.is_whitespace() || c.is_control() || "<>|".contains(c)),
+                    "link target {target:?}"
+                );
+            }
+            rest = &after[end + 1..];
+        }
+    }
 
     #[test]
     fn escape_mrkdwn_escapes_the_three_control_characters() {
@@ -193,7 +245,11 @@ mod tests {
             format!("{}…", "x".repeat(2980))
         );
 
-        let s = format!("{}{}", "y".repeat(2970), slack_date(ts(1_764_753_192)));
+        let s = format!(
+            "{}{}",
+            "y".repeat(2970),
+            slack_date(Timestamp::from_second(1_764_753_192).unwrap())
+        );
         assert_eq!(
             truncate_mrkdwn(&s, TEXT_MAX_CHARS),
             format!("{}…", "y".repeat(2970))
