@@ -227,8 +227,7 @@ impl ReminderPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::working_hours::WorkingHours;
-    use jiff::tz::TimeZone;
+    use crate::working_hours::tests::london_office;
 
     const MIN: u64 = 60;
     const HOUR: u64 = 3600;
@@ -409,13 +408,12 @@ mod tests {
         );
     }
 
-    fn london() -> WorkingHours {
-        WorkingHours {
-            timezone_name: "Europe/London".into(),
-            timezone: TimeZone::get("Europe/London").unwrap(),
-            days: [true, true, true, true, true, false, false],
-            start_minute: 9 * 60,
-            end_minute: 18 * 60,
+    /// [`policy`] with up to 8 reminders, held to London office hours.
+    fn office_policy() -> ReminderPolicy {
+        ReminderPolicy {
+            max: 8,
+            working_hours: Some(london_office()),
+            ..policy()
         }
     }
 
@@ -423,11 +421,7 @@ mod tests {
     fn working_hours_hold_reminders_over_a_weekend_and_release_one() {
         // Waiting since Friday 28 Nov 2025 17:00 GMT; first reminder due 17:30, then 18:30 (held).
         let t0 = at("2025-11-28T17:00:00Z");
-        let p = ReminderPolicy {
-            max: 8,
-            working_hours: Some(london()),
-            ..policy()
-        };
+        let p = office_policy();
         let sent = simulate(&p, fresh(t0), t0, at("2025-12-01T10:30:00Z"), MIN);
         let times: Vec<Timestamp> = sent.iter().map(|(t, _)| *t).collect();
         assert_eq!(
@@ -443,11 +437,7 @@ mod tests {
 
     #[test]
     fn working_hours_across_both_dst_changes() {
-        let p = ReminderPolicy {
-            max: 8,
-            working_hours: Some(london()),
-            ..policy()
-        };
+        let p = office_policy();
         // Spring: waiting since Friday 28 March 2025 18:00 GMT → Monday 31 March 09:00 BST (08:00Z).
         let t0 = at("2025-03-28T18:00:00Z");
         let sent = simulate(&p, fresh(t0), t0, at("2025-03-31T08:30:00Z"), MIN);
@@ -468,7 +458,7 @@ mod tests {
         let p = ReminderPolicy {
             max: 0,
             expire_warning: Some(Duration::from_secs(2 * HOUR)),
-            working_hours: Some(london()),
+            working_hours: Some(london_office()),
             ..policy()
         };
         let mut s = fresh(at("2025-11-22T12:00:00Z"));
@@ -516,11 +506,7 @@ mod tests {
     fn next_at_tells_status_when_the_next_reminder_goes_out() {
         // Waiting since Friday 28 Nov 2025 17:00 GMT, one reminder sent at 17:30.
         let t0 = at("2025-11-28T17:00:00Z");
-        let p = ReminderPolicy {
-            max: 8,
-            working_hours: Some(london()),
-            ..policy()
-        };
+        let p = office_policy();
         let mut s = fresh(t0);
         assert_eq!(p.next_at(&s, t0), Some(at("2025-11-28T17:30:00Z")));
         s.sent = 1;

@@ -101,10 +101,11 @@ pub fn parse_clock(s: &str) -> Option<u16> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn london_office() -> WorkingHours {
+    /// Monday to Friday, 09:00 to 18:00 in London (GMT, BST in summer).
+    pub(crate) fn london_office() -> WorkingHours {
         WorkingHours {
             timezone_name: "Europe/London".into(),
             timezone: TimeZone::get("Europe/London").unwrap(),
@@ -136,26 +137,30 @@ mod tests {
     #[test]
     fn next_open_skips_the_weekend() {
         let wh = london_office();
-        // Friday 28 Nov 2025 19:00 → Monday 1 Dec 09:00 GMT.
-        assert_eq!(
-            wh.next_open(at("2025-11-28T19:00:00Z")),
-            Some(at("2025-12-01T09:00:00Z"))
-        );
-        // Saturday noon → Monday.
-        assert_eq!(
-            wh.next_open(at("2025-11-29T12:00:00Z")),
-            Some(at("2025-12-01T09:00:00Z"))
-        );
-        // Early morning → the same day's start.
-        assert_eq!(
-            wh.next_open(at("2025-11-26T06:00:00Z")),
-            Some(at("2025-11-26T09:00:00Z"))
-        );
-        // Inside → itself.
-        assert_eq!(
-            wh.next_open(at("2025-11-26T10:00:00Z")),
-            Some(at("2025-11-26T10:00:00Z"))
-        );
+        for (from, opens, case) in [
+            (
+                "2025-11-28T19:00:00Z",
+                "2025-12-01T09:00:00Z",
+                "Friday 28 Nov 2025 19:00 → Monday 1 Dec 09:00 GMT",
+            ),
+            (
+                "2025-11-29T12:00:00Z",
+                "2025-12-01T09:00:00Z",
+                "Saturday noon → Monday",
+            ),
+            (
+                "2025-11-26T06:00:00Z",
+                "2025-11-26T09:00:00Z",
+                "early morning → the same day's start",
+            ),
+            (
+                "2025-11-26T10:00:00Z",
+                "2025-11-26T10:00:00Z",
+                "inside → itself",
+            ),
+        ] {
+            assert_eq!(wh.next_open(at(from)), Some(at(opens)), "{case}");
+        }
     }
 
     #[test]

@@ -4,7 +4,9 @@
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::{context, mrkdwn_field, plain_text, section, subject};
+use super::blocks::{context, section};
+use super::subject;
+use super::text::{mrkdwn_field, plain_text};
 use crate::interaction::{
     APPROVE_ACTION, ApprovalRef, DECIDE_BLOCK, REASON_ACTION, REASON_BLOCK, REASON_MAX_CHARS,
     REJECT_ACTION, REJECT_CALLBACK,
