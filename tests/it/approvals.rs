@@ -59,6 +59,19 @@ impl World {
         std::fs::write(&self.env.config_path, text).expect("config");
     }
 
+    /// LEAD approves over connection `conn` and AWS gets the call; then the daemon stops,
+    /// having written no secret.
+    async fn approve_works_on(&self, conn: usize, daemon: Daemon, id: &str, ts: &str) {
+        self.click(conn, LEAD, "approve", id, ts);
+        assert!(
+            self.aws
+                .wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON)
+                .await
+        );
+        let out = daemon.terminate().await;
+        assert_no_secrets(&out.all_output());
+    }
+
     /// The daemon, its Socket Mode connection open and the waiting approval's alert posted;
     /// returns the daemon and the alert's approval id (the buttons' value).
     async fn running_with_alert(&self) -> (Daemon, String) {
@@ -553,14 +566,8 @@ async fn after_a_refresh_or_a_dropped_connection_the_next_click_works() {
     w.socket.wait_for_close(0, SOON).await;
     w.socket.drop_connection(1);
     w.socket.wait_for_connection(2, SOON).await;
-    w.click(2, LEAD, "approve", &id, "1700000000.000800");
-    assert!(
-        w.aws
-            .wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON)
-            .await
-    );
-    let out = daemon.terminate().await;
-    assert_no_secrets(&out.all_output());
+    w.approve_works_on(2, daemon, &id, "1700000000.000800")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -765,4 +772,47 @@ async fn a_route_whose_lists_are_empty_gets_no_buttons() {
             _ => assert!(buttons.is_some(), "LEAD may decide web-app"),
         }
     }
+}
+
+/// The daemon's resident memory, current and peak, in KiB (`/proc/PID/status`).
+fn memory_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// A peer that floods pings and reads no pongs: the daemon's writes are bounded, so its
+/// memory stays small, and it drops that connection as dead and opens another.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ping_flood_costs_no_memory_and_the_connection_is_replaced() {
+    const LIMIT_KIB: u64 = 64 * 1024;
+    let w = World::start().await;
+    let (daemon, id) = w.running_with_alert().await;
+    w.socket.flood_pings(0);
+    // Sampled while the flood lasts (at most 10 s); a daemon past the limit ends the wait.
+    let started = std::time::Instant::now();
+    let mut peak = 0;
+    while started.elapsed() < Duration::from_secs(10) && w.socket.connections().len() < 2 {
+        let (rss, hwm) = memory_kib(daemon.pid).expect("the daemon's /proc status");
+        peak = peak.max(rss).max(hwm);
+        if peak > LIMIT_KIB {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, hwm) = memory_kib(daemon.pid).expect("the daemon's /proc status");
+    peak = peak.max(hwm);
+    assert!(
+        peak < LIMIT_KIB,
+        "the daemon grew to {peak} KiB under a ping flood"
+    );
+    w.socket.wait_for_close(0, SOON).await;
+    w.socket.wait_for_connection(1, SOON).await;
+    w.approve_works_on(1, daemon, &id, "1700000000.001000")
+        .await;
 }

@@ -395,6 +395,56 @@ async fn pings_keep_a_quiet_link_and_a_silent_one_is_replaced() {
     rig.stop().await;
 }
 
+/// A server that ends every connection right after its `hello` (Slack's
+/// `too_many_websockets`, a refresh that keeps coming, a bare close) must not make the task
+/// open connection after connection: with production timing, a handful in 10 s, each reason
+/// in its own rig, all at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_disconnects_right_after_hello_gets_a_handful_of_connections() {
+    const WINDOW: Duration = Duration::from_secs(10);
+    let reasons = [
+        Some("too_many_websockets"),
+        Some("refresh_requested"),
+        Some("warning"),
+        Some("something_new"),
+        None,
+    ];
+    let rigs = reasons.map(|reason| async move {
+        let rig = Rig::start_timed(8, Timing::default(), |_| {}).await;
+        rig.socket.end_after_hello(reason);
+        rig.socket.wait_for_connection(0, SOON).await;
+        // The measure is what happens in the window, so it is waited out.
+        tokio::time::sleep(WINDOW).await;
+        let state = rig.mode.state.borrow().clone();
+        let fakes = rig.stop().await;
+        (
+            reason,
+            fakes.socket.connections().len(),
+            fakes.api.calls(OPEN).len(),
+            state,
+        )
+    });
+    let seen = futures_util::future::join_all(rigs).await;
+    for (reason, connections, opens, state) in &seen {
+        // 1 s base, upper-half jitter: waits of at least 0.5, 1, 2, 4 s fit 5 attempts in 10 s.
+        assert!(
+            *connections <= 5 && *opens <= 5,
+            "{reason:?}: {connections} connections, {opens} opens in {WINDOW:?}: {seen:?}"
+        );
+        if *reason == Some("too_many_websockets") {
+            assert_eq!(
+                *connections, 1,
+                "minutes after too_many_websockets: {seen:?}"
+            );
+            assert!(
+                matches!(state, ConnectionState::Retrying { error, .. }
+                    if error.contains("another process")),
+                "{state:?}"
+            );
+        }
+    }
+}
+
 /// Every log line of the process (tracing, and the `log` records of the WebSocket library).
 #[derive(Clone, Default)]
 struct Logs(Arc<Mutex<Vec<u8>>>);

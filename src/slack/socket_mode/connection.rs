@@ -18,6 +18,12 @@ use crate::slack::web_api::ConnectionOpener;
 /// Slack's envelopes are a few KiB; a frame or message above this ends the connection (and a
 /// reconnect follows) rather than filling memory.
 pub(super) const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+/// Writes waiting for the peer to read are bounded too (tungstenite's default is unbounded):
+/// a peer that floods pings and reads no pongs would otherwise fill memory. Acks and pings are
+/// tiny; above this a write fails and the connection is replaced.
+const MAX_WRITE_BUFFER_BYTES: usize = 256 * 1024;
+/// Above this much unwritten data a write goes to the socket at once (below the bound).
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 /// An acknowledgement or a ping that cannot be written in this long means the link is gone
 /// (Slack wants the ack within 3 s).
 const SEND_TIMEOUT: Duration = Duration::from_secs(3);
@@ -44,6 +50,18 @@ impl Connection {
 
     pub(super) async fn ping(&mut self) -> Result<(), String> {
         self.send(Message::Ping(Default::default())).await
+    }
+
+    /// Writes what is queued (the library's pongs), bounded in time like a send.
+    pub(super) async fn flush(&mut self) -> Result<(), String> {
+        match timeout(SEND_TIMEOUT, self.ws.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(clip(&e.to_string(), MAX_ERROR_CHARS)),
+            Err(_) => Err(format!(
+                "Slack sends faster than it reads: a pong waited {} s to be written",
+                SEND_TIMEOUT.as_secs()
+            )),
+        }
     }
 
     async fn send(&mut self, message: Message) -> Result<(), String> {
@@ -75,7 +93,9 @@ pub(super) async fn open(
         .unwrap_or_default();
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE_BYTES))
-        .max_frame_size(Some(MAX_MESSAGE_BYTES));
+        .max_frame_size(Some(MAX_MESSAGE_BYTES))
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES);
     let connecting = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true);
     let (mut ws, _response) = match timeout(timing.connect_timeout, connecting).await {
         Ok(Ok(connected)) => connected,
@@ -135,6 +155,9 @@ async fn hello(ws: &mut Socket) -> Result<(), ConnectError> {
             Ok(Frame::Hello) => return Ok(()),
             Ok(Frame::Disconnect(Disconnect::LinkDisabled)) => {
                 return Err(ConnectError::LinkDisabled);
+            }
+            Ok(Frame::Disconnect(Disconnect::TooManyWebsockets)) => {
+                return Err(ConnectError::TooManyWebsockets);
             }
             Ok(Frame::Disconnect(Disconnect::Refresh)) => {
                 return Err(ConnectError::NoHello("disconnect before hello".to_owned()));

@@ -29,6 +29,9 @@ pub(super) enum Disconnect {
     Refresh,
     /// `link_disabled`: Socket Mode was turned off for the app.
     LinkDisabled,
+    /// `too_many_websockets`: the app has more sockets open than Slack allows (10), so
+    /// something else holds them; another attempt soon would be refused too.
+    TooManyWebsockets,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +67,7 @@ pub(super) fn parse(text: &str) -> Result<Frame, FrameError> {
             let reason = object.get("reason").and_then(Value::as_str);
             return Ok(Frame::Disconnect(match reason {
                 Some("link_disabled") => Disconnect::LinkDisabled,
+                Some("too_many_websockets") => Disconnect::TooManyWebsockets,
                 _ => Disconnect::Refresh,
             }));
         }
@@ -111,6 +115,7 @@ mod tests {
             ("warning", Disconnect::Refresh),
             ("something_new", Disconnect::Refresh),
             ("link_disabled", Disconnect::LinkDisabled),
+            ("too_many_websockets", Disconnect::TooManyWebsockets),
         ] {
             let text = json!({"type": "disconnect", "reason": reason}).to_string();
             assert_eq!(parse(&text), Ok(Frame::Disconnect(want)), "{reason}");

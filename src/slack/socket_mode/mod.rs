@@ -6,10 +6,15 @@
 //! it within 3 s; nothing slow happens before it) and pass `interactive` ones on as
 //! [`Interaction`]s. When the queue is full the envelope is left unacknowledged, so Slack
 //! delivers it again rather than the click being lost. A `disconnect` asking for a refresh
-//! opens the next connection before the old one is dropped; a lost connection is reopened
-//! with capped, jittered backoff; `link_disabled` (Socket Mode turned off for the app) stops
-//! all attempts until the daemon builds a new task (a reload). The state is watched
-//! ([`SocketMode::state`]) and mirrored into the metrics and `/healthz`.
+//! opens the next connection before the old one is dropped. Every way back to
+//! `apps.connections.open` (refresh, disconnect, close, error) after a connection that lived
+//! less than [`Timing::stable_after`] waits the one capped, jittered backoff, so a server that
+//! says `hello` and then at once `disconnect` costs a handful of attempts, not thousands;
+//! `too_many_websockets` (another process holds the app's sockets) backs off to minutes;
+//! `link_disabled` (Socket Mode turned off for the app) stops all attempts until the daemon
+//! builds a new task (a reload). The log says what goes wrong once per change, not once per
+//! attempt ([`Pace`]). The state is watched ([`SocketMode::state`]) and mirrored into the
+//! metrics and `/healthz`.
 //!
 //! Its own thread because the daemon's runtime has one thread, which waits in SQLite while
 //! another writer holds the state database (up to the busy timeout): an acknowledgement due
@@ -94,7 +99,14 @@ pub enum ConnectError {
     NoHello(String),
     #[error("Socket Mode is turned off for the app (link_disabled)")]
     LinkDisabled,
+    #[error("{TOO_MANY_WEBSOCKETS}")]
+    TooManyWebsockets,
 }
+
+/// What `too_many_websockets` means, for the log and the state.
+const TOO_MANY_WEBSOCKETS: &str = "Slack refused the connection: the app already has the most \
+    Socket Mode connections Slack allows (too_many_websockets); another process (a second \
+    daemon, an old deployment, a developer's app) holds the app's sockets";
 
 /// The clock of the connection. [`Timing::default`] is production; tests shorten it.
 #[derive(Debug, Clone)]
@@ -103,8 +115,13 @@ pub struct Timing {
     pub backoff_base: Duration,
     /// …up to this.
     pub backoff_cap: Duration,
-    /// A connection open this long resets the backoff when it ends.
+    /// A connection open this long resets the backoff when it ends; one that ends (or asks
+    /// for a refresh) sooner counts as a failure, and the next attempt waits the backoff.
     pub stable_after: Duration,
+    /// After `too_many_websockets`, the backoff's first step (doubling like the other)…
+    pub crowded_base: Duration,
+    /// …up to this.
+    pub crowded_cap: Duration,
     /// A ping this often keeps NATs and proxies from forgetting the link…
     pub ping_every: Duration,
     /// …and no frame at all (pongs included) for this long means it is gone.
@@ -119,6 +136,8 @@ impl Default for Timing {
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(120),
             stable_after: Duration::from_secs(60),
+            crowded_base: Duration::from_secs(120),
+            crowded_cap: Duration::from_secs(900),
             ping_every: Duration::from_secs(30),
             silence_limit: Duration::from_secs(90),
             connect_timeout: Duration::from_secs(10),
@@ -194,7 +213,12 @@ struct Runner {
 enum Ended {
     Shutdown,
     Disabled,
-    Dropped { error: String, lasted: Duration },
+    /// `too_many_websockets`.
+    Crowded,
+    Dropped {
+        error: String,
+        lasted: Duration,
+    },
 }
 
 /// What one frame asks of the loop.
@@ -203,18 +227,173 @@ enum Next {
     /// Slack will close this connection soon: open the next one now.
     Refresh,
     Disabled,
+    Crowded,
     Closed(String),
 }
 
 type Opening<'a> = Pin<Box<dyn Future<Output = Result<Connection, ConnectError>> + Send + 'a>>;
 
+/// The backoff, and what the log last said about the connection: a link that keeps failing
+/// the same way is reported when that starts, once more when it turns out to repeat, and
+/// when it is over; each attempt in between only at debug.
+struct Pace {
+    streak: Streak,
+    /// After `too_many_websockets`: the same streak, longer steps.
+    crowded: Backoff,
+    stable_after: Duration,
+    said: Said,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Said {
+    Nothing,
+    Up,
+    /// A failure of kind `key` was logged; `then_up` once "connected again" followed it;
+    /// `repeating` once it was said that it keeps happening.
+    Trouble {
+        key: String,
+        then_up: bool,
+        repeating: bool,
+    },
+}
+
+/// What the log should say about an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Say {
+    Quiet,
+    Connected,
+    ConnectedAgain,
+    Trouble,
+    Repeating,
+    Stable,
+}
+
+impl Pace {
+    fn new(timing: &Timing) -> Self {
+        Self {
+            streak: Streak::new(Backoff::new(
+                timing.backoff_base,
+                timing.backoff_cap,
+                Jitter::UpperHalf,
+            )),
+            crowded: Backoff::new(timing.crowded_base, timing.crowded_cap, Jitter::UpperHalf),
+            stable_after: timing.stable_after,
+            said: Said::Nothing,
+        }
+    }
+
+    /// A connection said `hello`.
+    fn connected(&mut self) -> Say {
+        match &mut self.said {
+            Said::Nothing => {
+                self.said = Said::Up;
+                Say::Connected
+            }
+            Said::Trouble {
+                then_up: then_up @ false,
+                repeating: false,
+                ..
+            } => {
+                *then_up = true;
+                Say::ConnectedAgain
+            }
+            Said::Up | Said::Trouble { .. } => Say::Quiet,
+        }
+    }
+
+    /// A connection ended, or asked for a refresh, after `lasted`: true when that was soon
+    /// enough to count as a failure. One that lasted resets the backoff (and ends a trouble).
+    fn ended_after(&mut self, lasted: Duration) -> (bool, Say) {
+        if lasted < self.stable_after {
+            return (true, Say::Quiet);
+        }
+        self.streak.reset();
+        let say = match self.said {
+            Said::Trouble {
+                repeating: true, ..
+            } => Say::Stable,
+            _ => Say::Quiet,
+        };
+        if matches!(self.said, Said::Trouble { .. }) {
+            self.said = Said::Up;
+        }
+        (false, say)
+    }
+
+    /// A failure of kind `key` (counted by [`Pace::wait`]).
+    fn failed(&mut self, key: &str) -> Say {
+        match &mut self.said {
+            Said::Trouble {
+                key: said,
+                then_up,
+                repeating,
+            } if said == key => {
+                if *then_up && !*repeating {
+                    *repeating = true;
+                    Say::Repeating
+                } else {
+                    Say::Quiet
+                }
+            }
+            _ => {
+                self.said = Said::Trouble {
+                    key: key.to_owned(),
+                    then_up: false,
+                    repeating: false,
+                };
+                Say::Trouble
+            }
+        }
+    }
+
+    /// Counts a failure; the wait before the next attempt (`crowded` for
+    /// `too_many_websockets`), at least `at_least`.
+    fn wait(&mut self, crowded: bool, at_least: Duration) -> Duration {
+        let before = self.streak.attempt();
+        let wait = self.streak.fail();
+        let wait = if crowded {
+            wait.max(self.crowded.wait(before))
+        } else {
+            wait
+        };
+        wait.max(at_least)
+    }
+
+    fn attempt(&self) -> u32 {
+        self.streak.attempt()
+    }
+}
+
+/// A failure's kind, for [`Pace::failed`]: the same kind again is not logged again.
+fn failure_key(e: &ConnectError) -> String {
+    match e {
+        ConnectError::Open(ApiError::Permanent { error }) => format!("open:{error}"),
+        ConnectError::Open(ApiError::RateLimited { .. }) => "open:rate-limited".to_owned(),
+        ConnectError::Open(ApiError::Temporary(_)) => "open:temporary".to_owned(),
+        ConnectError::Connect { .. } => "connect".to_owned(),
+        ConnectError::Timeout { what, .. } => format!("timeout:{what}"),
+        ConnectError::NoHello(_) => "no-hello".to_owned(),
+        ConnectError::LinkDisabled => "link_disabled".to_owned(),
+        ConnectError::TooManyWebsockets => "too_many_websockets".to_owned(),
+    }
+}
+
+/// Logs `text` at `level` when `say` asks for it, else at debug.
+fn say(say: Say, text: &str, error: bool) {
+    match say {
+        Say::Quiet => tracing::debug!("Socket Mode: {text}"),
+        Say::Repeating => tracing::warn!(
+            "Socket Mode: this keeps happening; retrying with backoff, said again when it \
+             changes: {text}"
+        ),
+        _ if error => tracing::error!("Socket Mode: {text}"),
+        _ => tracing::warn!("Socket Mode: {text}"),
+    }
+}
+
 impl Runner {
     async fn run(self) {
-        let mut backoff = Streak::new(Backoff::new(
-            self.timing.backoff_base,
-            self.timing.backoff_cap,
-            Jitter::UpperHalf,
-        ));
+        let mut pace = Pace::new(&self.timing);
         let mut connected_before = false;
         loop {
             let opened = tokio::select! {
@@ -224,32 +403,34 @@ impl Runner {
             };
             // Slack's Retry-After, when it gave one, is a floor for the wait.
             let mut at_least = Duration::ZERO;
+            let mut crowded = false;
             let error = match opened {
                 Ok(conn) => {
                     if connected_before {
                         crate::metrics::socket_reconnect(crate::metrics::ReconnectReason::Dropped);
                     }
                     connected_before = true;
-                    if backoff.attempt() > 0 {
-                        tracing::info!(
-                            failed_attempts = backoff.attempt(),
-                            "Socket Mode connected again (approvals from Slack)"
-                        );
-                    } else {
-                        tracing::info!("Socket Mode connected (approvals from Slack)");
-                    }
-                    self.set(ConnectionState::Connected);
-                    match self.serve(conn).await {
+                    self.connected(&mut pace);
+                    match self.serve(conn, &mut pace).await {
                         Ended::Shutdown => break,
                         Ended::Disabled => {
                             self.disabled().await;
                             break;
                         }
+                        Ended::Crowded => {
+                            crowded = true;
+                            self.crowded(&mut pace);
+                            TOO_MANY_WEBSOCKETS.to_owned()
+                        }
                         Ended::Dropped { error, lasted } => {
-                            if lasted >= self.timing.stable_after {
-                                backoff.reset();
-                            }
-                            tracing::warn!("Socket Mode connection lost, reconnecting: {error}");
+                            let (_, stable) = pace.ended_after(lasted);
+                            say(stable, "the connection was stable again for a while", false);
+                            let said = pace.failed("lost");
+                            say(
+                                said,
+                                &format!("connection lost, reconnecting: {error}"),
+                                false,
+                            );
                             error
                         }
                     }
@@ -258,8 +439,13 @@ impl Runner {
                     self.disabled().await;
                     break;
                 }
+                Err(ConnectError::TooManyWebsockets) => {
+                    crowded = true;
+                    self.crowded(&mut pace);
+                    TOO_MANY_WEBSOCKETS.to_owned()
+                }
                 Err(e) => {
-                    self.log_failure(&e, backoff.attempt() + 1);
+                    self.log_failure(&e, &mut pace);
                     if let ConnectError::Open(ApiError::RateLimited {
                         retry_after: Some(after),
                     }) = &e
@@ -269,9 +455,9 @@ impl Runner {
                     e.to_string()
                 }
             };
-            let delay = backoff.fail().max(at_least);
+            let delay = pace.wait(crowded, at_least);
             self.set(ConnectionState::Retrying {
-                attempt: backoff.attempt(),
+                attempt: pace.attempt(),
                 error,
             });
             tokio::select! {
@@ -281,6 +467,28 @@ impl Runner {
             }
         }
         self.set(ConnectionState::Stopped);
+    }
+
+    fn connected(&self, pace: &mut Pace) {
+        match pace.connected() {
+            Say::Connected => tracing::info!("Socket Mode connected (approvals from Slack)"),
+            Say::ConnectedAgain => tracing::info!(
+                failed_attempts = pace.attempt(),
+                "Socket Mode connected again (approvals from Slack)"
+            ),
+            _ => tracing::debug!(failed_attempts = pace.attempt(), "Socket Mode connected"),
+        }
+        self.set(ConnectionState::Connected);
+    }
+
+    /// `too_many_websockets`: an error (a person must stop the other process), said once.
+    fn crowded(&self, pace: &mut Pace) {
+        let said = pace.failed("too_many_websockets");
+        say(
+            said,
+            &format!("{TOO_MANY_WEBSOCKETS}; stop it, or this daemon retries every few minutes"),
+            true,
+        );
     }
 
     fn set(&self, state: ConnectionState) {
@@ -304,20 +512,33 @@ impl Runner {
         self.shutdown.cancelled().await;
     }
 
-    fn log_failure(&self, e: &ConnectError, attempt: u32) {
+    fn log_failure(&self, e: &ConnectError, pace: &mut Pace) {
+        let attempt = pace.attempt() + 1;
+        let said = pace.failed(&failure_key(e));
         let advice = match e {
             ConnectError::Open(ApiError::Permanent { error }) => self.opener.advice(error),
             _ => None,
         };
-        match advice {
-            Some(advice) => tracing::error!(attempt, "Socket Mode: {e}: {advice}"),
-            None => tracing::warn!(attempt, "Socket Mode: {e}"),
+        match (said, advice) {
+            (Say::Quiet, _) => tracing::debug!(attempt, "Socket Mode: {e}"),
+            (Say::Repeating, _) => say(said, &e.to_string(), false),
+            (_, Some(advice)) => tracing::error!(attempt, "Socket Mode: {e}: {advice}"),
+            (_, None) => tracing::warn!(attempt, "Socket Mode: {e}"),
         }
+    }
+
+    /// The next connection, opened after `delay` (a refresh asked for too soon waits the
+    /// backoff like any other way back to `apps.connections.open`).
+    fn reopen(&self, delay: Duration) -> Opening<'_> {
+        Box::pin(async move {
+            sleep(delay).await;
+            connection::open(&self.opener, &self.timing).await
+        })
     }
 
     /// Serves `conn` (and whatever replaces it on a refresh) until it is lost, disabled or
     /// shut down.
-    async fn serve(&self, mut conn: Connection) -> Ended {
+    async fn serve(&self, mut conn: Connection, pace: &mut Pace) -> Ended {
         let mut replacement: Option<Opening<'_>> = None;
         let silence = sleep(self.timing.silence_limit);
         tokio::pin!(silence);
@@ -334,14 +555,17 @@ impl Runner {
                     match opened {
                         Ok(new) => {
                             std::mem::replace(&mut conn, new).close().await;
-                            crate::metrics::socket_reconnect(crate::metrics::ReconnectReason::Refresh);
-                            tracing::info!("Socket Mode connection refreshed");
+                            self.refreshed(pace);
                             silence.as_mut().reset(Instant::now() + self.timing.silence_limit);
                             ping = ping_interval(self.timing.ping_every);
                         }
                         Err(ConnectError::LinkDisabled) => {
                             conn.close().await;
                             return Ended::Disabled;
+                        }
+                        Err(ConnectError::TooManyWebsockets) => {
+                            conn.close().await;
+                            return Ended::Crowded;
                         }
                         Err(e) => tracing::warn!(
                             "Socket Mode: could not open the next connection; the current one \
@@ -367,12 +591,30 @@ impl Runner {
                 Next::Continue => {}
                 Next::Refresh if replacement.is_some() => {}
                 Next::Refresh => {
-                    tracing::info!("Slack asked for a new Socket Mode connection; opening it");
-                    replacement = Some(Box::pin(connection::open(&self.opener, &self.timing)));
+                    let (soon, stable) = pace.ended_after(conn.opened.elapsed());
+                    say(stable, "the connection was stable again for a while", false);
+                    let delay = if soon {
+                        let said = pace.failed("refresh");
+                        say(
+                            said,
+                            "Slack asked for a new connection soon after this one opened; \
+                             the next one opens after a backoff",
+                            false,
+                        );
+                        pace.wait(false, Duration::ZERO)
+                    } else {
+                        tracing::info!("Slack asked for a new Socket Mode connection; opening it");
+                        Duration::ZERO
+                    };
+                    replacement = Some(self.reopen(delay));
                 }
                 Next::Disabled => {
                     conn.close().await;
                     return Ended::Disabled;
+                }
+                Next::Crowded => {
+                    conn.close().await;
+                    return Ended::Crowded;
                 }
                 Next::Closed(error) => {
                     let lasted = conn.opened.elapsed();
@@ -389,16 +631,14 @@ impl Runner {
                     match opened {
                         Ok(new) => {
                             conn = new;
-                            crate::metrics::socket_reconnect(
-                                crate::metrics::ReconnectReason::Refresh,
-                            );
-                            tracing::info!("Socket Mode connection refreshed");
+                            self.refreshed(pace);
                             silence
                                 .as_mut()
                                 .reset(Instant::now() + self.timing.silence_limit);
                             ping = ping_interval(self.timing.ping_every);
                         }
                         Err(ConnectError::LinkDisabled) => return Ended::Disabled,
+                        Err(ConnectError::TooManyWebsockets) => return Ended::Crowded,
                         Err(e) => {
                             return Ended::Dropped {
                                 error: format!("{error}; the next connection failed too: {e}"),
@@ -409,6 +649,18 @@ impl Runner {
                 }
             }
         }
+    }
+
+    /// A refresh's next connection said `hello`.
+    fn refreshed(&self, pace: &mut Pace) {
+        crate::metrics::socket_reconnect(crate::metrics::ReconnectReason::Refresh);
+        match pace.connected() {
+            Say::Quiet if pace.said != Said::Up => {
+                tracing::debug!("Socket Mode connection refreshed");
+            }
+            _ => tracing::info!("Socket Mode connection refreshed"),
+        }
+        self.set(ConnectionState::Connected);
     }
 
     async fn on_message(
@@ -431,8 +683,14 @@ impl Runner {
                 tracing::debug!(bytes = bytes.len(), "ignored a binary Socket Mode frame");
                 Next::Continue
             }
-            // The library answers pings itself; any frame proves the link alive.
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Next::Continue,
+            // The library queues the pong itself; one that cannot be written soon means a
+            // peer that sends faster than it reads: a dead connection, not a growing buffer.
+            Some(Ok(Message::Ping(_))) => match conn.flush().await {
+                Ok(()) => Next::Continue,
+                Err(e) => Next::Closed(e),
+            },
+            // Any frame proves the link alive.
+            Some(Ok(Message::Pong(_) | Message::Frame(_))) => Next::Continue,
         }
     }
 
@@ -442,6 +700,7 @@ impl Runner {
             Ok(Frame::Hello) => return Next::Continue,
             Ok(Frame::Disconnect(Disconnect::Refresh)) => return Next::Refresh,
             Ok(Frame::Disconnect(Disconnect::LinkDisabled)) => return Next::Disabled,
+            Ok(Frame::Disconnect(Disconnect::TooManyWebsockets)) => return Next::Crowded,
             Ok(Frame::Other(kind)) => {
                 tracing::debug!(kind = %kind, "ignored a Socket Mode message");
                 return Next::Continue;
@@ -532,5 +791,39 @@ mod tests {
             names,
             ["connecting", "connected", "retrying", "disabled", "stopped"]
         );
+    }
+
+    #[test]
+    fn a_failure_that_repeats_is_said_when_it_starts_repeats_and_ends() {
+        let timing = Timing::default();
+        let mut pace = Pace::new(&timing);
+        let short = Duration::from_secs(1);
+        assert_eq!(pace.connected(), Say::Connected);
+        let mut said = Vec::new();
+        for _ in 0..50 {
+            let (failure, _) = pace.ended_after(short);
+            assert!(failure);
+            said.push(pace.failed("refresh"));
+            pace.wait(false, Duration::ZERO);
+            said.push(pace.connected());
+        }
+        said.retain(|s| *s != Say::Quiet);
+        assert_eq!(said, [Say::Trouble, Say::ConnectedAgain, Say::Repeating]);
+        assert_eq!(pace.attempt(), 50);
+        // Another kind is said at once; a connection that lasted ends the trouble.
+        assert_eq!(pace.failed("too_many_websockets"), Say::Trouble);
+        assert_eq!(pace.failed("too_many_websockets"), Say::Quiet);
+        assert_eq!(pace.ended_after(timing.stable_after), (false, Say::Quiet));
+        assert_eq!(pace.attempt(), 0);
+        assert_eq!(pace.failed("lost"), Say::Trouble);
+    }
+
+    #[test]
+    fn too_many_websockets_waits_minutes() {
+        let mut pace = Pace::new(&Timing::default());
+        let wait = pace.wait(true, Duration::ZERO);
+        assert!(wait >= Duration::from_secs(60), "{wait:?}");
+        let normal = Pace::new(&Timing::default()).wait(false, Duration::ZERO);
+        assert!(normal <= Duration::from_secs(1), "{normal:?}");
     }
 }

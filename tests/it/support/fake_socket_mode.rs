@@ -1,7 +1,10 @@
 //! A fake of Slack's Socket Mode server on `ws://127.0.0.1:0` (a real WebSocket server): says
 //! `hello` on connect, lets a test push envelopes, `disconnect` messages and raw frames to one
 //! connection, drop a connection abruptly, and records every connection (with the path and
-//! ticket it was opened with) and every acknowledgement with its arrival time.
+//! ticket it was opened with) and every acknowledgement with its arrival time. Hostile
+//! behaviours: every new connection ended right after its `hello` (with a `disconnect` of a
+//! given reason, as Slack's `too_many_websockets`, or a bare close), and a ping flood that
+//! reads nothing back.
 //!
 //! `FakeSlackApi::set_socket_url(fake.link_url())` makes `apps.connections.open` hand out
 //! URLs to it.
@@ -46,6 +49,8 @@ enum Command {
     Drop,
     /// Stop reading (so pings go unanswered) and sending, keeping the socket open.
     Mute,
+    /// Send pings as fast as the socket takes them, reading nothing (so no pong is taken).
+    FloodPings,
 }
 
 #[derive(Default)]
@@ -58,6 +63,9 @@ struct Inner {
     next_envelope: u64,
     /// Text frames from clients that were not acknowledgements.
     other_texts: Vec<String>,
+    /// Set: every new connection is ended right after its hello, with a `disconnect` of this
+    /// reason first (`Some`) or by a bare close (`None`).
+    end_after_hello: Option<Option<String>>,
 }
 
 #[derive(Clone, Default)]
@@ -231,6 +239,22 @@ impl FakeSocketMode {
         }
     }
 
+    /// From now on every new connection is ended right after its hello: a `disconnect` with
+    /// `reason` and a close (Slack's `too_many_websockets`, or a refresh that keeps coming),
+    /// or with `None` a close alone.
+    pub fn end_after_hello(&self, reason: Option<&str>) {
+        self.shared.inner.lock().unwrap().end_after_hello = Some(reason.map(str::to_owned));
+    }
+
+    /// Connection `conn` floods pings (125 bytes each, as fast as the client takes them) and
+    /// reads nothing, so the client's pongs pile up; until the client goes or it is dropped.
+    pub fn flood_pings(&self, conn: usize) {
+        let inner = self.shared.inner.lock().unwrap();
+        if let Some(sender) = inner.senders.get(&conn) {
+            let _ = sender.send(Command::FloodPings);
+        }
+    }
+
     /// Drops connection `conn` without a close frame, as a network failure would.
     pub fn drop_connection(&self, conn: usize) {
         let inner = self.shared.inner.lock().unwrap();
@@ -253,7 +277,7 @@ async fn serve(stream: TcpStream, shared: Shared) {
     };
     // Recorded as open before the hello, so "opened" precedes anything the client does with it.
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let id = {
+    let (id, end_after_hello) = {
         let mut inner = shared.inner.lock().unwrap();
         let id = inner.connections.len();
         inner.connections.push(Connection {
@@ -264,14 +288,24 @@ async fn serve(stream: TcpStream, shared: Shared) {
             pings: 0,
         });
         inner.senders.insert(id, tx);
-        id
+        (id, inner.end_after_hello.clone())
     };
     shared.notify();
     let hello = json!({"type": "hello", "num_connections": 1,
         "debug_info": {"host": "fake", "approximate_connection_time": 18060},
         "connection_info": {"app_id": "A0TEST"}});
     if ws.send(Message::text(hello.to_string())).await.is_ok() {
-        pump(&mut ws, &mut rx, &shared, id).await;
+        match end_after_hello {
+            Some(reason) => {
+                if let Some(reason) = reason {
+                    let text = json!({"type": "disconnect", "reason": reason,
+                        "debug_info": {"host": "fake"}});
+                    let _ = ws.send(Message::text(text.to_string())).await;
+                }
+                let _ = ws.close(None).await;
+            }
+            None => pump(&mut ws, &mut rx, &shared, id).await,
+        }
     }
     {
         let mut inner = shared.inner.lock().unwrap();
@@ -306,6 +340,10 @@ async fn pump(
                     }
                     break;
                 }
+                Some(Command::FloodPings) => {
+                    flood(ws, rx).await;
+                    break;
+                }
                 Some(Command::Drop) | None => break,
             },
             message = ws.next() => match message {
@@ -332,6 +370,34 @@ async fn pump(
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 Some(Ok(_)) => {}
             },
+        }
+    }
+}
+
+/// Pings out as fast as the socket takes them, nothing read, until a write fails (the client
+/// went) or a `Drop` (or the end of the test). Written as ready-made frames straight to the
+/// TCP stream (a server's frames are unmasked), so the flood outruns any client.
+async fn flood(
+    ws: &mut tokio_tungstenite::WebSocketStream<TcpStream>,
+    rx: &mut mpsc::UnboundedReceiver<Command>,
+) {
+    use tokio::io::AsyncWriteExt as _;
+    let mut ping = vec![0x89, 125];
+    ping.extend_from_slice(&[b'p'; 125]);
+    let burst = ping.repeat(8192);
+    let stream = ws.get_mut();
+    loop {
+        tokio::select! {
+            command = rx.recv() => {
+                if matches!(command, Some(Command::Drop) | None) {
+                    return;
+                }
+            }
+            sent = stream.write_all(&burst) => {
+                if sent.is_err() {
+                    return;
+                }
+            }
         }
     }
 }
