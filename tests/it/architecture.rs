@@ -3,28 +3,11 @@
 //! import each other. A change that breaks one fails here with the file that broke it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use crate::support::sources::rust_files;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-/// Every `.rs` file below `dir` (relative to the repository), sorted.
-fn rust_files(dir: &str) -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).expect("read source directory") {
-            let path = entry.expect("directory entry").path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&Path::new(ROOT).join(dir), &mut out);
-    out.sort();
-    assert!(!out.is_empty(), "no Rust files under {dir}");
-    out
-}
 
 /// The code of a file without comments and string literals, so that a word in a doc comment
 /// or a log message is not taken for a use.

@@ -8,27 +8,7 @@ const README: &str = include_str!("../../README.md");
 
 /// Every `.rs` file under `src/aws/` (the only module that touches the SDK), concatenated.
 fn aws_sources() -> String {
-    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-        for entry in std::fs::read_dir(dir).expect("read src/aws") {
-            let path = entry.expect("dir entry").path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
-    }
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    if root.join("aws.rs").exists() {
-        files.push(root.join("aws.rs"));
-    }
-    if root.join("aws").is_dir() {
-        walk(&root.join("aws"), &mut files);
-    }
-    assert!(!files.is_empty(), "no src/aws.rs or src/aws/");
-    files.sort();
-    files
+    crate::support::sources::rust_files("src/aws")
         .iter()
         .map(|f| std::fs::read_to_string(f).expect("read source"))
         .collect::<Vec<_>>()

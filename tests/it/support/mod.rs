@@ -16,6 +16,7 @@ pub mod isolated;
 pub mod payload;
 pub mod rng;
 pub mod runner;
+pub mod sources;
 pub mod state_db;
 
 use std::time::Duration;
