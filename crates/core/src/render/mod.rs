@@ -24,7 +24,7 @@ mod text;
 mod time;
 
 pub use approvals::{decided_alert, reject_modal, who_may, with_buttons};
-pub use digest::digest;
+pub use digest::{DIGEST_MAX_CHARS, digest, shorter_digest};
 pub use links::{pipeline_url, review_url};
 pub use text::{escape_mrkdwn, reviewer_name};
 pub use time::humanize;
