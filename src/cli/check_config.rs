@@ -212,7 +212,9 @@ pub fn config_summary(
         let _ = writeln!(
             out,
             "slack app: bot token from {} ({}), Web API {}",
-            app.token, app.token_key, app.api_url
+            app.token,
+            app.token_key,
+            crate::config::shown_url(&app.api_url)
         );
     }
     if let Some(approvals) = &config.approvals {

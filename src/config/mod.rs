@@ -37,7 +37,7 @@ pub use heartbeat::{HeartbeatConfig, HeartbeatUrls};
 pub use idle_rhythm::idle_rhythms;
 pub use pipelines::{DiscoverConfig, PipelineConfig};
 pub use routes::{DEFAULT_ROUTE, Destination, Route, route_index};
-pub use secret::{SecretSource, SecretUrl};
+pub use secret::{SecretSource, SecretUrl, shown_url};
 pub use state_dir::check_state_directory;
 pub use tokens::{AppLevelToken, Token};
 

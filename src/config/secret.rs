@@ -243,11 +243,39 @@ impl fmt::Debug for SecretUrl {
     }
 }
 
+/// A URL as it may be shown (`check-config`, logs): any user name and password in it are
+/// replaced, since a URL such as `https://user:password@proxy/api` carries a secret.
+pub fn shown_url(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    if !shown.username().is_empty() || shown.password().is_some() {
+        // Both setters fail only for URLs that cannot have user info, which had none.
+        let _ = shown.set_password(None);
+        let _ = shown.set_username("redacted");
+    }
+    shown.to_string()
+}
+
 pub(super) fn is_loopback(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod shown_url_tests {
+    use super::shown_url;
+
+    #[test]
+    fn a_shown_url_never_carries_its_user_info() {
+        let url = url::Url::parse("https://ops:hunter2@proxy.example/api/").unwrap();
+        let shown = shown_url(&url);
+        assert_eq!(shown, "https://redacted@proxy.example/api/");
+        let plain = url::Url::parse("https://slack.com/api/").unwrap();
+        assert_eq!(shown_url(&plain), "https://slack.com/api/");
+        let only_user = url::Url::parse("https://token-in-user@slack.example/").unwrap();
+        assert!(!shown_url(&only_user).contains("token-in-user"));
     }
 }

@@ -210,6 +210,24 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
+    /// Slack refused a message for its size: it goes again at once as `payload`, a shorter
+    /// version of itself (the digest), keeping its place in the queue.
+    pub fn retry_shorter(
+        &self,
+        id: i64,
+        payload: &serde_json::Value,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE outbox SET payload = ?2, attempts = attempts + 1, last_error = ?3
+                 WHERE id = ?1",
+                params![id, payload.to_string(), error],
+            )
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
     /// Slack refused for good (e.g. 404 `no_service`): never tried again.
     pub fn mark_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
         self.conn

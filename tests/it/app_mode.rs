@@ -367,6 +367,34 @@ async fn test_slack_checks_the_token_once_and_posts_to_each_channel() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn check_config_never_shows_a_password_in_the_api_url() {
+    let w = AppWorld::start(&["web-app"]).await;
+    let text: String = w
+        .env
+        .config_text()
+        .lines()
+        .map(|line| match line.strip_prefix("api_url = \"http://") {
+            Some(rest) => format!("api_url = \"http://ops:hunter2@{rest}\n"),
+            None => format!("{line}\n"),
+        })
+        .collect();
+    assert!(text.contains("hunter2"), "{text}");
+    std::fs::write(&w.env.config_path, text).expect("config");
+    let check = w.run(&["check-config"]).await;
+    check.assert_code(0);
+    assert!(
+        !check.stdout.contains("hunter2") && !check.stderr.contains("hunter2"),
+        "{}",
+        check.describe()
+    );
+    assert!(
+        check.stdout.contains("Web API http://redacted@127.0.0.1"),
+        "{}",
+        check.describe()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn test_slack_with_a_refused_token_fails_every_channel_without_posting() {
     let w = AppWorld::start(&["web-app"]).await;
     w.api.push("auth.test", ApiAnswer::error("invalid_auth"));
