@@ -169,13 +169,16 @@ async fn once(config: Config) -> Result<ExitCode, Failure> {
     Ok(exit_code(&report))
 }
 
-/// `once`'s exit code: 0 when everything was read and everything due delivered.
+/// `once`'s exit code: 0 when everything was read and everything due delivered; before 1,
+/// why not, so a script's log says what to do.
 fn exit_code(report: &CycleReport) -> ExitCode {
     if report.is_clean() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+        return ExitCode::SUCCESS;
     }
+    for reason in report.unclean_reasons() {
+        tracing::warn!("exit 1: {reason}");
+    }
+    ExitCode::from(1)
 }
 
 /// `once --dry-run`: the same cycle as `once`, on an in-memory copy of the state database and

@@ -42,6 +42,14 @@ async fn slack_5xx_is_retried_by_later_onces_and_delivered_once() {
     let first = w.env.once().await;
     first.assert_code(1);
     assert_eq!(w.slack.request_count(), 1);
+    // Exit 1 says why.
+    assert!(
+        !first
+            .stderr_lines_with(&["exit 1: 1 message is still queued", "run `once` again"])
+            .is_empty(),
+        "{}",
+        first.describe()
+    );
 
     let outs = once_until(&w, Duration::from_secs(40), || {
         w.slack.delivered_count() == 1
@@ -141,6 +149,12 @@ async fn permanent_failure_is_not_retried(status: u16, body: &str) {
 
     let out = w.env.once().await;
     out.assert_code(1);
+    assert!(
+        !out.stderr_lines_with(&["exit 1: Slack refused 1 message for good"])
+            .is_empty(),
+        "{}",
+        out.describe()
+    );
     assert!(
         !out.stderr_lines_with(&[&status.to_string(), body])
             .is_empty(),

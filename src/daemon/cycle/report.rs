@@ -71,6 +71,45 @@ impl CycleReport {
             && self.undelivered == 0
     }
 
+    /// Why the cycle is not clean, one sentence each, for `once` to say before it exits 1.
+    pub fn unclean_reasons(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        let count = |n: u64, one: &str, many: &str| {
+            if n == 1 {
+                format!("1 {one}")
+            } else {
+                format!("{n} {many}")
+            }
+        };
+        if self.read_failures > 0 {
+            reasons.push(format!(
+                "{} could not be read (the errors above say why)",
+                count(self.read_failures as u64, "pipeline", "pipelines")
+            ));
+        }
+        if self.listing_failures > 0 {
+            reasons.push(format!(
+                "{} could not be listed (the errors above say why)",
+                count(self.listing_failures as u64, "[[discover]] scope", "[[discover]] scopes")
+            ));
+        }
+        if self.delivery.failed > 0 {
+            reasons.push(format!(
+                "Slack refused {} for good (`approval-watch status` lists them)",
+                count(u64::from(self.delivery.failed), "message", "messages")
+            ));
+        }
+        if self.undelivered > 0 {
+            reasons.push(format!(
+                "{} still queued: a run sends at most {} per pass, and a message Slack deferred \
+                 waits for its retry; run `once` again, or let the daemon send them",
+                count(self.undelivered, "message is", "messages are"),
+                crate::daemon::deliver::MAX_PER_PASS
+            ));
+        }
+        reasons
+    }
+
     /// Takes in what the passes did, added up.
     pub(super) fn passes(&mut self, passes: PassReport) {
         let PassReport {
@@ -238,5 +277,27 @@ mod tests {
         let mut failed = CycleReport::default();
         failed.delivery.failed = 1;
         assert!(!failed.is_clean());
+    }
+
+    #[test]
+    fn an_unclean_cycle_says_each_reason_and_a_clean_one_none() {
+        assert!(CycleReport::default().unclean_reasons().is_empty());
+        let report = CycleReport {
+            read_failures: 1,
+            listing_failures: 2,
+            delivery: DeliveryReport {
+                failed: 3,
+                ..DeliveryReport::default()
+            },
+            undelivered: 1_200,
+            ..CycleReport::default()
+        };
+        assert!(!report.is_clean());
+        let reasons = report.unclean_reasons();
+        assert_eq!(reasons.len(), 4, "{reasons:?}");
+        assert!(reasons[0].starts_with("1 pipeline could not be read"));
+        assert!(reasons[1].starts_with("2 [[discover]] scopes could not be listed"));
+        assert!(reasons[2].starts_with("Slack refused 3 messages for good"));
+        assert!(reasons[3].starts_with("1200 messages are still queued: a run sends at most 500"));
     }
 }

@@ -467,7 +467,7 @@ enum Sent {
 }
 
 /// Messages looked at per pass; the rest wait for the next pass, moments later.
-const MAX_PER_PASS: u32 = 500;
+pub const MAX_PER_PASS: u32 = 500;
 
 fn later(now: Timestamp, wait: Duration) -> Timestamp {
     SignedDuration::try_from(wait)
