@@ -16,7 +16,7 @@ use approval_watch::daemon::{self, Options};
 use jiff::Timestamp;
 use serde_json::Value;
 use support::payload::{all_text, assert_block_kit};
-use support::{FakeCodePipeline, FakeSlack, Fixture, World};
+use support::{FakeCodePipeline, FakeSlack, Fixture, SlackResponse, World};
 use tokio_util::sync::CancellationToken;
 
 fn ts(s: &str) -> Timestamp {
@@ -166,6 +166,51 @@ async fn a_missed_digest_is_caught_up_the_same_day_only() {
     )
     .await;
     assert_eq!(digests(&slack).len(), 2);
+}
+
+/// Slack has refused digests far below its documented 40,000 characters: a digest refused
+/// as too long goes again once, with half its lines, and says so; the alerts are untouched.
+#[tokio::test(start_paused = true)]
+async fn a_digest_slack_refuses_as_too_long_goes_again_shorter() {
+    let names: Vec<String> = (0..30).map(|i| format!("service-{i:02}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let aws = FakeCodePipeline::with_pipelines(&names).await;
+    let slack = FakeSlack::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (i, p) in names.iter().enumerate() {
+        let since = ts("2026-12-01T07:00:00Z").as_second() + 60 * i as i64;
+        aws.set_waiting_since(p, &format!("tok-{p}"), since as f64);
+    }
+    slack.refuse_longer_than(8_000, SlackResponse::status(400, "msg_too_long"));
+    let text = base(&aws, &slack, dir.path(), &names);
+    // The alerts first (at about one a second), the digest from 09:30.
+    run_from(
+        &text,
+        dir.path(),
+        ts("2026-12-01T09:29:00Z"),
+        Duration::from_secs(300),
+    )
+    .await;
+    let refused: Vec<_> = slack
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 400)
+        .collect();
+    assert_eq!(refused.len(), 1, "only the full digest is refused");
+    assert!(refused[0].body.contains("Daily digest"));
+    let sent = digests(&slack);
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_block_kit(&sent[0]);
+    let body = all_text(&sent[0]);
+    assert!(body.contains("30 approvals waiting"), "{body}");
+    assert!(body.contains("shortened"), "{body}");
+    let shown = body.matches("|Review>").count();
+    assert!(shown > 0 && shown < 30, "{shown} lines shown: {body}");
+    assert!(
+        body.contains(&format!("and {} more", 30 - shown)),
+        "the rest counted: {body}"
+    );
+    assert_eq!(slack.delivered_count(), 31, "30 alerts and the digest");
 }
 
 #[tokio::test(start_paused = true)]

@@ -3,6 +3,7 @@
 //! posting with the bot token (app mode) in [`app`].
 
 mod app;
+mod shorter;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -354,7 +355,9 @@ impl Deliverer {
             store.mark_dropped(message.id, "nothing to post: the route no longer edits")?;
             return Ok(Sent::Dropped);
         }
-        let payload = render::with_overrides(&message.payload, &route.overrides);
+        let mut payload = render::with_overrides(&message.payload, &route.overrides);
+        // A digest Slack refused for its size goes again shorter, once.
+        let mut shortened = false;
         let (client, webhook) = match &mut self.transport {
             Transport::Capture(captured) => {
                 captured.push(Captured {
@@ -398,6 +401,14 @@ impl Deliverer {
                 Err(SendError::Permanent { status, body }) => {
                     crate::metrics::slack_failure(crate::metrics::SlackFailure::Permanent);
                     let error = format!("HTTP {status}: {body}");
+                    if !shortened
+                        && let Some(shorter) =
+                            shorter::shorter_digest(message, &error, &route.name, store)?
+                    {
+                        payload = render::with_overrides(&shorter.payload, &route.overrides);
+                        shortened = true;
+                        continue;
+                    }
                     store.mark_failed(message.id, &error)?;
                     message_event!(
                         tracing::Level::ERROR,

@@ -105,6 +105,9 @@ struct Inner {
     requests: Vec<SlackRequest>,
     script: VecDeque<SlackResponse>,
     default: SlackResponse,
+    /// Bodies longer than this many bytes are answered with the response, as Slack refuses a
+    /// message too long for it.
+    too_long: Option<(usize, SlackResponse)>,
 }
 
 #[derive(Clone)]
@@ -133,6 +136,7 @@ impl FakeSlack {
                 requests: Vec::new(),
                 script: VecDeque::new(),
                 default: SlackResponse::ok(),
+                too_long: None,
             })),
             changed: Arc::new(watch::channel(0).0),
         };
@@ -177,6 +181,12 @@ impl FakeSlack {
     /// How requests are answered once the queue is empty (initially `200 ok`).
     pub fn set_default(&self, response: SlackResponse) {
         self.shared.inner.lock().unwrap().default = response;
+    }
+
+    /// Answers every body longer than `bytes` with `response` (before the script), as Slack
+    /// answers a message too long for it.
+    pub fn refuse_longer_than(&self, bytes: usize, response: SlackResponse) {
+        self.shared.inner.lock().unwrap().too_long = Some((bytes, response));
     }
 
     /// Every request received, in order of arrival.
@@ -288,7 +298,14 @@ async fn handle(
     let path = uri.path().to_owned();
     let response = {
         let mut inner = shared.inner.lock().unwrap();
-        let response = if path == WEBHOOK_PATH {
+        let too_long = inner
+            .too_long
+            .as_ref()
+            .filter(|(bytes, _)| body.len() > *bytes)
+            .map(|(_, response)| response.clone());
+        let response = if let Some(refused) = too_long.filter(|_| path == WEBHOOK_PATH) {
+            refused
+        } else if path == WEBHOOK_PATH {
             inner
                 .script
                 .pop_front()
