@@ -110,8 +110,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn listed_users_and_group_members_may_decide_nobody_else() {
+    /// S0PLATFORM read, holding U0MEMBER1.
+    fn platform_read() -> Membership {
         let mut m = Membership::default();
         m.groups.insert(
             "S0PLATFORM".into(),
@@ -120,6 +120,12 @@ mod tests {
                 Timestamp::UNIX_EPOCH,
             ),
         );
+        m
+    }
+
+    #[test]
+    fn listed_users_and_group_members_may_decide_nobody_else() {
+        let m = platform_read();
         let a = approvers(&["U0LEAD001"], &["S0PLATFORM"]);
         assert_eq!(authority("U0LEAD001", &a, &m), Authority::Allowed);
         assert_eq!(authority("U0MEMBER1", &a, &m), Authority::Allowed);
@@ -133,14 +139,7 @@ mod tests {
 
     #[test]
     fn a_group_not_known_never_allows_and_says_why() {
-        let mut m = Membership::default();
-        m.groups.insert(
-            "S0PLATFORM".into(),
-            (
-                BTreeSet::from(["U0MEMBER1".to_owned()]),
-                Timestamp::UNIX_EPOCH,
-            ),
-        );
+        let mut m = platform_read();
         let a = approvers(&["U0LEAD001"], &["S0PLATFORM", "S0UNREAD1"]);
         // Listed, or in a known group: the unknown group does not matter.
         assert_eq!(authority("U0LEAD001", &a, &m), Authority::Allowed);
