@@ -4,7 +4,7 @@
 //! ("Approving from Slack").
 
 use super::Ctx;
-use super::decide::{may_decide, result_summary};
+use super::decide::{Authority, authority, result_summary};
 use super::payload::{Request, parse};
 use crate::metrics;
 use crate::slack::socket_mode::Interaction;
@@ -38,6 +38,12 @@ enum Refusal {
     Stale,
     /// Groups that might hold the user are still being read for the first time.
     NotYet,
+    /// Groups that might hold the user could not be read (named as mentions; `too_large`:
+    /// one is larger than approval-watch reads, so trying again soon will not help).
+    Unreadable {
+        groups: String,
+        too_large: bool,
+    },
     Denied(String),
     Resolved,
 }
@@ -67,15 +73,17 @@ async fn check(ctx: &Ctx, click: &Click) -> Checked {
     let refusal = match ctx.config.approvers_for(&target.approval.key.pipeline) {
         Some(approvers) => {
             let membership = ctx.membership.read().map(|m| m.clone()).unwrap_or_default();
-            if may_decide(&click.user.id, approvers, &membership) {
-                None
-            } else if approvers.groups.iter().any(|g| membership.unread(g)) {
-                Some(Refusal::NotYet)
-            } else {
-                Some(Refusal::Denied(render::who_may(
+            match authority(&click.user.id, approvers, &membership) {
+                Authority::Allowed => None,
+                Authority::NotYet => Some(Refusal::NotYet),
+                Authority::Unknown { groups, too_large } => Some(Refusal::Unreadable {
+                    groups: render::who_may(&[], &groups),
+                    too_large,
+                }),
+                Authority::Denied => Some(Refusal::Denied(render::who_may(
                     &approvers.users,
                     &approvers.groups,
-                )))
+                ))),
             }
         }
         None => Some(Refusal::Denied(render::who_may(&[], &[]))),
@@ -103,6 +111,14 @@ async fn refuse(ctx: &Ctx, click: &Click, refusal: Refusal, target: Option<Click
         Refusal::NotYet => (
             ClickResult::failed(ClickResult::GROUPS_UNREAD),
             "approval-watch is still reading the user groups that may approve this pipeline; try again in a moment.".to_owned(),
+        ),
+        Refusal::Unreadable { groups, too_large } => (
+            ClickResult::failed(ClickResult::GROUPS_UNREADABLE),
+            if *too_large {
+                format!("The user group {groups} that may approve this pipeline could not be read from Slack (it has more members than approval-watch reads), so it cannot tell whether you may; ask whoever runs approval-watch.")
+            } else {
+                format!("The user group {groups} that may approve this pipeline could not be read from Slack just now, so approval-watch cannot tell whether you may; it is reading it again, try again in a moment.")
+            },
         ),
         Refusal::Denied(who) => (
             ClickResult::Denied,

@@ -13,20 +13,23 @@ pub const MAX_SUMMARY_CHARS: usize = 512;
 /// The members of the user groups named in the allow-lists, as last read from Slack.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Membership {
-    /// Per group: its members and when they were read. A group never read successfully is
-    /// absent, and then none of its members may decide (never "allow all").
+    /// Per group: its members and when they were last read whole. A group never read whole
+    /// is absent, and then none of its members may decide (never "allow all").
     pub groups: BTreeMap<String, (BTreeSet<String>, Timestamp)>,
-    /// Groups whose reading was tried at least once, successfully or not.
-    pub attempted: BTreeSet<String>,
+    /// Groups whose last read gave no members, and why; a read that does removes them.
+    pub unreadable: BTreeMap<String, Unreadable>,
+}
+
+/// Why a group's last read gave no members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Slack could not be asked or refused (the log says which); read again soon.
+    Failed,
+    /// More members than approval-watch reads.
+    TooLarge,
 }
 
 impl Membership {
-    /// Whether `group` is still being read for the first time: a click that only a member
-    /// could make is then "try again", not "denied".
-    pub fn unread(&self, group: &str) -> bool {
-        !self.attempted.contains(group)
-    }
-
     pub fn contains(&self, group: &str, user: &str) -> bool {
         self.groups
             .get(group)
@@ -34,14 +37,54 @@ impl Membership {
     }
 }
 
+/// What the allow-lists and the groups as read say about one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authority {
+    /// Listed by id, or a member of a listed group.
+    Allowed,
+    /// Neither, and every listed group is known: this user may not.
+    Denied,
+    /// Neither, but a listed group is still being read for the first time.
+    NotYet,
+    /// Neither, but these listed groups could not be read: whether the user is in one is
+    /// unknown (`too_large`: one of them is larger than approval-watch reads).
+    Unknown {
+        groups: Vec<String>,
+        too_large: bool,
+    },
+}
+
 /// Whether `user` may approve or reject under `approvers`: listed by id, or a member of a
-/// listed group. Empty lists allow no one.
-pub fn may_decide(user: &str, approvers: &Approvers, membership: &Membership) -> bool {
-    approvers.users.iter().any(|u| u == user)
+/// listed group. Empty lists allow no one; a group whose members are not known never
+/// allows, but then the answer is "unknown", not "denied".
+pub fn authority(user: &str, approvers: &Approvers, membership: &Membership) -> Authority {
+    if approvers.users.iter().any(|u| u == user)
         || approvers
             .groups
             .iter()
             .any(|g| membership.contains(g, user))
+    {
+        return Authority::Allowed;
+    }
+    let unknown: Vec<&String> = approvers
+        .groups
+        .iter()
+        .filter(|g| !membership.groups.contains_key(*g))
+        .collect();
+    if unknown.is_empty() {
+        return Authority::Denied;
+    }
+    let why: Vec<Option<Unreadable>> = unknown
+        .iter()
+        .map(|g| membership.unreadable.get(*g).copied())
+        .collect();
+    if why.contains(&None) {
+        return Authority::NotYet;
+    }
+    Authority::Unknown {
+        groups: unknown.into_iter().cloned().collect(),
+        too_large: why.contains(&Some(Unreadable::TooLarge)),
+    }
 }
 
 /// The `summary` of the `ApprovalResult` CodePipeline records for a verdict from Slack (its
@@ -67,8 +110,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn listed_users_and_group_members_may_decide_nobody_else() {
+    /// S0PLATFORM read, holding U0MEMBER1.
+    fn platform_read() -> Membership {
         let mut m = Membership::default();
         m.groups.insert(
             "S0PLATFORM".into(),
@@ -77,19 +120,49 @@ mod tests {
                 Timestamp::UNIX_EPOCH,
             ),
         );
-        let a = approvers(&["U0LEAD001"], &["S0PLATFORM", "S0UNREAD1"]);
-        assert!(may_decide("U0LEAD001", &a, &m));
-        assert!(may_decide("U0MEMBER1", &a, &m));
-        assert!(!may_decide("U0STRANGER", &a, &m));
-        assert!(
-            !may_decide("U0LEAD001", &approvers(&[], &[]), &m),
+        m
+    }
+
+    #[test]
+    fn listed_users_and_group_members_may_decide_nobody_else() {
+        let m = platform_read();
+        let a = approvers(&["U0LEAD001"], &["S0PLATFORM"]);
+        assert_eq!(authority("U0LEAD001", &a, &m), Authority::Allowed);
+        assert_eq!(authority("U0MEMBER1", &a, &m), Authority::Allowed);
+        assert_eq!(authority("U0STRANGER", &a, &m), Authority::Denied);
+        assert_eq!(
+            authority("U0LEAD001", &approvers(&[], &[]), &m),
+            Authority::Denied,
             "deny by default"
         );
-        assert!(!may_decide(
-            "U0MEMBER1",
-            &approvers(&[], &["S0UNREAD1"]),
-            &m
-        ));
+    }
+
+    #[test]
+    fn a_group_not_known_never_allows_and_says_why() {
+        let mut m = platform_read();
+        let a = approvers(&["U0LEAD001"], &["S0PLATFORM", "S0UNREAD1"]);
+        // Listed, or in a known group: the unknown group does not matter.
+        assert_eq!(authority("U0LEAD001", &a, &m), Authority::Allowed);
+        assert_eq!(authority("U0MEMBER1", &a, &m), Authority::Allowed);
+        assert_eq!(authority("U0OTHER01", &a, &m), Authority::NotYet);
+        m.unreadable.insert("S0UNREAD1".into(), Unreadable::Failed);
+        let failed = Authority::Unknown {
+            groups: vec!["S0UNREAD1".into()],
+            too_large: false,
+        };
+        assert_eq!(authority("U0OTHER01", &a, &m), failed);
+        m.unreadable
+            .insert("S0UNREAD1".into(), Unreadable::TooLarge);
+        assert_eq!(
+            authority("U0OTHER01", &a, &m),
+            Authority::Unknown {
+                groups: vec!["S0UNREAD1".into()],
+                too_large: true,
+            }
+        );
+        // A group read before keeps its members when a later read fails.
+        m.unreadable.insert("S0PLATFORM".into(), Unreadable::Failed);
+        assert_eq!(authority("U0MEMBER1", &a, &m), Authority::Allowed);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 
 mod click;
 mod decide;
+mod groups;
 mod payload;
 
 use std::path::PathBuf;
@@ -27,18 +28,20 @@ use crate::aws::CodePipeline;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::slack::socket_mode::{self, ConnectionState, Interaction, SocketMode};
-use crate::slack::web_api::{ApiError, ConnectionOpener, SlackApi};
+use crate::slack::web_api::{ConnectionOpener, SlackApi};
 use crate::store::{AuditLog, StoreError};
 
 use decide::Membership;
 /// The summary CodePipeline records for a verdict from Slack (the watcher recognises it).
 pub(crate) use decide::result_summary;
 
-/// User groups are read again this often (`usergroups.users.list`).
-const GROUP_REFRESH: Duration = Duration::from_secs(5 * 60);
 /// Interactions waiting to be handled; beyond this the socket does not ack, and Slack
 /// delivers the envelope again later.
 const QUEUE: usize = 64;
+/// Clicks handled at once. Each may hold an HTTP connection and an SQLite connection: beyond
+/// this, clicks wait in the queue, and once it is full the socket leaves them unacknowledged,
+/// so a flood costs bounded descriptors and memory instead of starving an allowed click.
+const MAX_HANDLERS: usize = 32;
 /// How long a click's audit call waits for another connection's write lock before the click
 /// fails (the audit row comes before AWS, so a click that cannot write it decides nothing).
 const CLICK_LOCK_WAIT: Duration = Duration::from_secs(30);
@@ -141,7 +144,7 @@ pub fn spawn(
         clock: setup.clock,
     });
     // Reading groups takes up to 10 s per group: on a task of its own, so clicks never wait.
-    let refresher = tokio::spawn(refresh_groups(ctx.clone(), stop.clone()));
+    let refresher = tokio::spawn(groups::refresh(ctx.clone(), stop.clone()));
     let task = tokio::spawn(serve(ctx, rx, socket.state.clone(), stop.clone()));
     Ok(Running {
         stop,
@@ -171,7 +174,7 @@ async fn serve(
                 let now = state.borrow_and_update().clone();
                 record_state(&ctx, &now).await;
             }
-            Some(interaction) = clicks.recv() => {
+            Some(interaction) = clicks.recv(), if handlers.len() < MAX_HANDLERS => {
                 let ctx = ctx.clone();
                 handlers.spawn(async move { click::handle(&ctx, interaction).await });
             }
@@ -182,6 +185,9 @@ async fn serve(
     // decision whose audit row is written finishes: its AWS answer is recorded.
     clicks.close();
     while let Some(interaction) = clicks.recv().await {
+        while handlers.len() >= MAX_HANDLERS {
+            let _ = handlers.join_next().await;
+        }
         let ctx = ctx.clone();
         handlers.spawn(async move { click::handle(&ctx, interaction).await });
     }
@@ -228,60 +234,5 @@ async fn record_state(ctx: &Ctx, state: &ConnectionState) {
         .await;
     if let Err(e) = written {
         tracing::warn!("cannot record the Socket Mode connection's state: {e}");
-    }
-}
-
-/// Reads every named user group now and every [`GROUP_REFRESH`]; a group that cannot be
-/// read keeps its last known members.
-async fn refresh_groups(ctx: Arc<Ctx>, stop: CancellationToken) {
-    let groups = ctx.config.approval_groups();
-    if groups.is_empty() {
-        return;
-    }
-    loop {
-        for group in &groups {
-            let read = tokio::select! {
-                read = ctx.slack.usergroup_members(group) => read,
-                _ = stop.cancelled() => return,
-            };
-            remember_group(&ctx, group, read);
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(GROUP_REFRESH) => {}
-            _ = stop.cancelled() => return,
-        }
-    }
-}
-
-fn remember_group(ctx: &Ctx, group: &str, read: Result<Vec<String>, ApiError>) {
-    let Ok(mut m) = ctx.membership.write() else {
-        return;
-    };
-    m.attempted.insert(group.to_owned());
-    let e = match read {
-        Ok(members) => {
-            let now = ctx.clock.now();
-            m.groups
-                .insert(group.to_owned(), (members.into_iter().collect(), now));
-            return;
-        }
-        Err(e) => e,
-    };
-    let advice = match e.slack_error() {
-        Some("missing_scope") => " (add the usergroups:read scope and reinstall the app)",
-        Some("plan_upgrade_required") => {
-            " (user groups need a paid Slack plan; list users instead)"
-        }
-        _ => "",
-    };
-    match m.groups.get(group).map(|(_, at)| *at) {
-        Some(at) => tracing::warn!(
-            group = %group,
-            "cannot read the user group: {e}{advice}; using its members as read at {at}"
-        ),
-        None => tracing::warn!(
-            group = %group,
-            "cannot read the user group: {e}{advice}; its members cannot approve until it can be read"
-        ),
     }
 }

@@ -158,31 +158,42 @@ impl SlackApi {
     }
 
     /// `usergroups.users.list`: the user IDs in a user group (needs `usergroups:read`).
-    /// IDs that do not look like Slack user IDs are left out; at most
-    /// [`MAX_GROUP_MEMBERS`] are kept. A read method: its argument goes as a form field.
-    pub async fn usergroup_members(&self, group: &str) -> Result<Vec<String>, ApiError> {
+    /// IDs that do not look like Slack user IDs are left out. A group of more than
+    /// [`MAX_GROUP_MEMBERS`] is [`GroupMembers::TooMany`]: none kept, since a list cut short
+    /// would tell the members past the cut that they may not decide. A read method: its
+    /// argument goes as a form field.
+    pub async fn usergroup_members(&self, group: &str) -> Result<GroupMembers, ApiError> {
+        const METHOD: &str = "usergroups.users.list";
         let fields = [("usergroup", group)];
-        let answer = Self::send(
+        let answer = Self::send_within(
             &self.http,
             &self.base,
             self.token.expose(),
-            "usergroups.users.list",
+            METHOD,
             Body::Form(&fields),
+            MAX_GROUP_ANSWER_BYTES,
         )
         .await?;
+        let answer = match answer {
+            Answer::Json(answer) => answer,
+            Answer::TooLong => return Ok(GroupMembers::TooMany),
+        };
         let users = answer
             .get("users")
             .and_then(Value::as_array)
-            .ok_or_else(|| {
-                ApiError::Temporary("usergroups.users.list answered ok without users".into())
-            })?;
-        Ok(users
+            .ok_or_else(|| ApiError::Temporary(format!("{METHOD} answered ok without users")))?;
+        let members: Vec<String> = users
             .iter()
             .filter_map(Value::as_str)
             .filter(|u| is_user_id(u))
-            .take(MAX_GROUP_MEMBERS)
+            .take(MAX_GROUP_MEMBERS + 1)
             .map(str::to_owned)
-            .collect())
+            .collect();
+        Ok(if members.len() > MAX_GROUP_MEMBERS {
+            GroupMembers::TooMany
+        } else {
+            GroupMembers::All(members)
+        })
     }
 
     /// One Web API call with the bot token; `Ok` is the answer of an `"ok": true`.
@@ -199,7 +210,8 @@ impl SlackApi {
 
     /// One call with `token` (the bot token, or the app-level token for [`ConnectionOpener`])
     /// in the `Authorization` header, its arguments as JSON (write methods) or as a form (read
-    /// methods, which Slack does not read from a JSON body).
+    /// methods, which Slack does not read from a JSON body). An answer longer than
+    /// [`MAX_RESPONSE_BYTES`] is an error.
     async fn send(
         http: &reqwest::Client,
         base: &url::Url,
@@ -207,6 +219,24 @@ impl SlackApi {
         method: &str,
         body: Body<'_>,
     ) -> Result<Value, ApiError> {
+        match Self::send_within(http, base, token, method, body, MAX_RESPONSE_BYTES).await? {
+            Answer::Json(answer) => Ok(answer),
+            Answer::TooLong => Err(ApiError::Temporary(format!(
+                "{method}: the answer is larger than {} KiB",
+                MAX_RESPONSE_BYTES / 1024
+            ))),
+        }
+    }
+
+    /// [`SlackApi::send`], keeping at most `max_bytes` of the answer.
+    async fn send_within(
+        http: &reqwest::Client,
+        base: &url::Url,
+        token: &str,
+        method: &str,
+        body: Body<'_>,
+        max_bytes: usize,
+    ) -> Result<Answer, ApiError> {
         let url = base
             .join(method)
             .map_err(|e| ApiError::Temporary(format!("{method}: bad URL: {e}")))?;
@@ -233,16 +263,11 @@ impl SlackApi {
         if status.as_u16() == 429 {
             return Err(ApiError::RateLimited { retry_after });
         }
-        // A longer answer is an error, not a truncated answer.
-        let body = read_bounded(&mut response, MAX_RESPONSE_BYTES).await;
+        // A longer answer is never parsed: a truncated answer is no answer.
+        let body = read_bounded(&mut response, max_bytes).await;
         let bytes = match body.end {
-            BodyEnd::Complete => body.bytes,
-            BodyEnd::TooLong => {
-                return Err(ApiError::Temporary(format!(
-                    "{method}: the answer is larger than {} KiB",
-                    MAX_RESPONSE_BYTES / 1024
-                )));
-            }
+            BodyEnd::Complete => Some(body.bytes),
+            BodyEnd::TooLong => None,
             BodyEnd::Failed(e) => {
                 return Err(ApiError::Temporary(format!("{method}: {}", describe(e))));
             }
@@ -258,11 +283,14 @@ impl SlackApi {
                 });
             }
         }
+        let Some(bytes) = bytes else {
+            return Ok(Answer::TooLong);
+        };
         let answer: Value = serde_json::from_slice(&bytes).map_err(|_| {
             ApiError::Temporary(format!("{method}: the answer is not JSON (HTTP 200)"))
         })?;
         if answer.get("ok").and_then(Value::as_bool) == Some(true) {
-            return Ok(answer);
+            return Ok(Answer::Json(answer));
         }
         let error = answer
             .get("error")
@@ -285,8 +313,30 @@ enum Body<'a> {
     Form(&'a [(&'a str, &'a str)]),
 }
 
-/// More members than this in one group is not a team that approves deployments.
-pub const MAX_GROUP_MEMBERS: usize = 10_000;
+/// An answer of `"ok": true` that fit its bound, or one that did not.
+enum Answer {
+    Json(Value),
+    TooLong,
+}
+
+/// The members of a user group, as `usergroups.users.list` told them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupMembers {
+    All(Vec<String>),
+    /// More than [`MAX_GROUP_MEMBERS`] (or an answer longer than theirs would be).
+    TooMany,
+}
+
+/// The largest groups read: well above the largest real ones (whole companies), so only a
+/// hostile answer reaches it.
+pub const MAX_GROUP_MEMBERS: usize = 100_000;
+/// `usergroups.users.list`'s answer for [`MAX_GROUP_MEMBERS`] of the longest user IDs (20
+/// characters, quoted, and a comma) and room for the rest: about 2.4 MB, read for this call
+/// alone (every other answer stays within [`MAX_RESPONSE_BYTES`]).
+const MAX_GROUP_ANSWER_BYTES: usize = MAX_GROUP_MEMBERS * 23 + 64 * 1024;
+/// Idle connections kept per host: the click handlers in flight are bounded (see
+/// `approve`), and this bounds what they leave behind, so descriptors stay bounded.
+const MAX_IDLE_CONNECTIONS: usize = 8;
 
 /// The one HTTP client setup for the Web API, whichever token it carries.
 fn http_client() -> Result<reqwest::Client, reqwest::Error> {
@@ -295,6 +345,7 @@ fn http_client() -> Result<reqwest::Client, reqwest::Error> {
         .connect_timeout(Duration::from_secs(5))
         // A redirect could carry the Authorization header elsewhere.
         .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS)
         .user_agent(concat!("approval-watch/", env!("CARGO_PKG_VERSION")))
         .build()
 }

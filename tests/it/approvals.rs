@@ -13,23 +13,23 @@ use support::fake_slack_api::{APP_TOKEN, ApiAnswer, BOT_TOKEN, FakeSlackApi, TIC
 use support::fake_socket_mode::FakeSocketMode;
 use support::{Daemon, FakeCodePipeline, Fixture, SOON, TestEnv, WebhookSource};
 
-const CHANNEL: &str = "C0PAYMENTS1";
-const LEAD: &str = "U0PAYLEAD1";
-const MEMBER: &str = "U0MEMBER01";
-const STRANGER: &str = "U0STRANGER";
-const GROUP: &str = "S0PLATFORM";
-const PIPELINE: &str = "web-app";
+pub(crate) const CHANNEL: &str = "C0PAYMENTS1";
+pub(crate) const LEAD: &str = "U0PAYLEAD1";
+pub(crate) const MEMBER: &str = "U0MEMBER01";
+pub(crate) const STRANGER: &str = "U0STRANGER";
+pub(crate) const GROUP: &str = "S0PLATFORM";
+pub(crate) const PIPELINE: &str = "web-app";
 
-struct World {
-    aws: FakeCodePipeline,
-    api: FakeSlackApi,
-    socket: FakeSocketMode,
-    env: TestEnv,
+pub(crate) struct World {
+    pub(crate) aws: FakeCodePipeline,
+    pub(crate) api: FakeSlackApi,
+    pub(crate) socket: FakeSocketMode,
+    pub(crate) env: TestEnv,
 }
 
 impl World {
     /// App mode with `[slack.approvals]`: LEAD listed, GROUP (holding MEMBER) listed.
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let aws = FakeCodePipeline::with_pipelines(&[PIPELINE]).await;
         let api = FakeSlackApi::start().await;
         let socket = FakeSocketMode::start().await;
@@ -53,7 +53,7 @@ impl World {
         world
     }
 
-    fn append_config(&self, toml: &str) {
+    pub(crate) fn append_config(&self, toml: &str) {
         let mut text = self.env.config_text();
         text.push_str(toml);
         std::fs::write(&self.env.config_path, text).expect("config");
@@ -61,7 +61,7 @@ impl World {
 
     /// LEAD approves over connection `conn` and AWS gets the call; then the daemon stops,
     /// having written no secret.
-    async fn approve_works_on(&self, conn: usize, daemon: Daemon, id: &str, ts: &str) {
+    pub(crate) async fn approve_works_on(&self, conn: usize, daemon: Daemon, id: &str, ts: &str) {
         self.click(conn, LEAD, "approve", id, ts);
         assert!(
             self.aws
@@ -74,7 +74,7 @@ impl World {
 
     /// The daemon, its Socket Mode connection open and the waiting approval's alert posted;
     /// returns the daemon and the alert's approval id (the buttons' value).
-    async fn running_with_alert(&self) -> (Daemon, String) {
+    pub(crate) async fn running_with_alert(&self) -> (Daemon, String) {
         self.aws.set_state(PIPELINE, Fixture::Waiting);
         let daemon = self.env.spawn_run();
         self.socket.wait_for_connection(0, SOON).await;
@@ -95,14 +95,21 @@ impl World {
         (daemon, id)
     }
 
-    fn click(&self, conn: usize, user: &str, action: &str, id: &str, action_ts: &str) -> String {
+    pub(crate) fn click(
+        &self,
+        conn: usize,
+        user: &str,
+        action: &str,
+        id: &str,
+        action_ts: &str,
+    ) -> String {
         self.socket
             .push_interactive(conn, block_actions(user, action, id, action_ts))
     }
 
     /// Waits up to `wait` for the acknowledgement of `envelope`, and asserts it came within
     /// Slack's deadline (3 s from the push: a protocol bound, not a speed test).
-    async fn assert_acked_within_3s(&self, envelope: &str, wait: Duration) {
+    pub(crate) async fn assert_acked_within_3s(&self, envelope: &str, wait: Duration) {
         let ack = self.socket.wait_for_ack(envelope, wait).await;
         let pushed = self.socket.pushed_at(envelope).expect("pushed");
         let took = ack.at.duration_since(pushed);
@@ -113,13 +120,13 @@ impl World {
     }
 
     /// Waits until the fake Web API was called with `method`.
-    async fn wait_for_call(&self, method: &str) {
+    pub(crate) async fn wait_for_call(&self, method: &str) {
         self.api
             .wait_until(SOON, |r| r.iter().any(|r| r.method == method))
             .await;
     }
 
-    fn put_calls(&self) -> Vec<Value> {
+    pub(crate) fn put_calls(&self) -> Vec<Value> {
         self.aws
             .requests()
             .into_iter()
@@ -128,7 +135,7 @@ impl World {
             .collect()
     }
 
-    async fn audit(&self) -> Vec<Value> {
+    pub(crate) async fn audit(&self) -> Vec<Value> {
         let out = self.env.run(&["audit", "--json"]).await;
         out.assert_code(0);
         serde_json::from_str(&out.stdout).expect("audit JSON")
@@ -136,7 +143,7 @@ impl World {
 }
 
 /// The approval id in an alert's Approve button.
-fn approval_id(body: &Value) -> Option<String> {
+pub(crate) fn approval_id(body: &Value) -> Option<String> {
     body["blocks"]
         .as_array()?
         .iter()
@@ -145,7 +152,7 @@ fn approval_id(body: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn block_actions(user: &str, action: &str, id: &str, action_ts: &str) -> Value {
+pub(crate) fn block_actions(user: &str, action: &str, id: &str, action_ts: &str) -> Value {
     json!({
         "type": "block_actions",
         "user": { "id": user, "username": format!("name-of-{user}"), "name": format!("name-of-{user}") },
@@ -163,7 +170,7 @@ fn block_actions(user: &str, action: &str, id: &str, action_ts: &str) -> Value {
     })
 }
 
-fn view_submission(user: &str, id: &str, view_id: &str, reason: &str) -> Value {
+pub(crate) fn view_submission(user: &str, id: &str, view_id: &str, reason: &str) -> Value {
     json!({
         "type": "view_submission",
         "user": { "id": user, "username": format!("name-of-{user}"), "name": format!("name-of-{user}") },
@@ -178,7 +185,7 @@ fn view_submission(user: &str, id: &str, view_id: &str, reason: &str) -> Value {
 }
 
 /// Neither token nor a Socket Mode ticket in anything the daemon wrote.
-fn assert_no_secrets(text: &str) {
+pub(crate) fn assert_no_secrets(text: &str) {
     for secret in [APP_TOKEN, BOT_TOKEN, TICKET_MARK, "XSECRETX"] {
         assert!(
             !text.contains(secret),
@@ -403,14 +410,26 @@ async fn a_member_of_an_allowed_group_may_approve() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_group_that_cannot_be_read_lets_nobody_in_and_the_log_says_why() {
     let w = World::start().await;
-    w.api
-        .push("usergroups.users.list", ApiAnswer::error("missing_scope"));
-    let (daemon, id) = w.running_with_alert().await;
+    // Refused at the first read and at the retries that follow within seconds.
+    for _ in 0..3 {
+        w.api
+            .push("usergroups.users.list", ApiAnswer::error("missing_scope"));
+    }
+    let (mut daemon, id) = w.running_with_alert().await;
+    daemon
+        .wait_for_stderr("cannot read the user group", SOON)
+        .await;
     w.click(0, MEMBER, "approve", &id, "1700000000.000450");
     w.wait_for_call("chat.postEphemeral").await;
     let out = daemon.terminate().await;
     assert!(w.put_calls().is_empty(), "never \"allow all\"");
-    assert_eq!(w.audit().await[0]["result"], "denied");
+    // Told the group could not be read, not that they may not.
+    let text = w.api.calls("chat.postEphemeral")[0].body["text"].to_string();
+    assert!(text.contains("could not be read"), "{text}");
+    assert_eq!(
+        w.audit().await[0]["result"],
+        "failed: group membership could not be read"
+    );
     let warned = out.stderr_lines_with(&[GROUP, "usergroups:read"]);
     assert!(
         warned

@@ -8,6 +8,8 @@ mod accounts;
 mod app_crash;
 mod app_mode;
 mod approvals;
+mod approvals_flood;
+mod approvals_groups;
 mod architecture;
 mod audit;
 mod bad_config;

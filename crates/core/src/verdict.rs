@@ -62,6 +62,8 @@ impl ClickResult {
     pub const UNKNOWN_APPROVAL: &str = "unknown approval";
     pub const STALE_BUTTON: &str = "stale button";
     pub const GROUPS_UNREAD: &str = "group membership not read yet";
+    /// A group that might hold the clicker could not be read (failed, or too large).
+    pub const GROUPS_UNREADABLE: &str = "group membership could not be read";
     /// What a claim still pending at start becomes (written by SQL, so a constant).
     pub const INTERRUPTED: &str = "failed: interrupted by a restart before AWS answered";
 

@@ -95,6 +95,8 @@ struct Inner {
     next_ts: u64,
     /// Every answer waits this long (so a kill can land mid-request).
     delay: Option<Duration>,
+    /// Answers of one method wait this long (a slow Slack for that method alone).
+    method_delays: HashMap<String, Duration>,
     /// `apps.connections.open` hands out this URL plus a ticket (`FakeSocketMode::link_url`).
     socket_url: Option<String>,
     tickets: u64,
@@ -162,6 +164,16 @@ impl FakeSlackApi {
         self.shared.inner.lock().unwrap().delay = Some(delay);
     }
 
+    /// Every answer to `method` from now on waits `delay` (overrides [`Self::set_delay`]).
+    pub fn set_method_delay(&self, method: &str, delay: Duration) {
+        self.shared
+            .inner
+            .lock()
+            .unwrap()
+            .method_delays
+            .insert(method.to_owned(), delay);
+    }
+
     /// `apps.connections.open` answers `url?ticket=XTICKETX-n&app_id=A0TEST` from now on.
     pub fn set_socket_url(&self, url: impl Into<String>) {
         self.shared.inner.lock().unwrap().socket_url = Some(url.into());
@@ -173,6 +185,17 @@ impl FakeSlackApi {
             group.to_owned(),
             members.iter().map(|m| (*m).to_owned()).collect(),
         );
+    }
+
+    /// `usergroups.users.list` for `group` answers `count` members from now on: `U000000001`,
+    /// `U000000002`, … (see [`group_member`]).
+    pub fn set_group_size(&self, group: &str, count: usize) {
+        self.shared
+            .inner
+            .lock()
+            .unwrap()
+            .groups
+            .insert(group.to_owned(), (1..=count).map(group_member).collect());
     }
 
     /// Answers the next call of `method` with `answer` (after those already queued).
@@ -263,6 +286,11 @@ impl FakeSlackApi {
     }
 }
 
+/// The `n`th member (from 1) of a group made by [`FakeSlackApi::set_group_size`].
+pub fn group_member(n: usize) -> String {
+    format!("U{n:09}")
+}
+
 /// One line per request, for panic messages.
 pub fn summarize(requests: &[ApiRequest]) -> Vec<String> {
     requests
@@ -307,7 +335,7 @@ async fn handle(
                 scripted = None;
                 Some(d)
             }
-            _ => inner.delay,
+            _ => inner.method_delays.get(&method).copied().or(inner.delay),
         };
         // apps.connections.open takes the app-level token, every other method the bot token.
         let token = if method == "apps.connections.open" {

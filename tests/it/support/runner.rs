@@ -283,6 +283,9 @@ pub struct TestEnv {
     pub spec: ConfigSpec,
     /// The whole environment of the child (it starts from an empty one).
     pub env: BTreeMap<String, String>,
+    /// A command the binary runs under (`prlimit --nofile=256:256 --`), which execs it: the
+    /// child's pid is the binary's. Empty: the binary itself.
+    pub wrapper: Vec<String>,
 }
 
 impl TestEnv {
@@ -342,6 +345,7 @@ impl TestEnv {
             state_path,
             spec,
             env,
+            wrapper: Vec::new(),
         };
         this.write_config();
         this
@@ -395,7 +399,14 @@ impl TestEnv {
     }
 
     fn command(&self, args: &[String]) -> Command {
-        let mut cmd = Command::new(binary_path());
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(wrapper_args).arg(binary_path());
+                cmd
+            }
+            None => Command::new(binary_path()),
+        };
         cmd.args(args)
             .env_clear()
             .envs(&self.env)
