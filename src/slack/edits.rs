@@ -102,7 +102,7 @@ mod tests {
             ts: "1.000200".into(),
         };
         assert!(locks.try_lock(&other).is_some(), "another message is free");
-        let mut releases = locks.releases();
+        let releases = locks.releases();
         let waiter = tokio::spawn({
             let locks = locks.clone();
             async move { drop(locks.lock(&alert()).await) }
