@@ -112,6 +112,21 @@ impl World {
         );
     }
 
+    /// Waits until the click's interim edit ("waiting for CodePipeline to confirm") reached
+    /// the fake Web API.
+    async fn wait_for_interim_edit(&self) {
+        self.api
+            .wait_until(SOON, |r| {
+                r.iter().any(|r| {
+                    r.method == "chat.update"
+                        && r.body
+                            .to_string()
+                            .contains("waiting for CodePipeline to confirm")
+                })
+            })
+            .await;
+    }
+
     /// Waits until the fake Web API was called with `method`.
     async fn wait_for_call(&self, method: &str) {
         self.api
@@ -223,16 +238,7 @@ async fn an_allowed_approve_calls_aws_once_with_the_token_and_names_the_slack_us
     );
 
     // The alert loses its buttons at once, then the poll shows the outcome naming the person.
-    w.api
-        .wait_until(SOON, |r| {
-            r.iter().any(|r| {
-                r.method == "chat.update"
-                    && r.body
-                        .to_string()
-                        .contains("waiting for CodePipeline to confirm")
-            })
-        })
-        .await;
+    w.wait_for_interim_edit().await;
     let first_update = &w.api.calls("chat.update")[0];
     assert!(approval_id(&first_update.body).is_none(), "buttons gone");
     w.api
@@ -287,16 +293,7 @@ async fn a_slow_interim_edit_never_lands_after_the_resolution() {
     w.api.push("chat.update", ApiAnswer::Hold(gate.clone()));
 
     w.click(0, LEAD, "approve", &id, "1700000000.000150");
-    w.api
-        .wait_until(SOON, |r| {
-            r.iter().any(|r| {
-                r.method == "chat.update"
-                    && r.body
-                        .to_string()
-                        .contains("waiting for CodePipeline to confirm")
-            })
-        })
-        .await;
+    w.wait_for_interim_edit().await;
     // Now the poll sees the approval decided and the resolution edits the alert: it either
     // goes through (and the interim edit would land after it) or waits for the interim one.
     w.aws.clear_error(PIPELINE);
