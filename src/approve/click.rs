@@ -246,8 +246,7 @@ async fn decide(ctx: &Ctx, click: &Click) {
                 "decided in Slack"
             );
             // Read again: an alert posted a moment before the click may have had its place
-            // recorded only now, and a poll that already saw the outcome has edited the
-            // alert for good (this edit must not undo it).
+            // recorded only now.
             let id = click.approval.approval_id;
             let now = ctx.audit(move |a| a.approval(id)).await.ok().flatten();
             let slack = match &now {
@@ -256,6 +255,14 @@ async fn decide(ctx: &Ctx, click: &Click) {
                 None => target.slack.clone(),
             };
             if let Some(message) = &slack {
+                // One writer per message: the deliverer's resolution edit waits while this one
+                // is in flight, and under the lock a poll that has recorded the outcome by now
+                // has the last word (this edit must not undo it).
+                let _edit = ctx.slack.edits().lock(message).await;
+                let resolved = ctx.audit(move |a| a.approval(id)).await;
+                if matches!(resolved, Ok(Some(t)) if t.resolved) {
+                    return;
+                }
                 let mut body = render::decided_alert(
                     &target.approval,
                     verdict,

@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::config::{AppLevelToken, BotToken, is_user_id};
 use crate::http::{BodyEnd, describe, read_bounded, retry_after};
 use crate::slack::clip::clip;
+use crate::slack::edits::EditLocks;
 
 /// A Web API answer, as far as delivery cares.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,6 +99,8 @@ pub struct SlackApi {
     http: reqwest::Client,
     base: url::Url,
     token: BotToken,
+    /// Who is editing which message, shared by every clone (the deliverer and the clicks).
+    edits: EditLocks,
 }
 
 impl SlackApi {
@@ -107,7 +110,13 @@ impl SlackApi {
             http: http_client()?,
             base,
             token,
+            edits: EditLocks::default(),
         })
+    }
+
+    /// The per-message edit locks every writer of an alert holds while its edit is in flight.
+    pub fn edits(&self) -> &EditLocks {
+        &self.edits
     }
 
     /// `chat.postMessage`: the channel and `ts` of the posted message.

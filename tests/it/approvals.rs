@@ -8,8 +8,8 @@ use crate::support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::fake_codepipeline::{InjectedError, PUT_APPROVAL_RESULT};
-use support::fake_slack_api::{APP_TOKEN, ApiAnswer, BOT_TOKEN, FakeSlackApi, TICKET_MARK};
+use support::fake_codepipeline::{GET_PIPELINE_STATE, InjectedError, PUT_APPROVAL_RESULT};
+use support::fake_slack_api::{APP_TOKEN, ApiAnswer, BOT_TOKEN, FakeSlackApi, Gate, TICKET_MARK};
 use support::fake_socket_mode::FakeSocketMode;
 use support::{Daemon, FakeCodePipeline, Fixture, SOON, TestEnv, WebhookSource};
 
@@ -117,6 +117,21 @@ impl World {
             took < Duration::from_secs(3),
             "ack of {envelope} took {took:?}"
         );
+    }
+
+    /// Waits until the click's interim edit ("waiting for CodePipeline to confirm") reached
+    /// the fake Web API.
+    async fn wait_for_interim_edit(&self) {
+        self.api
+            .wait_until(SOON, |r| {
+                r.iter().any(|r| {
+                    r.method == "chat.update"
+                        && r.body
+                            .to_string()
+                            .contains("waiting for CodePipeline to confirm")
+                })
+            })
+            .await;
     }
 
     /// Waits until the fake Web API was called with `method`.
@@ -230,16 +245,7 @@ async fn an_allowed_approve_calls_aws_once_with_the_token_and_names_the_slack_us
     );
 
     // The alert loses its buttons at once, then the poll shows the outcome naming the person.
-    w.api
-        .wait_until(SOON, |r| {
-            r.iter().any(|r| {
-                r.method == "chat.update"
-                    && r.body
-                        .to_string()
-                        .contains("waiting for CodePipeline to confirm")
-            })
-        })
-        .await;
+    w.wait_for_interim_edit().await;
     let first_update = &w.api.calls("chat.update")[0];
     assert!(approval_id(&first_update.body).is_none(), "buttons gone");
     w.api
@@ -272,6 +278,65 @@ async fn an_allowed_approve_calls_aws_once_with_the_token_and_names_the_slack_us
         "{audit:#?}"
     );
     assert_eq!(w.put_calls().len(), 1);
+}
+
+/// Issue 20, defect 4: the click's interim edit ("waiting for CodePipeline to confirm") is slow
+/// in flight while the poll sees the outcome. Edits of one message land in order: the alert ends
+/// showing the resolution, never "waiting" for good.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_interim_edit_never_lands_after_the_resolution() {
+    let w = World::start().await;
+    let (daemon, id) = w.running_with_alert().await;
+    let alert_ts = w.api.calls("chat.postMessage")[0].answer["ts"]
+        .as_str()
+        .expect("ts")
+        .to_owned();
+    // The poll keeps reading "waiting" until the interim edit is in flight, so the click
+    // (not the poll) is first to edit.
+    let waiting = w.aws.state_json(PIPELINE).to_string();
+    w.aws
+        .set_raw_response(GET_PIPELINE_STATE, PIPELINE, 200, &waiting);
+    let gate = Gate::default();
+    w.api.push("chat.update", ApiAnswer::Hold(gate.clone()));
+
+    w.click(0, LEAD, "approve", &id, "1700000000.000150");
+    w.wait_for_interim_edit().await;
+    // Now the poll sees the approval decided and the resolution edits the alert: it either
+    // goes through (and the interim edit would land after it) or waits for the interim one.
+    w.aws.clear_error(PIPELINE);
+    const WAITS: &str = "the resolution waits for that edit to land";
+    let raced = support::runner::eventually(SOON, || {
+        w.api.calls("chat.update").len() >= 2 || daemon.stderr().contains(WAITS)
+    })
+    .await;
+    assert!(raced, "{}", daemon.stderr());
+    gate.open();
+    w.api
+        .wait_until(SOON, |r| {
+            r.iter()
+                .filter(|r| r.method == "chat.update" && r.ok())
+                .count()
+                >= 2
+        })
+        .await;
+    // Whatever was answered last, the alert as the channel shows it is the resolution.
+    let shown = w
+        .api
+        .top_level()
+        .into_iter()
+        .find(|m| m.ts == alert_ts)
+        .expect("the alert");
+    let shown = format!("{} {}", shown.text, shown.blocks);
+    assert!(
+        !shown.contains("waiting for CodePipeline to confirm"),
+        "the interim edit landed last: {shown}"
+    );
+    assert!(
+        shown.contains(&format!("name-of-{LEAD} ({LEAD}) in Slack")),
+        "{shown}"
+    );
+    let out = daemon.terminate().await;
+    assert_no_secrets(&out.all_output());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,6 +7,7 @@ mod support;
 mod accounts;
 mod app_crash;
 mod app_mode;
+mod app_pacing;
 mod approvals;
 mod approvals_flood;
 mod approvals_groups;

@@ -196,6 +196,12 @@ impl Watcher {
             waiting.apply(&open, &plan);
         }
         passes += PassReport::delivered(self.digests(now, shutdown).await?);
+        // The passes sent what could go at once; what a channel's pace held back goes now.
+        passes += PassReport::delivered(
+            self.deliverer
+                .deliver_due(&self.store, now, shutdown)
+                .await?,
+        );
         report.passes(passes);
         let rate_of = |account: &str, region: &str| {
             let budget = self.aws.budget_for(account, region)?;
@@ -244,7 +250,7 @@ impl Watcher {
         }
         let delivery = self
             .deliverer
-            .deliver_due(&self.store, now, shutdown)
+            .deliver_ready(&self.store, now, shutdown)
             .await?;
         let report = PassReport {
             read_failures: observed.failures.len(),

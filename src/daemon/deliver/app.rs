@@ -7,8 +7,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Captured, DEFAULT_RATE_LIMIT_WAIT, Deliverer, MAX_INLINE_WAIT, MAX_INLINE_WAITS, RateLimiter,
-    Sent, Transport, backoff, later, log_message,
+    Sent, Transport, Wait, backoff, later, log_message,
 };
+use crate::slack::edits::EditGuard;
 use crate::slack::web_api::{self, ApiError, UPDATE_FALLBACK_ERRORS};
 use crate::store::{OutboxMessage, Store, StoreError};
 use approval_watch_core::model::{MessageKind, SlackMessage};
@@ -31,6 +32,8 @@ impl Method {
 /// Why a call did not go through.
 enum Stop {
     Interrupted,
+    /// Not yet: the channel's pace, or a click editing the same alert.
+    Busy(Wait),
     Error(ApiError),
 }
 
@@ -134,6 +137,7 @@ impl Deliverer {
                 {
                     Ok(true) => Ok(()),
                     Ok(false) => {
+                        self.edited.remove(&message.id);
                         store.mark_dropped(message.id, "no posted alert to update")?;
                         return Ok(Sent::Dropped);
                     }
@@ -143,11 +147,19 @@ impl Deliverer {
         };
         match result {
             Ok(()) => {
+                self.edited.remove(&message.id);
                 self.delivered(message, route, store)?;
                 Ok(Sent::Delivered)
             }
             Err(Stop::Interrupted) => Ok(Sent::Interrupted),
-            Err(Stop::Error(e)) => self.app_failed(route, channel, message, e, store),
+            Err(Stop::Busy(wait)) => Ok(Sent::Busy(wait)),
+            Err(Stop::Error(e)) => {
+                let sent = self.app_failed(route, channel, message, e, store)?;
+                if matches!(sent, Sent::Failed) {
+                    self.edited.remove(&message.id);
+                }
+                Ok(sent)
+            }
         }
     }
 
@@ -164,11 +176,23 @@ impl Deliverer {
     ) -> Result<bool, Stop> {
         // Where the resolution is posted: a reply in this thread, or (`None`) a message of its
         // own.
-        let posted_in = match (thread, message.app.update.as_ref()) {
-            (Some(target), Some(update)) => {
+        let edited = self.edited.get(&message.id).cloned();
+        let posted_in = match (thread, message.app.update.as_ref(), edited) {
+            // Edited already (earlier in the pass, before the channel's pace held the reply).
+            (_, _, Some(posted_in)) => posted_in,
+            (Some(target), Some(update), None) => {
+                // A click's interim edit of this alert in flight must land first, never after.
+                let Ok(_edit) = self.edit_lock(target) else {
+                    tracing::info!(
+                        pipeline = %message.key.pipeline,
+                        route,
+                        "a decision from Slack is editing the alert; the resolution waits for that edit to land"
+                    );
+                    return Err(Stop::Busy(Wait::Edit));
+                };
                 let body = update_body(update, target);
                 let ts = Some(target.ts.clone());
-                match self
+                let posted_in = match self
                     .call(route, message, Method::Update, body, ts, shutdown)
                     .await
                 {
@@ -190,13 +214,17 @@ impl Deliverer {
                         }
                     }
                     Err(stop) => return Err(stop),
-                }
+                };
+                // The reply may have to wait for the channel's pace: not edited again then.
+                self.edited.insert(message.id, posted_in.cloned());
+                posted_in.cloned()
             }
             // Nothing to edit (the alert went out by webhook, or was queued by an older
             // version): a reply in its thread when there is one, else a message of its own.
-            _ if message.app.reply => thread,
+            _ if message.app.reply => thread.cloned(),
             _ => return Ok(false),
         };
+        let posted_in = posted_in.as_ref();
         let body = post_body(&message.payload, channel, posted_in, false);
         let ts = posted_in.map(|t| t.ts.clone());
         self.call(route, message, Method::PostMessage, body, ts, shutdown)
@@ -204,7 +232,8 @@ impl Deliverer {
         Ok(true)
     }
 
-    /// One Web API call, paced per channel, waiting out short rate limits. In the dry run,
+    /// One Web API call, paced per channel (`Busy` when the channel's next slot is later),
+    /// waiting out short rate limits. In the dry run,
     /// captured instead. `target_ts`: the message replied to or updated, for the dry run.
     async fn call(
         &mut self,
@@ -246,9 +275,12 @@ impl Deliverer {
         let limiter = limiters
             .entry(format!("channel {channel}"))
             .or_insert_with(|| RateLimiter::with_burst(1.0));
+        if let Err(at) = limiter.try_acquire() {
+            return Err(Stop::Busy(Wait::Until(at)));
+        }
         let mut inline_waits = 0;
         loop {
-            if !limiter.acquire(shutdown).await {
+            if inline_waits > 0 && !limiter.acquire(shutdown).await {
                 return Err(Stop::Interrupted);
             }
             let result = match method {
@@ -280,6 +312,17 @@ impl Deliverer {
                 Err(e) => return Err(Stop::Error(e)),
                 Ok(posted) => return Ok(posted),
             }
+        }
+    }
+
+    /// The right to edit `target` now (`Ok(None)` in the dry run, which edits nothing), or
+    /// `Err` while a click's edit of it is in flight.
+    fn edit_lock(&self, target: &SlackMessage) -> Result<Option<EditGuard>, ()> {
+        match &self.transport {
+            Transport::Slack { api: Some(api), .. } => {
+                api.edits().try_lock(target).map(Some).ok_or(())
+            }
+            _ => Ok(None),
         }
     }
 

@@ -148,23 +148,37 @@ impl RateLimiter {
         }
     }
 
-    /// Waits for a send slot; false when shut down while waiting.
-    async fn acquire(&mut self, shutdown: &CancellationToken) -> bool {
+    /// Tops the bucket up for the time since the last look.
+    fn refill(&mut self) {
         let now = Instant::now();
         self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * PER_SECOND)
             .min(self.burst);
         self.last = now;
-        if self.tokens < 1.0 {
-            let wait = Duration::from_secs_f64((1.0 - self.tokens) / PER_SECOND);
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.cancelled() => return false,
-            }
-            self.tokens = 1.0;
-            self.last = Instant::now();
+    }
+
+    /// Takes a send slot now, or says when the next one is free (without waiting, so the
+    /// other destinations go on meanwhile).
+    fn try_acquire(&mut self) -> Result<(), Instant> {
+        self.refill();
+        // A hair's tolerance: waking at the computed instant must find the slot free.
+        if self.tokens >= 1.0 - 1e-6 {
+            self.tokens = (self.tokens - 1.0).max(0.0);
+            return Ok(());
         }
-        self.tokens -= 1.0;
-        true
+        Err(self.last + Duration::from_secs_f64((1.0 - self.tokens) / PER_SECOND))
+    }
+
+    /// Waits for a send slot; false when shut down while waiting.
+    async fn acquire(&mut self, shutdown: &CancellationToken) -> bool {
+        loop {
+            match self.try_acquire() {
+                Ok(()) => return true,
+                Err(at) => tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = shutdown.cancelled() => return false,
+                },
+            }
+        }
     }
 
     /// After a 429, the bucket is empty: Slack just told us so.
@@ -188,6 +202,9 @@ pub struct Deliverer {
     unmarked_posted: HashMap<i64, SlackMessage>,
     /// Alerts posted this pass (approval id → message), for replies queued behind them.
     threads: HashMap<i64, SlackMessage>,
+    /// Resolutions whose alert is edited but whose reply waits for the channel's pace
+    /// (message id → the thread the reply goes in, `None`: a message of its own).
+    edited: HashMap<i64, Option<SlackMessage>>,
     /// Permanent Web API errors already logged at ERROR, per (route, error).
     told: std::collections::HashSet<(String, String)>,
     /// The key the bot token is configured under, for advice in errors.
@@ -219,6 +236,7 @@ impl Deliverer {
             unmarked: HashMap::new(),
             unmarked_posted: HashMap::new(),
             threads: HashMap::new(),
+            edited: HashMap::new(),
             told: Default::default(),
             token_key: config
                 .app
@@ -283,14 +301,41 @@ impl Deliverer {
 
     /// Sends every due message, each route in outbox order. A route stops at its first
     /// temporary failure, so its order holds and a down Slack costs one timeout; the other
-    /// routes go on. Shutdown is honoured between messages; a request in
-    /// flight is finished.
+    /// routes go on. A route whose pace (its webhook's, or its channel's in app mode) allows no
+    /// message yet is passed over for now, its later messages too, and the pass goes on with
+    /// the others, coming back when the earliest pace allows: one busy channel never holds up
+    /// an alert in another. Shutdown is honoured between messages; a request in flight is
+    /// finished.
     /// `now` decides what is due (the cycle's clock, so tests can drive time).
     pub async fn deliver_due(
         &mut self,
         store: &Store,
         now: Timestamp,
         shutdown: &CancellationToken,
+    ) -> Result<DeliveryReport, StoreError> {
+        self.deliver(store, now, shutdown, Pace::WaitForIt).await
+    }
+
+    /// As [`Deliverer::deliver_due`], but what its destination's pace holds back is left for
+    /// the next delivery instead of waited for: a cycle's passes send what can go now, and
+    /// the cycle's last delivery waits for the rest, so one pass's resolutions never delay
+    /// the next pass's alerts.
+    pub async fn deliver_ready(
+        &mut self,
+        store: &Store,
+        now: Timestamp,
+        shutdown: &CancellationToken,
+    ) -> Result<DeliveryReport, StoreError> {
+        self.deliver(store, now, shutdown, Pace::LeaveForLater)
+            .await
+    }
+
+    async fn deliver(
+        &mut self,
+        store: &Store,
+        now: Timestamp,
+        shutdown: &CancellationToken,
+        pace: Pace,
     ) -> Result<DeliveryReport, StoreError> {
         let mut report = DeliveryReport::default();
         self.mark_unmarked(store)?;
@@ -305,34 +350,70 @@ impl Deliverer {
                 "messages were scheduled further ahead than the retry cap; they are tried within it"
             );
         }
+        // Routes done for this pass (a message not due yet, or a temporary failure).
         let mut blocked = vec![false; self.routes.len()];
-        for message in store.pending(MAX_PER_PASS)? {
-            if shutdown.is_cancelled() {
-                break;
+        let mut edits_released = self.edit_releases();
+        loop {
+            if let Some(released) = edits_released.as_mut() {
+                released.borrow_and_update();
             }
-            let index = self.route(&message.key.pipeline);
-            if blocked.get(index).copied().unwrap_or(true) {
-                continue;
-            }
-            if message.next_attempt_at > now {
-                blocked[index] = true;
-                continue;
-            }
-            match self.send(index, &message, store, shutdown).await? {
-                Sent::Delivered => report.delivered += 1,
-                Sent::Dropped => {}
-                Sent::Failed => report.failed += 1,
-                Sent::Deferred => {
-                    report.deferred += 1;
-                    blocked[index] = true;
+            // Routes waiting for their pace (or for a click's edit of an alert) this round.
+            let mut busy = vec![false; self.routes.len()];
+            let mut wake: Option<Instant> = None;
+            let mut edit_wait = false;
+            for message in store.pending(MAX_PER_PASS)? {
+                if shutdown.is_cancelled() {
+                    return Ok(report);
                 }
-                Sent::Interrupted => break,
+                let index = self.route(&message.key.pipeline);
+                if blocked.get(index).copied().unwrap_or(true) || busy[index] {
+                    continue;
+                }
+                if message.next_attempt_at > now {
+                    blocked[index] = true;
+                    continue;
+                }
+                match self.send(index, &message, store, shutdown).await? {
+                    Sent::Delivered => report.delivered += 1,
+                    Sent::Dropped => {}
+                    Sent::Failed => report.failed += 1,
+                    Sent::Deferred => {
+                        report.deferred += 1;
+                        blocked[index] = true;
+                    }
+                    Sent::Busy(Wait::Until(at)) => {
+                        busy[index] = true;
+                        wake = Some(wake.map_or(at, |w| w.min(at)));
+                    }
+                    Sent::Busy(Wait::Edit) => {
+                        busy[index] = true;
+                        edit_wait = true;
+                    }
+                    Sent::Interrupted => return Ok(report),
+                }
+            }
+            if (wake.is_none() && !edit_wait) || pace == Pace::LeaveForLater {
+                return Ok(report);
+            }
+            let far = Instant::now() + RETRY_CAP;
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake.unwrap_or(far)) => {}
+                _ = released(edits_released.as_mut()), if edit_wait => {}
+                _ = shutdown.cancelled() => return Ok(report),
             }
         }
-        Ok(report)
     }
 
-    /// One message to its route, waiting out short rate limits.
+    /// Tells when a click's edit of an alert ends (app mode).
+    fn edit_releases(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        match &self.transport {
+            Transport::Slack { api: Some(api), .. } => Some(api.edits().releases()),
+            _ => None,
+        }
+    }
+
+    /// One message to its route, waiting out short rate limits; `Busy` when its pace allows
+    /// nothing yet.
     async fn send(
         &mut self,
         index: usize,
@@ -381,9 +462,12 @@ impl Deliverer {
             .limiters
             .entry(route.name.clone())
             .or_insert_with(RateLimiter::new);
+        if let Err(at) = limiter.try_acquire() {
+            return Ok(Sent::Busy(Wait::Until(at)));
+        }
         let mut inline_waits = 0;
         loop {
-            if !limiter.acquire(shutdown).await {
+            if inline_waits > 0 && !limiter.acquire(shutdown).await {
                 return Ok(Sent::Interrupted);
             }
             let result = client.post(webhook, &payload).await;
@@ -474,7 +558,37 @@ enum Sent {
     Dropped,
     Failed,
     Deferred,
+    /// Not now: its destination's pace allows nothing yet (or an edit waits for a click's).
+    Busy(Wait),
     Interrupted,
+}
+
+/// Whether a delivery waits for what its destinations' pace holds back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    WaitForIt,
+    LeaveForLater,
+}
+
+/// What a message passed over for now waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Its destination's next send slot.
+    Until(Instant),
+    /// A click's edit of the same alert to finish.
+    Edit,
+}
+
+/// Until a click's edit of an alert ends; never, without one to wait for.
+async fn released(releases: Option<&mut tokio::sync::watch::Receiver<u64>>) {
+    match releases {
+        Some(r) => {
+            if r.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Messages looked at per pass; the rest wait for the next pass, moments later.

@@ -42,7 +42,30 @@ pub enum ApiAnswer {
     Raw { status: u16, body: String },
     /// Answer after a delay (the request is logged on arrival), then as usual.
     Delay(Duration),
+    /// Held in flight until the test opens the gate: logged on arrival (answer
+    /// `{"held": true}`), and only then does it take effect and get its answer — a slow
+    /// request, landing when the test says.
+    Hold(Gate),
 }
+
+/// What a held request waits for; [`Gate::open`] lets it through.
+#[derive(Debug, Clone, Default)]
+pub struct Gate(Arc<tokio::sync::Notify>);
+
+impl Gate {
+    pub fn open(&self) {
+        // A stored permit: opening before the request arrives lets it straight through.
+        self.0.notify_one();
+    }
+}
+
+impl PartialEq for Gate {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Gate {}
 
 impl ApiAnswer {
     pub fn error(e: &str) -> Self {
@@ -327,6 +350,46 @@ async fn handle(
     } else {
         serde_json::from_slice(&body).unwrap_or(Value::Null)
     };
+    let held = {
+        let mut inner = shared.inner.lock().unwrap();
+        let front = inner.scripts.get(&method).and_then(VecDeque::front);
+        match front {
+            Some(ApiAnswer::Hold(gate)) => {
+                let gate = gate.clone();
+                inner.scripts.get_mut(&method).and_then(VecDeque::pop_front);
+                inner.requests.push(ApiRequest {
+                    at: Instant::now(),
+                    method: method.clone(),
+                    headers: headers.clone(),
+                    body: body.clone(),
+                    answer: json!({"held": true}),
+                    status: 0,
+                });
+                Some((gate, inner.requests.len() - 1))
+            }
+            _ => None,
+        }
+    };
+    if let Some((gate, index)) = held {
+        let count = shared.inner.lock().unwrap().requests.len();
+        shared.changed.send_replace(count);
+        gate.0.notified().await;
+        let answer = {
+            let mut inner = shared.inner.lock().unwrap();
+            let answer = answer_for(&mut inner, &method, &body);
+            inner.requests[index].answer = answer.clone();
+            inner.requests[index].status = 200;
+            answer
+        };
+        // Waiters count changes, not requests: a held request answering is a change too.
+        shared.changed.send_modify(|n| *n += 1);
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            answer.to_string(),
+        )
+            .into_response();
+    }
     let (status, answer, retry_after, delay) = {
         let mut inner = shared.inner.lock().unwrap();
         let mut scripted = inner.scripts.get_mut(&method).and_then(VecDeque::pop_front);
