@@ -133,7 +133,7 @@ pub fn spawn(
     audit.purge(setup.clock.now())?;
     let stop = shutdown.child_token();
     let (tx, rx) = mpsc::channel(QUEUE);
-    let socket = socket_mode::spawn(setup.opener, tx, stop.clone())?;
+    let socket = socket_mode::spawn(setup.opener, tx, payload::ack_answer, stop.clone())?;
     let membership = membership.unwrap_or_default();
     let ctx = Arc::new(Ctx {
         config: setup.config,

@@ -93,16 +93,9 @@ fn view_submission(payload: &Value, user: SlackUser) -> Request {
     let Some(view_id) = text(view, "id") else {
         return Request::Ignored("a view without id");
     };
-    let reason = view
-        .get("state")
-        .and_then(|s| s.get("values"))
-        .and_then(|v| v.get(REASON_BLOCK))
-        .and_then(|b| b.get(REASON_ACTION))
-        .and_then(|a| a.get("value"))
-        .and_then(Value::as_str)
-        .map(|r| clean(r, REASON_MAX_CHARS, true))
-        .unwrap_or_default();
+    let reason = reason(view);
     if reason.trim().is_empty() {
+        // Answered in the acknowledgement already (see `ack_answer`).
         return Request::Ignored("a rejection without a reason");
     }
     Request::Reject(Click {
@@ -113,6 +106,39 @@ fn view_submission(payload: &Value, user: SlackUser) -> Request {
         click_id: format!("view:{view_id}"),
         reason: Some(reason.trim().to_owned()),
     })
+}
+
+/// The reason typed into our modal, cleaned; empty when none.
+fn reason(view: &Value) -> String {
+    view.get("state")
+        .and_then(|s| s.get("values"))
+        .and_then(|v| v.get(REASON_BLOCK))
+        .and_then(|b| b.get(REASON_ACTION))
+        .and_then(|a| a.get("value"))
+        .and_then(Value::as_str)
+        .map(|r| clean(r, REASON_MAX_CHARS, true))
+        .unwrap_or_default()
+}
+
+/// The answer an interaction gets in its acknowledgement: for our reject modal submitted
+/// with a blank reason (spaces only, say), the modal's own error under the field, so the
+/// person sees why it did not close; Slack's required field does not catch whitespace.
+pub fn ack_answer(payload: &Value) -> Option<Value> {
+    if payload.get("type").and_then(Value::as_str) != Some("view_submission") {
+        return None;
+    }
+    let view = payload.get("view")?;
+    if text(view, "callback_id").as_deref() != Some(REJECT_CALLBACK)
+        || !reason(view).trim().is_empty()
+    {
+        return None;
+    }
+    Some(serde_json::json!({
+        "response_action": "errors",
+        "errors": {
+            REASON_BLOCK: "Say why you reject: the reason is recorded with the rejection in CodePipeline.",
+        },
+    }))
 }
 
 fn user(payload: &Value) -> Option<SlackUser> {
@@ -254,5 +280,23 @@ mod tests {
             parse(&submission(Some("  "))),
             Request::Ignored(_)
         ));
+    }
+
+    #[test]
+    fn a_blank_reason_is_answered_with_the_modals_own_error() {
+        for blank in [None, Some(""), Some("  \n\t ")] {
+            let answer = ack_answer(&submission(blank)).expect("an answer");
+            assert_eq!(answer["response_action"], "errors");
+            assert!(
+                answer["errors"][REASON_BLOCK]
+                    .as_str()
+                    .is_some_and(|e| e.starts_with("Say why you reject"))
+            );
+        }
+        assert_eq!(ack_answer(&submission(Some("breaks checkout"))), None);
+        let mut other = submission(None);
+        other["view"]["callback_id"] = json!("someone.else");
+        assert_eq!(ack_answer(&other), None, "not our modal");
+        assert_eq!(ack_answer(&json!({"type": "block_actions"})), None);
     }
 }

@@ -393,6 +393,40 @@ async fn reject_opens_a_modal_and_its_reason_goes_to_codepipeline() {
     assert_eq!(audit[0]["reason"], "breaks checkout");
 }
 
+/// Slack's required field takes a reason of spaces only; the modal then answers with its own
+/// error under the field (in the acknowledgement), so the person sees why it stays open, and
+/// nothing is decided.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blank_reason_keeps_the_modal_open_with_its_error() {
+    let w = World::start().await;
+    let (daemon, id) = w.running_with_alert().await;
+    let envelope = w
+        .socket
+        .push_interactive(0, view_submission(LEAD, &id, "V0MODAL002", "  \n "));
+    let ack = w.socket.wait_for_ack(&envelope, SOON).await;
+    let answer = ack.payload.expect("the acknowledgement answers");
+    assert_eq!(answer["response_action"], "errors", "{answer}");
+    assert!(
+        answer["errors"]["reason"]
+            .as_str()
+            .is_some_and(|e| e.contains("Say why you reject")),
+        "{answer}"
+    );
+    // A reason after all: the same modal rejects, with a plain acknowledgement.
+    let envelope = w.socket.push_interactive(
+        0,
+        view_submission(LEAD, &id, "V0MODAL002", "breaks checkout"),
+    );
+    assert_eq!(w.socket.wait_for_ack(&envelope, SOON).await.payload, None);
+    assert!(
+        w.aws
+            .wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON)
+            .await
+    );
+    assert_eq!(w.put_calls().len(), 1, "the blank submission decided nothing");
+    daemon.terminate().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_user_not_allowed_gets_an_ephemeral_and_a_denied_row_and_aws_is_not_called() {
     let mut w = World::start().await;

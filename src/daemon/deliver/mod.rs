@@ -491,6 +491,10 @@ impl Deliverer {
                     {
                         payload = render::with_overrides(&shorter.payload, &route.overrides);
                         shortened = true;
+                        // Paced like any other message to this webhook.
+                        if !limiter.acquire(shutdown).await {
+                            return Ok(Sent::Interrupted);
+                        }
                         continue;
                     }
                     store.mark_failed(message.id, &error)?;

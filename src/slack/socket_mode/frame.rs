@@ -99,6 +99,12 @@ pub(super) fn ack(envelope_id: &str) -> String {
     serde_json::json!({ "envelope_id": envelope_id }).to_string()
 }
 
+/// An acknowledgement carrying an answer (a modal's `response_action`), which Slack takes
+/// only here.
+pub(super) fn ack_with(envelope_id: &str, payload: &serde_json::Value) -> String {
+    serde_json::json!({ "envelope_id": envelope_id, "payload": payload }).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +184,9 @@ mod tests {
     #[test]
     fn the_ack_names_the_envelope() {
         assert_eq!(ack("a\"b"), r#"{"envelope_id":"a\"b"}"#);
+        assert_eq!(
+            ack_with("e1", &json!({"response_action": "errors"})),
+            r#"{"envelope_id":"e1","payload":{"response_action":"errors"}}"#
+        );
     }
 }

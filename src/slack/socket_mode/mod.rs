@@ -160,20 +160,37 @@ impl SocketMode {
     }
 }
 
+/// What the acknowledgement of an interactive envelope answers, read from its payload:
+/// `None` for a plain acknowledgement; `Some(answer)` (a modal's `response_action: errors`,
+/// which Slack takes only in the acknowledgement) for an envelope that needs nothing more:
+/// it is not queued.
+pub type AckAnswer = fn(&serde_json::Value) -> Option<serde_json::Value>;
+
 /// Starts the connection task with production timing, on a thread of its own. Fails only
 /// when the thread (or its runtime) cannot be made.
 pub fn spawn(
     opener: ConnectionOpener,
     interactions: mpsc::Sender<Interaction>,
+    answer: AckAnswer,
     shutdown: CancellationToken,
 ) -> std::io::Result<SocketMode> {
-    spawn_with(opener, interactions, shutdown, Timing::default())
+    start(opener, interactions, answer, shutdown, Timing::default())
 }
 
-/// [`spawn`] with its own [`Timing`] (tests, the demo).
+/// [`spawn`] with its own [`Timing`] (tests, the demo), acknowledging every envelope plainly.
 pub fn spawn_with(
     opener: ConnectionOpener,
     interactions: mpsc::Sender<Interaction>,
+    shutdown: CancellationToken,
+    timing: Timing,
+) -> std::io::Result<SocketMode> {
+    start(opener, interactions, |_| None, shutdown, timing)
+}
+
+fn start(
+    opener: ConnectionOpener,
+    interactions: mpsc::Sender<Interaction>,
+    answer: AckAnswer,
     shutdown: CancellationToken,
     timing: Timing,
 ) -> std::io::Result<SocketMode> {
@@ -185,6 +202,7 @@ pub fn spawn_with(
     let runner = Runner {
         opener,
         interactions,
+        answer,
         shutdown,
         state: state_tx,
         timing,
@@ -204,6 +222,7 @@ pub fn spawn_with(
 struct Runner {
     opener: ConnectionOpener,
     interactions: mpsc::Sender<Interaction>,
+    answer: AckAnswer,
     shutdown: CancellationToken,
     state: watch::Sender<ConnectionState>,
     timing: Timing,
@@ -720,6 +739,16 @@ impl Runner {
                 return Next::Closed(e);
             }
             tracing::debug!(kind = %envelope.kind, envelope_id = %id, "acknowledged and ignored a Socket Mode envelope");
+            return Next::Continue;
+        }
+        if let Some(answer) = (self.answer)(&envelope.payload) {
+            if let Err(e) = conn
+                .send_text(frame::ack_with(&envelope.envelope_id, &answer))
+                .await
+            {
+                return Next::Closed(e);
+            }
+            tracing::debug!(envelope_id = %id, "answered an interaction in its acknowledgement");
             return Next::Continue;
         }
         // A place in the queue first: an envelope acknowledged but dropped would be a lost

@@ -39,6 +39,8 @@ pub struct Connection {
 #[derive(Debug, Clone)]
 pub struct Ack {
     pub envelope_id: String,
+    /// The answer carried in the acknowledgement (a modal's `response_action`), if any.
+    pub payload: Option<Value>,
     pub connection: usize,
     pub at: Instant,
 }
@@ -348,13 +350,16 @@ async fn pump(
             },
             message = ws.next() => match message {
                 Some(Ok(Message::Text(text))) => {
-                    let envelope_id = serde_json::from_str::<Value>(&text)
-                        .ok()
+                    let frame = serde_json::from_str::<Value>(&text).ok();
+                    let envelope_id = frame
+                        .as_ref()
                         .and_then(|v| v.get("envelope_id")?.as_str().map(str::to_owned));
+                    let payload = frame.as_ref().and_then(|v| v.get("payload")).cloned();
                     let mut inner = shared.inner.lock().unwrap();
                     match envelope_id {
                         Some(envelope_id) => inner.acks.push(Ack {
                             envelope_id,
+                            payload,
                             connection: id,
                             at: Instant::now(),
                         }),
