@@ -85,20 +85,63 @@ pub type SharedMembership = Arc<RwLock<Membership>>;
 pub struct Running {
     stop: CancellationToken,
     socket: SocketMode,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<Leftover>,
     refresher: tokio::task::JoinHandle<()>,
     membership: SharedMembership,
 }
 
 impl Running {
-    /// Closes the connection, handles the clicks already acknowledged, waits for decisions in
-    /// flight to be recorded, and returns the group membership for the next service.
-    pub async fn stop(self) -> SharedMembership {
+    /// Closes the connection and returns the group membership for the next service, without
+    /// waiting for decisions: those (and the clicks already acknowledged) finish in the
+    /// returned future, which a reload leaves running, so a decision waiting on AWS or on a
+    /// locked database never holds up polls, watchdog pings or SIGTERM.
+    pub async fn retire(self) -> (SharedMembership, impl Future<Output = ()> + Send + 'static) {
         self.stop.cancel();
         self.socket.stopped().await;
-        let _ = self.task.await;
+        let leftover = self.task.await.ok();
         let _ = self.refresher.await;
-        self.membership
+        let rest = async move {
+            if let Some(leftover) = leftover {
+                leftover.finish().await;
+            }
+        };
+        (self.membership, rest)
+    }
+
+    /// [`Running::retire`], then waits for the decisions in flight to be recorded.
+    pub async fn stop(self) -> SharedMembership {
+        let (membership, rest) = self.retire().await;
+        rest.await;
+        membership
+    }
+}
+
+/// What a stopped service still owes: the clicks acknowledged but not yet handled, and the
+/// handlers in flight.
+struct Leftover {
+    ctx: Arc<Ctx>,
+    clicks: mpsc::Receiver<Interaction>,
+    handlers: tokio::task::JoinSet<()>,
+}
+
+impl Leftover {
+    /// Clicks already acknowledged are handled (Slack will not send them again), and a
+    /// decision whose audit row is written finishes: its AWS answer is recorded.
+    async fn finish(self) {
+        let Self {
+            ctx,
+            mut clicks,
+            mut handlers,
+        } = self;
+        clicks.close();
+        while let Some(interaction) = clicks.recv().await {
+            while handlers.len() >= MAX_HANDLERS {
+                let _ = handlers.join_next().await;
+            }
+            let ctx = ctx.clone();
+            handlers.spawn(async move { click::handle(&ctx, interaction).await });
+        }
+        while handlers.join_next().await.is_some() {}
     }
 }
 
@@ -160,7 +203,7 @@ async fn serve(
     mut clicks: mpsc::Receiver<Interaction>,
     mut state: tokio::sync::watch::Receiver<ConnectionState>,
     stop: CancellationToken,
-) {
+) -> Leftover {
     let mut handlers = tokio::task::JoinSet::new();
     let first = state.borrow_and_update().clone();
     record_state(&ctx, &first).await;
@@ -181,18 +224,14 @@ async fn serve(
             Some(_) = handlers.join_next(), if !handlers.is_empty() => {}
         }
     }
-    // Clicks already acknowledged are handled (Slack will not send them again), and a
-    // decision whose audit row is written finishes: its AWS answer is recorded.
-    clicks.close();
-    while let Some(interaction) = clicks.recv().await {
-        while handlers.len() >= MAX_HANDLERS {
-            let _ = handlers.join_next().await;
-        }
-        let ctx = ctx.clone();
-        handlers.spawn(async move { click::handle(&ctx, interaction).await });
-    }
-    while handlers.join_next().await.is_some() {}
+    // The connection is closed: said now, before the next service (on a reload) says its
+    // own state, which this one's end must not overwrite.
     record_state(&ctx, &ConnectionState::Stopped).await;
+    Leftover {
+        ctx,
+        clicks,
+        handlers,
+    }
 }
 
 impl Ctx {

@@ -97,6 +97,8 @@ pub async fn run(
     let mut last = LastCycle::default();
     let mut ready = false;
     let mut approvals = start_approvals(approvals, None, &shutdown);
+    // Approvals services replaced by a reload, finishing their decisions in flight.
+    let mut retiring = tokio::task::JoinSet::new();
     let mut next_poll = Instant::now();
     while !shutdown.is_cancelled() {
         // Whether the store failed (a full disk…): then the next try is at the next tick, not
@@ -204,11 +206,17 @@ pub async fn run(
                     }
                     heartbeat = new;
                     // A new connection with the new lists (and a new try after link_disabled).
-                    // Decisions in flight may wait on a locked database: keep the watchdog fed.
+                    // The old one closes now; its decisions in flight finish on their own,
+                    // so a reload never waits for AWS or a locked database.
                     let membership = match approvals.take() {
-                        Some(running) => Some(
-                            pinging(running.stop(), &notifier, || last.status(), "reload").await,
-                        ),
+                        Some(running) => {
+                            let (membership, rest) =
+                                pinging(running.retire(), &notifier, || last.status(), "reload")
+                                    .await;
+                            while retiring.try_join_next().is_some() {}
+                            retiring.spawn(rest);
+                            Some(membership)
+                        }
                         None => None,
                     };
                     approvals = start_approvals(applied.approvals, membership, &shutdown);
@@ -227,6 +235,8 @@ pub async fn run(
     if let Some(running) = approvals.take() {
         running.stop().await;
     }
+    // Decisions of services retired by reloads are recorded before the database closes.
+    while retiring.join_next().await.is_some() {}
     watcher.close()
 }
 

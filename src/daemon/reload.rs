@@ -20,9 +20,9 @@ pub(super) struct Applied {
 pub(super) async fn reload(watcher: &mut Watcher, path: &Path, clock: Clock) -> Option<Applied> {
     tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
     let Assembly {
-        parts,
+        mut parts,
         heartbeat,
-        approvals,
+        mut approvals,
     } = match startup::reload(path, clock).await {
         Ok(assembly) => assembly,
         Err(e) => {
@@ -57,6 +57,14 @@ pub(super) async fn reload(watcher: &mut Watcher, path: &Path, clock: Clock) -> 
         poll_interval = %humantime::format_duration(config.poll_interval),
         "config reloaded; approvals of removed pipelines stay as they are"
     );
+    // One writer per Slack message across configs: a click of the old service may still be
+    // editing an alert that the new deliverer resolves.
+    if let Some(old) = watcher.slack_api().cloned() {
+        parts.deliverer.share_edits_of(&old);
+        if let Some(setup) = approvals.as_mut() {
+            setup.slack.share_edits_of(&old);
+        }
+    }
     watcher.reconfigure(parts);
     metrics::global().reload(true);
     Some(Applied {

@@ -119,6 +119,12 @@ impl SlackApi {
         &self.edits
     }
 
+    /// Holds the same edit locks as `other`: a reload's new client and the old service's
+    /// clicks still in flight must not edit one message at once.
+    pub fn share_edits_of(&mut self, other: &SlackApi) {
+        self.edits = other.edits.clone();
+    }
+
     /// `chat.postMessage`: the channel and `ts` of the posted message.
     pub async fn post_message(&self, body: &Value) -> Result<Posted, ApiError> {
         let answer = self.call("chat.postMessage", body).await?;

@@ -821,6 +821,41 @@ async fn after_a_reload_the_new_connection_decides_and_group_members_stay_allowe
     assert_eq!(w.audit().await[0]["result"], "approved");
 }
 
+/// A reload never waits for a decision in flight: with the click's edit of the alert held by
+/// Slack, SIGHUP still opens the new connection and the loop polls on; the held decision
+/// finishes afterwards, and SIGTERM waits for it to be recorded.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_does_not_wait_for_a_decision_in_flight() {
+    let w = World::start().await;
+    let (daemon, id) = w.running_with_alert().await;
+    let gate = Gate::default();
+    w.api.push("chat.update", ApiAnswer::Hold(gate.clone()));
+    w.click(0, LEAD, "approve", &id, "1700000000.001300");
+    w.wait_for_interim_edit().await;
+    daemon.signal("HUP").await;
+    // Before the held edit is answered: the new connection is up and the config reloaded.
+    w.socket.wait_for_connection(1, SOON).await;
+    assert_eq!(gate.waiting(), 1, "the click's edit is still in flight");
+    let reloaded = support::runner::eventually(SOON, || {
+        daemon.stderr().contains("config reloaded")
+    })
+    .await;
+    assert!(reloaded, "{}", daemon.stderr());
+    let polls = w.aws.calls(GET_PIPELINE_STATE, PIPELINE);
+    assert!(
+        support::runner::eventually(SOON, || {
+            w.aws.calls(GET_PIPELINE_STATE, PIPELINE) > polls
+        })
+        .await,
+        "the loop polls on while the decision waits"
+    );
+    gate.open();
+    let out = daemon.terminate().await;
+    assert_no_secrets(&out.all_output());
+    assert_eq!(w.put_calls().len(), 1);
+    assert_eq!(w.audit().await[0]["result"], "approved");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn test_slack_checks_the_app_token_and_says_what_to_fix() {
     let w = World::start().await;

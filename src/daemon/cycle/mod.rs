@@ -318,6 +318,11 @@ impl Watcher {
     /// The store (and its lock) stays open. Pipelines no longer configured (or discovered) are
     /// no longer read, and forgotten here, so their open approvals stay as they are: never
     /// resolved, never reminded. Discovery lists afresh at the next cycle.
+    /// The Web API client the deliverer posts with (app mode).
+    pub fn slack_api(&self) -> Option<&crate::slack::web_api::SlackApi> {
+        self.deliverer.slack_api()
+    }
+
     pub fn reconfigure(&mut self, parts: Parts) {
         let Parts {
             config,

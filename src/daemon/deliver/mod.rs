@@ -404,6 +404,21 @@ impl Deliverer {
         }
     }
 
+    /// The Web API client (app mode).
+    pub fn slack_api(&self) -> Option<&SlackApi> {
+        match &self.transport {
+            Transport::Slack { api, .. } => api.as_ref(),
+            Transport::Capture(_) => None,
+        }
+    }
+
+    /// Edits under the same locks as `old` (see [`SlackApi::share_edits_of`]).
+    pub fn share_edits_of(&mut self, old: &SlackApi) {
+        if let Transport::Slack { api: Some(api), .. } = &mut self.transport {
+            api.share_edits_of(old);
+        }
+    }
+
     /// Tells when a click's edit of an alert ends (app mode).
     fn edit_releases(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         match &self.transport {

@@ -50,12 +50,34 @@ pub enum ApiAnswer {
 
 /// What a held request waits for; [`Gate::open`] lets it through.
 #[derive(Debug, Clone, Default)]
-pub struct Gate(Arc<tokio::sync::Notify>);
+pub struct Gate(Arc<tokio::sync::Notify>, Arc<std::sync::atomic::AtomicUsize>);
 
 impl Gate {
     pub fn open(&self) {
         // A stored permit: opening before the request arrives lets it straight through.
         self.0.notify_one();
+    }
+
+    /// Requests held at the gate now: neither let through nor given up by the client.
+    pub fn waiting(&self) -> usize {
+        self.1.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Counts a request at its gate while it waits there (also when the client gives up and the
+/// request is dropped).
+struct AtGate(Arc<std::sync::atomic::AtomicUsize>);
+
+impl AtGate {
+    fn new(gate: &Gate) -> Self {
+        gate.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(gate.1.clone())
+    }
+}
+
+impl Drop for AtGate {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -373,7 +395,9 @@ async fn handle(
     if let Some((gate, index)) = held {
         let count = shared.inner.lock().unwrap().requests.len();
         shared.changed.send_replace(count);
+        let at_gate = AtGate::new(&gate);
         gate.0.notified().await;
+        drop(at_gate);
         let answer = {
             let mut inner = shared.inner.lock().unwrap();
             let answer = answer_for(&mut inner, &method, &body);
