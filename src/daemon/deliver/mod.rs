@@ -3,6 +3,7 @@
 //! posting with the bot token (app mode) in [`app`].
 
 mod app;
+mod pause;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -197,6 +198,8 @@ pub struct Deliverer {
     /// Routes whose alerts carry Approve/Reject buttons (app mode, `[slack.approvals]`, and
     /// someone allowed), by route name. Decided at send time, like routing.
     buttons: HashSet<String>,
+    /// Routes waiting for a person to fix the token or the channel.
+    pauses: pause::Pauses,
 }
 
 /// The routes whose alerts get buttons: app-mode routes whose effective allow-lists name
@@ -226,6 +229,7 @@ impl Deliverer {
             clock,
             suspicious_waits: HashSet::new(),
             buttons: buttons(config),
+            pauses: Default::default(),
         }
     }
 
@@ -248,6 +252,7 @@ impl Deliverer {
         for (name, limiter) in old.limiters {
             self.limiters.entry(name).or_insert(limiter);
         }
+        self.take_over_pauses(old.pauses);
     }
 
     /// Writes the marks that failed earlier; an error means the store still cannot write,
@@ -281,8 +286,8 @@ impl Deliverer {
     }
 
     /// Sends every due message, each route in outbox order. A route stops at its first
-    /// temporary failure, so its order holds and a down Slack costs one timeout; the other
-    /// routes go on. Shutdown is honoured between messages; a request in
+    /// temporary failure, so its order holds and a down Slack costs one timeout, and skips
+    /// while paused (see [`pause`]); the other routes go on. Shutdown is honoured between messages; a request in
     /// flight is finished.
     /// `now` decides what is due (the cycle's clock, so tests can drive time).
     pub async fn deliver_due(
@@ -304,6 +309,7 @@ impl Deliverer {
                 "messages were scheduled further ahead than the retry cap; they are tried within it"
             );
         }
+        self.probe_token(shutdown).await;
         let mut blocked = vec![false; self.routes.len()];
         for message in store.pending(MAX_PER_PASS)? {
             if shutdown.is_cancelled() {
@@ -313,11 +319,18 @@ impl Deliverer {
             if blocked.get(index).copied().unwrap_or(true) {
                 continue;
             }
-            if message.next_attempt_at > now {
+            let gate = self.gate(index, now);
+            if message.next_attempt_at > now || gate == pause::Gate::Closed {
                 blocked[index] = true;
                 continue;
             }
-            match self.send(index, &message, store, shutdown).await? {
+            let sent = self.send(index, &message, store, shutdown).await?;
+            if gate == pause::Gate::Probe
+                && matches!(sent, Sent::Delivered | Sent::Dropped | Sent::Failed)
+            {
+                self.resume_route(index);
+            }
+            match sent {
                 Sent::Delivered => report.delivered += 1,
                 Sent::Dropped => {}
                 Sent::Failed => report.failed += 1,
@@ -325,9 +338,11 @@ impl Deliverer {
                     report.deferred += 1;
                     blocked[index] = true;
                 }
+                Sent::Paused => blocked[index] = true,
                 Sent::Interrupted => break,
             }
         }
+        self.record_pauses(store)?;
         Ok(report)
     }
 
@@ -463,6 +478,8 @@ enum Sent {
     Dropped,
     Failed,
     Deferred,
+    /// Refused for a reason a person must fix: left queued as it was, its route paused.
+    Paused,
     Interrupted,
 }
 
