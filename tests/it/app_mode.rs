@@ -572,8 +572,8 @@ async fn app_mode_prints_exactly_the_documented_json_keys() {
     printed_keys(&serde_json::from_str(&status.stdout).unwrap(), &mut keys);
     let mut documented = readme_keys("`status --json` prints one object:", "with RFC 3339");
     documented.extend(readme_keys(
-        "In app mode the object also has",
-        "once its alert",
+        "In app mode each waiting approval also has",
+        "while delivery to a route waits",
     ));
     assert_eq!(
         keys, documented,
@@ -739,10 +739,10 @@ async fn hostile_answers_are_bounded_and_never_taken_as_posted() {
     // temporary, retried.
     w.api.push(
         "chat.postMessage",
-        ApiAnswer::Raw {
-            status: 200,
-            body: format!("{{\"pad\": \"{}\", \"ok\": true}}", "x".repeat(1 << 20)),
-        },
+        ApiAnswer::raw_200(format!(
+            "{{\"pad\": \"{}\", \"ok\": true}}",
+            "x".repeat(1 << 20)
+        )),
     );
     let out = w.once().await;
     out.assert_code(1);
@@ -755,10 +755,7 @@ async fn hostile_answers_are_bounded_and_never_taken_as_posted() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     w.api.push(
         "chat.postMessage",
-        ApiAnswer::Raw {
-            status: 200,
-            body: "<html>proxy error</html>".into(),
-        },
+        ApiAnswer::raw_200("<html>proxy error</html>"),
     );
     let out = w.once().await;
     assert!(
@@ -771,10 +768,10 @@ async fn hostile_answers_are_bounded_and_never_taken_as_posted() {
     tokio::time::sleep(Duration::from_secs(11)).await;
     w.api.push(
         "chat.postMessage",
-        ApiAnswer::Raw {
-            status: 200,
-            body: format!("{{\"ok\": true, \"pad\": \"{}\"}}", "x".repeat(1 << 20)),
-        },
+        ApiAnswer::raw_200(format!(
+            "{{\"ok\": true, \"pad\": \"{}\"}}",
+            "x".repeat(1 << 20)
+        )),
     );
     w.once().await.assert_code(0);
     w.once().await.assert_code(0);
@@ -786,10 +783,7 @@ async fn hostile_answers_are_bounded_and_never_taken_as_posted() {
     let hostile = format!("<!channel>\u{1b}[31m\n{}", "y".repeat(5000));
     w.api.push(
         "chat.postMessage",
-        ApiAnswer::Raw {
-            status: 200,
-            body: serde_json::json!({"ok": false, "error": hostile}).to_string(),
-        },
+        ApiAnswer::raw_200(serde_json::json!({"ok": false, "error": hostile}).to_string()),
     );
     let out = w.once().await;
     out.assert_code(1);

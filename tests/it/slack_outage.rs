@@ -18,18 +18,6 @@ use support::fake_slack_api::{ApiAnswer, BOT_TOKEN, FakeSlackApi, summarize};
 use support::fixtures::StateBuilder;
 use support::{Daemon, FakeCodePipeline, Fixture, SOON};
 
-/// The `/metrics` URL the daemon logged at start.
-async fn metrics_url(daemon: &mut Daemon) -> String {
-    assert!(
-        daemon.wait_for_stderr("metrics on http://", SOON).await,
-        "{}",
-        daemon.stderr()
-    );
-    let stderr = support::runner::strip_ansi(&daemon.stderr());
-    let at = stderr.find("metrics on http://").unwrap() + "metrics on ".len();
-    stderr[at..].split_whitespace().next().unwrap().to_owned()
-}
-
 async fn status(w: &AppWorld) -> Value {
     let out = w.run(&["status", "--json"]).await;
     out.assert_code(0);
@@ -74,8 +62,7 @@ async fn a_refused_token_pauses_delivery_and_after_the_fix_and_a_reload_the_aler
     w.api.refuse_token(Some("invalid_auth"));
     w.aws.set_waiting("web-app", "tok-web");
     let mut daemon = w.env.spawn_run();
-    let base = metrics_url(&mut daemon).await;
-    let base = base.trim_end_matches("/metrics").to_owned();
+    let base = crate::metrics::metrics_base(&mut daemon).await;
     w.api
         .wait_until(SOON, |r| {
             r.iter().any(|r| r.answer["error"] == "invalid_auth")
@@ -297,13 +284,8 @@ async fn a_refused_channel_pauses_its_route_while_a_refused_message_fails_alone(
 async fn an_ok_answer_without_a_ts_is_delivered_without_a_thread_never_posted_again() {
     let w = AppWorld::start(&["web-app"]).await;
     w.aws.set_state("web-app", Fixture::Waiting);
-    w.api.push(
-        "chat.postMessage",
-        ApiAnswer::Raw {
-            status: 200,
-            body: "{\"ok\": true}".into(),
-        },
-    );
+    w.api
+        .push("chat.postMessage", ApiAnswer::raw_200("{\"ok\": true}"));
     let out = w.once().await;
     let warned = out.stderr_lines_with(&["WARN", "did not say where"]);
     assert_eq!(warned.len(), 1, "{}", out.describe());

@@ -48,6 +48,14 @@ impl ApiAnswer {
     pub fn error(e: &str) -> Self {
         Self::Error(e.to_owned())
     }
+
+    /// HTTP 200 with exactly `body`.
+    pub fn raw_200(body: impl Into<String>) -> Self {
+        Self::Raw {
+            status: 200,
+            body: body.into(),
+        }
+    }
 }
 
 /// One request the fake received.
