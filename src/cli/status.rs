@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::config::idle_rhythms;
-use crate::store::{FailedRow, PendingRow, Store, StoreError};
+use crate::store::{FailedRow, PausedRoute, PendingRow, Store, StoreError};
 use approval_watch_core::model::{DEFAULT_ACCOUNT, OpenApproval, Target};
 use approval_watch_core::poll::IdleRhythm;
 use approval_watch_core::remind::ReminderState;
@@ -85,6 +85,9 @@ pub struct Status {
     /// Adaptive polling: how often idle pipelines are read, per (account, region) of the
     /// configured pipelines (discovered ones are known to the daemon only).
     pub idle_reads: Vec<IdleRhythm>,
+    /// App mode: routes whose delivery waits for a person to fix the token or the channel.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub slack_paused: Vec<PausedRoute>,
     /// With `[slack.approvals]`: the Socket Mode connection as the daemon last wrote it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approvals: Option<ApprovalsStatus>,
@@ -142,13 +145,14 @@ pub fn collect(
     store: Option<&Store>,
     now: Timestamp,
 ) -> Result<Status, StoreError> {
-    let (mut open, failed, pending) = match store {
+    let (mut open, failed, pending, slack_paused) = match store {
         Some(store) => (
             store.open_approvals()?,
             store.failed(FAILED_SHOWN)?,
             store.pending_rows()?,
+            store.paused_routes()?,
         ),
-        None => (Vec::new(), Vec::new(), Vec::new()),
+        None => (Vec::new(), Vec::new(), Vec::new(), Vec::new()),
     };
     let approvals = match (&config.approvals, store) {
         (None, _) => None,
@@ -178,6 +182,7 @@ pub fn collect(
         failed_messages: failed,
         queues: queues(config, &pending),
         idle_reads: idle_rhythms(config, &configured_targets(config)),
+        slack_paused,
         approvals,
     })
 }
@@ -280,6 +285,24 @@ pub fn text(status: &Status, now: Timestamp) -> String {
                 q.destination, q.pending
             );
         }
+    }
+    for p in &status.slack_paused {
+        let next = if p.next_try_at <= now {
+            "next try at the next pass".to_owned()
+        } else {
+            format!(
+                "next try in {}",
+                humanize(p.next_try_at.duration_since(now))
+            )
+        };
+        let _ = writeln!(
+            out,
+            "Slack delivery PAUSED for route {} since {}: {} — {} (messages stay queued; {next}, or at once after a reload)",
+            printable(&p.route),
+            minutes(p.since),
+            printable(&p.error),
+            printable(&p.fix),
+        );
     }
     for r in &status.idle_reads {
         let _ = writeln!(

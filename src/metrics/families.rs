@@ -53,7 +53,7 @@ fn seconds_or_zero(seconds: Option<f64>) -> Sample {
 }
 
 /// Every family, in exposition order.
-pub(super) fn table<'a>() -> [Family<View<'a>>; 18] {
+pub(super) fn table<'a>() -> [Family<View<'a>>; 19] {
     [
         Family {
             name: "build_info",
@@ -201,6 +201,17 @@ pub(super) fn table<'a>() -> [Family<View<'a>>; 18] {
             samples: |v, out| by_pair(&v.inner.idle_rhythms, ["account", "region"], out),
         },
         Family {
+            name: "slack_route_paused",
+            kind: Type::Gauge,
+            help: "App mode, per route: 1 while delivery is paused until a person fixes the bot token or the channel (the messages stay queued), else 0.",
+            shown: |v| !v.inner.routes_paused.is_empty(),
+            samples: |v, out| {
+                for (route, paused) in &v.inner.routes_paused {
+                    out.push(Sample::int(u64::from(*paused)).label("route", route));
+                }
+            },
+        },
+        Family {
             name: "slack_socket_connected",
             kind: Type::Gauge,
             help: "1 while the Socket Mode connection (approvals from Slack) is open, else 0.",
@@ -293,6 +304,10 @@ mod tests {
             undelivered: 7,
         });
         m.socket_state(SocketState::Retrying);
+        m.slack_routes_paused(BTreeMap::from([
+            ("default".to_owned(), Some("invalid_auth".to_owned())),
+            ("payments".to_owned(), None),
+        ]));
         m
     }
 

@@ -51,6 +51,13 @@ pub fn slack_error(error: &str) {
     global().slack_error(error);
 }
 
+/// Each app-mode route, with the Slack error its delivery is paused for (`None`: not paused),
+/// replacing the previous set. A pause also makes `/healthz` unhealthy: nothing goes out on
+/// that route until a person fixes it.
+pub fn slack_routes_paused(routes: std::collections::BTreeMap<String, Option<String>>) {
+    global().slack_routes_paused(routes);
+}
+
 /// The Socket Mode connection is now in `state`; [`SocketState::Off`] takes it out of
 /// `/metrics` and `/healthz`, for when approvals are turned off.
 pub fn socket_state(state: SocketState) {

@@ -74,6 +74,8 @@ pub(super) struct Inner {
     pub(super) socket_reconnects: Tally<ReconnectReason>,
     /// Clicks on Approve / Reject (and reject dialogs submitted), by result.
     pub(super) slack_decisions: Tally<DecisionLabel>,
+    /// App-mode routes: whether delivery is paused for a person to fix something.
+    pub(super) routes_paused: BTreeMap<String, bool>,
 }
 
 fn bump<K: Ord>(map: &mut BTreeMap<K, u64>, key: K) {
@@ -93,6 +95,9 @@ pub struct Metrics {
     last_success_ns: AtomicU64,
     /// The Socket Mode connection's state ([`SocketState::code`]).
     socket_state: AtomicU8,
+    /// `/healthz`'s words for the paused routes (empty: none). A lock of its own, held only to
+    /// copy a short string, so `/healthz` never waits behind the numbers.
+    paused: Mutex<String>,
 }
 
 impl Default for Metrics {
@@ -145,6 +150,7 @@ impl Metrics {
             poll_interval_ms: AtomicU64::new(30_000),
             last_success_ns: AtomicU64::new(0),
             socket_state: AtomicU8::new(SocketState::Off.code()),
+            paused: Mutex::new(String::new()),
         }
     }
 
@@ -164,6 +170,18 @@ impl Metrics {
 
     pub fn slack_error(&self, error: &str) {
         bump(&mut self.lock().slack_errors, error.to_owned());
+    }
+
+    pub fn slack_routes_paused(&self, routes: BTreeMap<String, Option<String>>) {
+        let words: Vec<String> = routes
+            .iter()
+            .filter_map(|(route, error)| Some(format!("{route} ({})", error.as_ref()?)))
+            .collect();
+        *self.paused.lock().unwrap_or_else(|e| e.into_inner()) = words.join(", ");
+        self.lock().routes_paused = routes
+            .into_iter()
+            .map(|(route, error)| (route, error.is_some()))
+            .collect();
     }
 
     pub fn socket_state(&self, state: SocketState) {
@@ -241,8 +259,8 @@ impl Metrics {
     }
 
     /// `Ok(reason)` when healthy, `Err(reason)` when no cycle succeeded for 3 poll intervals
-    /// (counted from the start until the first success). Lock-free: it answers whatever the
-    /// loop is doing.
+    /// (counted from the start until the first success), or while Slack delivery is paused
+    /// for a person to fix the token or a channel. It never waits on the loop.
     pub fn health(&self) -> Result<String, String> {
         let interval = Duration::from_millis(self.poll_interval_ms.load(Ordering::Relaxed));
         let limit = interval.saturating_mul(UNHEALTHY_AFTER_INTERVALS);
@@ -259,11 +277,26 @@ impl Metrics {
             ago.as_secs_f64(),
             limit.as_secs()
         );
+        let paused = self
+            .paused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if !paused.is_empty() {
+            let _ = write!(
+                text,
+                "; Slack delivery paused until fixed (see the log or status): {paused}"
+            );
+        }
         // Approvals from Slack are an extra: their connection is told, never judged here.
         if let Some(state) = self.current_socket_state().name() {
             let _ = write!(text, "; Slack Socket Mode: {state}");
         }
-        if ago <= limit { Ok(text) } else { Err(text) }
+        if ago <= limit && paused.is_empty() {
+            Ok(text)
+        } else {
+            Err(text)
+        }
     }
 
     /// The Prometheus text exposition format.
@@ -302,6 +335,30 @@ mod tests {
         m.set_poll_interval(Duration::from_secs(60));
         m.cycle(CycleOutcome::instant(true, 1, 0));
         assert!(m.health().unwrap().contains("last successful cycle"));
+    }
+
+    #[test]
+    fn a_paused_route_is_unhealthy_until_it_resumes() {
+        let m = Metrics::new();
+        m.set_poll_interval(Duration::from_secs(60));
+        let routes = |error: Option<&str>| {
+            BTreeMap::from([
+                ("default".to_owned(), error.map(str::to_owned)),
+                ("payments".to_owned(), None),
+            ])
+        };
+        m.slack_routes_paused(routes(Some("invalid_auth")));
+        let e = m.health().unwrap_err();
+        assert!(
+            e.contains("paused") && e.contains("default (invalid_auth)"),
+            "{e}"
+        );
+        assert!(!e.contains("payments"), "{e}");
+        let text = m.render();
+        assert!(text.contains("approval_watch_slack_route_paused{route=\"default\"} 1"));
+        assert!(text.contains("approval_watch_slack_route_paused{route=\"payments\"} 0"));
+        m.slack_routes_paused(routes(None));
+        assert!(!m.health().unwrap().contains("paused"));
     }
 
     #[test]

@@ -50,6 +50,27 @@ pub const UPDATE_FALLBACK_ERRORS: [&str; 3] = [
     "edit_window_closed",
 ];
 
+/// Who must act on a refusal that is no fault of the message: delivery pauses until then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The bot token was refused: every route posting with it waits.
+    Token,
+    /// The channel, or the app's scopes: the route waits.
+    Route,
+}
+
+/// Whether `error` is a refusal a person must fix (the message waits for the fix) rather than
+/// one about the message itself (`invalid_blocks`, `msg_too_long`: that message fails).
+pub fn refusal(error: &str) -> Option<Refusal> {
+    if AUTH_ERRORS.contains(&error) {
+        Some(Refusal::Token)
+    } else if CHANNEL_ERRORS.contains(&error) || error == "missing_scope" {
+        Some(Refusal::Route)
+    } else {
+        None
+    }
+}
+
 /// What to do about a permanent error, for the log and `test-slack`; `None` for the rest.
 pub fn advice(error: &str, channel: &str, token_key: &str) -> Option<String> {
     if AUTH_ERRORS.contains(&error) {
@@ -125,12 +146,11 @@ impl SlackApi {
         self.edits = other.edits.clone();
     }
 
-    /// `chat.postMessage`: the channel and `ts` of the posted message.
-    pub async fn post_message(&self, body: &Value) -> Result<Posted, ApiError> {
+    /// `chat.postMessage`: the channel and `ts` of the posted message; `None` when Slack took
+    /// it but its answer does not say where (no `ts`, or too large to read).
+    pub async fn post_message(&self, body: &Value) -> Result<Option<Posted>, ApiError> {
         let answer = self.call("chat.postMessage", body).await?;
-        posted(&answer).ok_or_else(|| {
-            ApiError::Temporary("chat.postMessage answered ok without channel and ts".into())
-        })
+        Ok(posted(&answer))
     }
 
     /// `chat.update` of a message this token posted.
@@ -191,7 +211,7 @@ impl SlackApi {
         .await?;
         let answer = match answer {
             Answer::Json(answer) => answer,
-            Answer::TooLong => return Ok(GroupMembers::TooMany),
+            Answer::TooLong { .. } => return Ok(GroupMembers::TooMany),
         };
         let users = answer
             .get("users")
@@ -236,7 +256,10 @@ impl SlackApi {
     ) -> Result<Value, ApiError> {
         match Self::send_within(http, base, token, method, body, MAX_RESPONSE_BYTES).await? {
             Answer::Json(answer) => Ok(answer),
-            Answer::TooLong => Err(ApiError::Temporary(format!(
+            // Slack echoes a posted message, so a big one can answer long: an answer that
+            // begins `{"ok":true` says it was done, whatever the rest holds.
+            Answer::TooLong { says_ok: true } => Ok(serde_json::json!({ "ok": true })),
+            Answer::TooLong { says_ok: false } => Err(ApiError::Temporary(format!(
                 "{method}: the answer is larger than {} KiB",
                 MAX_RESPONSE_BYTES / 1024
             ))),
@@ -281,8 +304,9 @@ impl SlackApi {
         // A longer answer is never parsed: a truncated answer is no answer.
         let body = read_bounded(&mut response, max_bytes).await;
         let bytes = match body.end {
-            BodyEnd::Complete => Some(body.bytes),
-            BodyEnd::TooLong => None,
+            BodyEnd::Complete => Ok(body.bytes),
+            // What it begins with is all a cut answer can tell.
+            BodyEnd::TooLong => Err(begins_ok(&body.bytes)),
             BodyEnd::Failed(e) => {
                 return Err(ApiError::Temporary(format!("{method}: {}", describe(e))));
             }
@@ -298,8 +322,9 @@ impl SlackApi {
                 });
             }
         }
-        let Some(bytes) = bytes else {
-            return Ok(Answer::TooLong);
+        let bytes = match bytes {
+            Ok(bytes) => bytes,
+            Err(says_ok) => return Ok(Answer::TooLong { says_ok }),
         };
         let answer: Value = serde_json::from_slice(&bytes).map_err(|_| {
             ApiError::Temporary(format!("{method}: the answer is not JSON (HTTP 200)"))
@@ -331,7 +356,10 @@ enum Body<'a> {
 /// An answer of `"ok": true` that fit its bound, or one that did not.
 enum Answer {
     Json(Value),
-    TooLong,
+    /// Longer than the bound; `says_ok` when it begins `{"ok": true`.
+    TooLong {
+        says_ok: bool,
+    },
 }
 
 /// The members of a user group, as `usergroups.users.list` told them.
@@ -372,6 +400,21 @@ fn posted(answer: &Value) -> Option<Posted> {
         channel: channel.to_owned(),
         ts: ts.to_owned(),
     })
+}
+
+/// Whether `bytes` begin as `{"ok": true` (whitespace allowed), as Slack's answers do.
+fn begins_ok(bytes: &[u8]) -> bool {
+    let mut rest = bytes;
+    for expected in [&b"{"[..], b"\"ok\"", b":", b"true"] {
+        rest = rest.trim_ascii_start();
+        match rest.strip_prefix(expected) {
+            Some(after) => rest = after,
+            None => return false,
+        }
+    }
+    rest.trim_ascii_start()
+        .first()
+        .is_some_and(|b| matches!(b, b',' | b'}'))
 }
 
 fn redact(text: &str, token: &str) -> String {
@@ -506,6 +549,25 @@ mod tests {
                 .contains("chat:write")
         );
         assert_eq!(advice("msg_too_long", "C1", "k"), None);
+    }
+
+    #[test]
+    fn refusals_a_person_must_fix_are_told_from_refusals_of_the_message() {
+        assert_eq!(refusal("token_revoked"), Some(Refusal::Token));
+        assert_eq!(refusal("not_in_channel"), Some(Refusal::Route));
+        assert_eq!(refusal("missing_scope"), Some(Refusal::Route));
+        assert_eq!(refusal("invalid_blocks"), None);
+        assert_eq!(refusal("msg_too_long"), None);
+    }
+
+    #[test]
+    fn a_cut_answer_counts_as_ok_only_when_it_begins_so() {
+        assert!(begins_ok(br#"{"ok":true,"channel":"C1","ts":"#));
+        assert!(begins_ok(b" {\n \"ok\" : true }"));
+        assert!(!begins_ok(br#"{"ok":false,"error":"#));
+        assert!(!begins_ok(br#"{"ok":truest"#));
+        assert!(!begins_ok(br#"{"pad":"x","ok":true"#));
+        assert!(!begins_ok(b"<html>"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The only module that speaks SQL: approvals and the Slack outbox, in one SQLite file. One
 //! file per table (`approvals`, `outbox` and its `queues`, `digests`, `definitions`,
-//! `liveness`, `audit`), every migration in `schema`; this file opens and closes the
+//! `liveness`, `audit`, `pauses`), every migration in `schema`; this file opens and closes the
 //! connection.
 //!
 //! Calls are synchronous: each is a few small statements on a local file, far below
@@ -21,6 +21,7 @@ mod in_place;
 mod liveness;
 mod lock;
 mod outbox;
+mod pauses;
 mod queues;
 mod record;
 mod schema;
@@ -30,6 +31,7 @@ mod testing;
 pub use audit::{AuditEntry, AuditLog, Claim, ClickTarget, ConnectionRow};
 pub use digests::DigestDecision;
 pub use outbox::{AppParts, FailedRow, NewMessage, OutboxMessage};
+pub use pauses::PausedRoute;
 pub use queues::PendingRow;
 pub use record::Changes;
 pub use schema::SCHEMA_VERSION;

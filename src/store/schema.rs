@@ -157,6 +157,19 @@ CREATE TABLE socket_mode (
 );
 ";
 
+/// Slack delivery paused until a person fixes something (a refused bot token, a channel the app
+/// cannot post in): per route, what Slack said, what to fix, since when and the next try, as the
+/// daemon last wrote it, for `status`. The messages themselves stay pending in `outbox`.
+const SCHEMA_V10: &str = "
+CREATE TABLE slack_pauses (
+    route TEXT PRIMARY KEY,
+    error TEXT NOT NULL,
+    fix TEXT NOT NULL,
+    since_ms INTEGER NOT NULL,
+    next_try_ms INTEGER NOT NULL
+);
+";
+
 pub(super) fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(SCHEMA_V1),
@@ -168,6 +181,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(SCHEMA_V7),
         M::up(SCHEMA_V8),
         M::up(SCHEMA_V9),
+        M::up(SCHEMA_V10),
     ])
 }
 
@@ -182,7 +196,7 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
 }
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// Refuses a database from a newer build before anything touches it.
 pub(super) fn check_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {

@@ -20,7 +20,7 @@ use support::fixtures::FIXTURE_TOKEN;
 use support::{FakeCodePipeline, Fixture, Output, TestEnv, WebhookSource};
 use tokio_util::sync::CancellationToken;
 
-const CHANNEL: &str = "C0DEFAULT01";
+pub(crate) const CHANNEL: &str = "C0DEFAULT01";
 
 /// Panics if the bot token appears in `text`.
 fn assert_no_token(what: &str, text: &str) {
@@ -30,21 +30,21 @@ fn assert_no_token(what: &str, text: &str) {
     );
 }
 
-fn checked(out: Output) -> Output {
+pub(crate) fn checked(out: Output) -> Output {
     assert_no_token(&format!("output of {:?}", out.args), &out.all_output());
     out
 }
 
 /// The fakes and a config in app mode (`[slack]` with a bot token from the environment),
 /// polling every second, debug logging on.
-struct AppWorld {
-    aws: FakeCodePipeline,
-    api: FakeSlackApi,
-    env: TestEnv,
+pub(crate) struct AppWorld {
+    pub(crate) aws: FakeCodePipeline,
+    pub(crate) api: FakeSlackApi,
+    pub(crate) env: TestEnv,
 }
 
 impl AppWorld {
-    async fn start(pipelines: &[&str]) -> Self {
+    pub(crate) async fn start(pipelines: &[&str]) -> Self {
         let aws = FakeCodePipeline::with_pipelines(pipelines).await;
         let api = FakeSlackApi::start().await;
         let mut env = TestEnv::new(&aws.endpoint(), "http://127.0.0.1:9/unused", pipelines);
@@ -56,22 +56,22 @@ impl AppWorld {
     }
 
     /// Appends raw TOML (a `[[route]]`) to the written config.
-    fn append_config(&self, toml: &str) {
+    pub(crate) fn append_config(&self, toml: &str) {
         let mut text = self.env.config_text();
         text.push_str(toml);
         std::fs::write(&self.env.config_path, text).expect("config");
     }
 
-    async fn once(&self) -> Output {
+    pub(crate) async fn once(&self) -> Output {
         checked(self.env.once().await)
     }
 
-    async fn run(&self, args: &[&str]) -> Output {
+    pub(crate) async fn run(&self, args: &[&str]) -> Output {
         checked(self.env.run(args).await)
     }
 }
 
-fn header_text(blocks: &Value) -> String {
+pub(crate) fn header_text(blocks: &Value) -> String {
     blocks
         .as_array()
         .and_then(|b| b.first())
@@ -247,7 +247,7 @@ async fn an_alert_too_old_to_edit_gets_its_resolution_in_the_thread() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn refused_tokens_and_channels_fail_the_message_once_and_say_what_to_fix() {
+async fn refused_tokens_and_channels_pause_the_route_once_and_say_what_to_fix() {
     let cases = [
         ("invalid_auth", "slack.bot_token_env"),
         ("token_revoked", "slack.bot_token_env"),
@@ -261,19 +261,22 @@ async fn refused_tokens_and_channels_fail_the_message_once_and_say_what_to_fix()
     for (error, advice) in cases {
         let w = AppWorld::start(&["web-app"]).await;
         w.aws.set_state("web-app", Fixture::Waiting);
-        w.api.push("chat.postMessage", ApiAnswer::error(error));
+        w.api.refuse_channel(CHANNEL, Some(error));
         let out = w.once().await;
         let lines = out.stderr_lines_with(&["ERROR", error, advice]);
         assert_eq!(lines.len(), 1, "{error}: {}", out.describe());
-        // Permanent: never retried.
-        w.once().await;
-        assert_eq!(w.api.calls("chat.postMessage").len(), 1, "{error}");
         let status = w.run(&["status", "--json"]).await;
-        assert!(
-            status.stdout.contains(error) && status.stdout.contains(advice),
-            "{error}: status shows it: {}",
-            status.stdout
-        );
+        let doc: Value = serde_json::from_str(&status.stdout).unwrap();
+        let paused = &doc["slack_paused"][0];
+        assert_eq!(paused["error"], error, "{doc}");
+        assert!(paused["fix"].as_str().unwrap().contains(advice), "{doc}");
+        // Not failed: the alert waits for the fix, and goes out once it is in.
+        assert_eq!(doc["failed_messages"].as_array().map(Vec::len), Some(0));
+        assert_eq!(doc["waiting"][0]["messages_pending"], 1, "{doc}");
+        w.api.refuse_channel(CHANNEL, None);
+        w.once().await.assert_code(0);
+        w.once().await.assert_code(0);
+        assert_eq!(w.api.top_level().len(), 1, "{error}");
     }
 }
 
@@ -459,7 +462,7 @@ fn loop_config(aws: &FakeCodePipeline, api: &FakeSlackApi, dir: &std::path::Path
 }
 
 /// Runs the real loop on paused time until `until` of daemon time has passed.
-async fn run_loop_for(config_path: &std::path::Path, clock: Clock, until: Duration) {
+pub(crate) async fn run_loop_for(config_path: &std::path::Path, clock: Clock, until: Duration) {
     let config = Config::load(config_path).expect("valid config");
     let daemon = startup::daemon(config, clock).await.expect("daemon");
     let shutdown = CancellationToken::new();
@@ -581,17 +584,14 @@ async fn app_mode_prints_exactly_the_documented_json_keys() {
         "README's once --dry-run schema in app mode"
     );
 
-    // Something refused for good, something waiting for its retry (a queue), and approvals
-    // whose alerts are posted.
-    w.api
-        .push("chat.postMessage", ApiAnswer::error("not_in_channel"));
-    w.api.push(
-        "chat.postMessage",
-        ApiAnswer::Http {
-            status: 500,
-            retry_after: None,
-        },
+    // Something refused for good, a paused route with its queue, and approvals whose alerts
+    // are posted.
+    w.append_config(
+        "[[route]]\nname = \"broken\"\npipelines = [\"api\"]\nchannel = \"C0BROKEN01\"\n\
+         [[route]]\nname = \"payments\"\npipelines = [\"db\"]\nchannel = \"C0PAYMENTS1\"\n",
     );
+    w.api.refuse_channel("C0BROKEN01", Some("invalid_blocks"));
+    w.api.refuse_channel("C0PAYMENTS1", Some("not_in_channel"));
     w.aws.set_waiting("api", "tok-api");
     w.aws.set_waiting("db", "tok-db");
     w.once().await.assert_code(1);
@@ -601,7 +601,7 @@ async fn app_mode_prints_exactly_the_documented_json_keys() {
     let mut documented = readme_keys("`status --json` prints one object:", "with RFC 3339");
     documented.extend(readme_keys(
         "In app mode each waiting approval also has",
-        "once its alert",
+        "while delivery to a route waits",
     ));
     assert_eq!(
         keys, documented,
@@ -610,14 +610,11 @@ async fn app_mode_prints_exactly_the_documented_json_keys() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_refused_token_is_logged_once_per_route_and_counted_by_error() {
+async fn a_refused_token_is_logged_once_and_counted_by_error() {
     let mut w = AppWorld::start(&["a-app", "b-app"]).await;
     w.env.spec.extra_top = "[metrics]\nlisten = \"127.0.0.1:0\"\n".into();
     w.env.write_config();
-    w.api
-        .push("chat.postMessage", ApiAnswer::error("token_revoked"));
-    w.api
-        .push("chat.postMessage", ApiAnswer::error("token_revoked"));
+    w.api.refuse_token(Some("token_revoked"));
     w.aws.set_waiting("a-app", "tok-a");
     w.aws.set_waiting("b-app", "tok-b");
     let mut daemon = w.env.spawn_run();
@@ -636,10 +633,11 @@ async fn a_refused_token_is_logged_once_per_route_and_counted_by_error() {
             r.iter()
                 .filter(|r| r.answer["error"] == "token_revoked")
                 .count()
-                == 2
+                == 1
         })
         .await;
-    let wanted = "approval_watch_slack_delivery_failures_total{kind=\"permanent\",error=\"token_revoked\"} 2";
+    // The first refusal pauses delivery: the second alert is not tried against the same token.
+    let wanted = "approval_watch_slack_delivery_failures_total{kind=\"permanent\",error=\"token_revoked\"} 1";
     let deadline = std::time::Instant::now() + support::SOON;
     loop {
         let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
@@ -765,13 +763,14 @@ async fn a_reminder_waits_for_its_alert_and_then_replies_in_its_thread() {
 async fn hostile_answers_are_bounded_and_never_taken_as_posted() {
     let w = AppWorld::start(&["web-app"]).await;
     w.aws.set_state("web-app", Fixture::Waiting);
-    // A megabyte of answer, then a non-JSON one: temporary, retried.
+    // A megabyte of answer that does not begin with `"ok": true`, then a non-JSON one:
+    // temporary, retried.
     w.api.push(
         "chat.postMessage",
-        ApiAnswer::Raw {
-            status: 200,
-            body: format!("{{\"ok\": true, \"pad\": \"{}\"}}", "x".repeat(1 << 20)),
-        },
+        ApiAnswer::raw_200(format!(
+            "{{\"pad\": \"{}\", \"ok\": true}}",
+            "x".repeat(1 << 20)
+        )),
     );
     let out = w.once().await;
     out.assert_code(1);
@@ -780,14 +779,11 @@ async fn hostile_answers_are_bounded_and_never_taken_as_posted() {
         "{}",
         out.describe()
     );
-    // Slack's answer never arrived in full: nothing is recorded as posted, it is retried.
+    // Slack's answer never said it was done: nothing is recorded as posted, it is retried.
     tokio::time::sleep(Duration::from_secs(6)).await;
     w.api.push(
         "chat.postMessage",
-        ApiAnswer::Raw {
-            status: 200,
-            body: "<html>proxy error</html>".into(),
-        },
+        ApiAnswer::raw_200("<html>proxy error</html>"),
     );
     let out = w.once().await;
     assert!(
@@ -795,6 +791,19 @@ async fn hostile_answers_are_bounded_and_never_taken_as_posted() {
         "{}",
         out.describe()
     );
+    // A megabyte that begins `{"ok": true` (Slack echoing a big message): it was posted, and
+    // is not posted again.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    w.api.push(
+        "chat.postMessage",
+        ApiAnswer::raw_200(format!(
+            "{{\"ok\": true, \"pad\": \"{}\"}}",
+            "x".repeat(1 << 20)
+        )),
+    );
+    w.once().await.assert_code(0);
+    w.once().await.assert_code(0);
+    assert_eq!(w.api.calls("chat.postMessage").len(), 3);
 
     // A long error word full of control characters and mentions: permanent, clipped.
     let w = AppWorld::start(&["web-app"]).await;
@@ -802,10 +811,7 @@ async fn hostile_answers_are_bounded_and_never_taken_as_posted() {
     let hostile = format!("<!channel>\u{1b}[31m\n{}", "y".repeat(5000));
     w.api.push(
         "chat.postMessage",
-        ApiAnswer::Raw {
-            status: 200,
-            body: serde_json::json!({"ok": false, "error": hostile}).to_string(),
-        },
+        ApiAnswer::raw_200(serde_json::json!({"ok": false, "error": hostile}).to_string()),
     );
     let out = w.once().await;
     out.assert_code(1);

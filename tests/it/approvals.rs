@@ -423,7 +423,11 @@ async fn a_blank_reason_keeps_the_modal_open_with_its_error() {
             .wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON)
             .await
     );
-    assert_eq!(w.put_calls().len(), 1, "the blank submission decided nothing");
+    assert_eq!(
+        w.put_calls().len(),
+        1,
+        "the blank submission decided nothing"
+    );
     daemon.terminate().await;
 }
 
@@ -836,10 +840,8 @@ async fn a_reload_does_not_wait_for_a_decision_in_flight() {
     // Before the held edit is answered: the new connection is up and the config reloaded.
     w.socket.wait_for_connection(1, SOON).await;
     assert_eq!(gate.waiting(), 1, "the click's edit is still in flight");
-    let reloaded = support::runner::eventually(SOON, || {
-        daemon.stderr().contains("config reloaded")
-    })
-    .await;
+    let reloaded =
+        support::runner::eventually(SOON, || daemon.stderr().contains("config reloaded")).await;
     assert!(reloaded, "{}", daemon.stderr());
     let polls = w.aws.calls(GET_PIPELINE_STATE, PIPELINE);
     assert!(

@@ -46,6 +46,7 @@ mod polling;
 mod readme_schemas;
 mod routing;
 mod shutdown;
+mod slack_outage;
 mod socket_mode;
 mod state_file;
 mod systemd;

@@ -2,6 +2,8 @@
 //! route (mentions, threads, broadcasts). Pure; it stays in the daemon crate because it
 //! speaks in the config's routes and the store's rows.
 
+use std::collections::HashSet;
+
 use jiff::Timestamp;
 
 use crate::config::Config;
@@ -11,8 +13,9 @@ use approval_watch_core::reconcile::Plan;
 use approval_watch_core::remind::Mention;
 use approval_watch_core::render;
 
-/// Renders the messages a plan causes, each for its pipeline's route.
-pub fn changes(config: &Config, plan: &Plan, now: Timestamp) -> Changes {
+/// Renders the messages a plan causes, each for its pipeline's route. `paused`: the routes
+/// whose delivery waits for a person to fix the token or the channel.
+pub fn changes(config: &Config, plan: &Plan, now: Timestamp, paused: &HashSet<&str>) -> Changes {
     let message = |pipeline: &str, kind, payload, extra: Option<&Mention>, app| {
         let route = config.route_for(pipeline);
         let mentions: Vec<&Mention> = route.mention.iter().chain(extra).collect();
@@ -50,6 +53,18 @@ pub fn changes(config: &Config, plan: &Plan, now: Timestamp) -> Changes {
                 // In app mode the alert is edited to show the outcome even when the thread
                 // is not told (an edit notifies nobody); an alert never seen stays unsaid.
                 let edited = r.notify && route.channel().is_some();
+                if !r.notify && paused.contains(route.name.as_str()) {
+                    // Its alert waits behind a paused route: once the fix is in, one message
+                    // (the alert as it reads resolved) tells the whole story, not silence.
+                    let app = AppParts {
+                        broadcast: false,
+                        reply: true,
+                        update: None,
+                    };
+                    let payload = render::resolved_alert(&r.approval, &r.resolution);
+                    let msg = message(pipeline, MessageKind::Resolution, payload, None, app);
+                    return (r.id, r.resolution.clone(), Some(msg));
+                }
                 let msg = (told || edited).then(|| {
                     let payload = render::resolution(&r.approval, &r.resolution);
                     let app = AppParts {
@@ -93,6 +108,11 @@ mod tests {
     use approval_watch_core::model::{Outcome, Resolution};
     use approval_watch_core::reconcile::{Reminder, Resolved};
     use approval_watch_core::remind::ReminderDue;
+
+    /// Nothing paused.
+    fn changes(config: &Config, plan: &Plan, now: Timestamp) -> Changes {
+        super::changes(config, plan, now, &HashSet::new())
+    }
 
     fn resolved(notify: bool) -> Plan {
         Plan {
@@ -180,6 +200,24 @@ mod tests {
         assert!(message.app.update.is_some());
         let unseen = changes(&quiet, &resolved(false), at(5));
         assert!(unseen.resolved[0].2.is_none());
+    }
+
+    #[test]
+    fn behind_a_paused_route_an_unannounced_resolution_is_one_message_of_its_own() {
+        let config = app_config("", "");
+        let paused = HashSet::from(["default"]);
+        let behind = super::changes(&config, &resolved(false), at(5), &paused);
+        let message = behind.resolved[0].2.as_ref().expect("told once");
+        assert_eq!(message.kind, MessageKind::Resolution);
+        let r = &resolved(false).resolved[0];
+        assert_eq!(
+            message.payload,
+            render::resolved_alert(&r.approval, &r.resolution)
+        );
+        assert!(message.app.reply && message.app.update.is_none());
+        let other = HashSet::from(["payments"]);
+        let elsewhere = super::changes(&config, &resolved(false), at(5), &other);
+        assert!(elsewhere.resolved[0].2.is_none());
     }
 
     #[test]

@@ -241,7 +241,10 @@ impl Watcher {
         reads::record(&mut self.schedule, &mut self.failing, &observed, now);
         let mut plan = observed.plan;
         deciders::credit_slack_deciders(&mut plan, |id| self.store.decided_in_slack(id));
-        let changes = messages::changes(&self.config, &plan, now);
+        // From the store, so that a restart (and the dry run) knows them before delivering.
+        let paused = self.store.paused_routes()?;
+        let paused = paused.iter().map(|p| p.route.as_str()).collect();
+        let changes = messages::changes(&self.config, &plan, now, &paused);
         self.store.record(&changes, now)?;
         // Definitions read this pass, kept so a restart (or `once`) need not read them again.
         self.store.save_definitions(&self.aws.take_fetched(), now)?;
@@ -306,8 +309,9 @@ impl Watcher {
             .await
     }
 
+    /// When the next message may go (a paused route's wait for their next try).
     pub fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
-        self.store.next_due()
+        self.deliverer.next_due(&self.store)
     }
 
     pub fn close(self) -> Result<(), StoreError> {

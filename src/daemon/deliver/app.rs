@@ -284,7 +284,7 @@ impl Deliverer {
                 return Err(Stop::Interrupted);
             }
             let result = match method {
-                Method::PostMessage => api.post_message(&body).await.map(Some),
+                Method::PostMessage => api.post_message(&body).await,
                 Method::Update => api.update(&body).await.map(|()| None),
             };
             match result {
@@ -335,7 +335,17 @@ impl Deliverer {
         store: &Store,
     ) -> Result<Sent, StoreError> {
         let Some(posted) = posted else {
-            // The dry run: nothing was posted, so there is nothing to point at.
+            // The dry run posted nothing. From Slack: it took the alert (`ok`) without saying
+            // where (no `ts`, or an answer too large to read). Posting again would repeat it.
+            if matches!(self.transport, Transport::Slack { .. }) {
+                tracing::warn!(
+                    pipeline = %message.key.pipeline,
+                    stage = %message.key.stage,
+                    action = %message.key.action,
+                    route,
+                    "Slack took the alert but its answer did not say where it is (no ts, or too large to read); marked delivered without a thread: its reminders and resolution are posted as messages of their own"
+                );
+            }
             self.delivered(message, route, store)?;
             return Ok(Sent::Delivered);
         };
@@ -369,7 +379,8 @@ impl Deliverer {
         Ok(())
     }
 
-    /// A call failed: retry later, or (a person must act) fail the message, saying what to fix.
+    /// A call failed: retry later; wait for a person to fix the token or the channel (the
+    /// route pauses); or, refused for the message itself, fail it.
     fn app_failed(
         &mut self,
         route: &str,
@@ -418,7 +429,15 @@ impl Deliverer {
                 Ok(Sent::Deferred)
             }
             ApiError::Permanent { error } => {
-                let text = match web_api::advice(&error, channel, &self.token_key) {
+                let advice = web_api::advice(&error, channel, &self.token_key);
+                if let (Some(refusal), Some(fix)) = (web_api::refusal(&error), &advice) {
+                    self.pause(route, refusal, &error, fix);
+                    return Ok(Sent::Paused);
+                }
+                if super::shorter::shorter_digest(message, &error, route, store)?.is_some() {
+                    return Ok(Sent::Again);
+                }
+                let text = match advice {
                     Some(advice) => format!("Slack: {error} — {advice}"),
                     None => format!("Slack: {error}"),
                 };

@@ -3,6 +3,7 @@
 //! posting with the bot token (app mode) in [`app`].
 
 mod app;
+mod pause;
 mod shorter;
 
 use std::collections::{HashMap, HashSet};
@@ -215,6 +216,8 @@ pub struct Deliverer {
     /// Routes whose alerts carry Approve/Reject buttons (app mode, `[slack.approvals]`, and
     /// someone allowed), by route name. Decided at send time, like routing.
     buttons: HashSet<String>,
+    /// Routes waiting for a person to fix the token or the channel.
+    pauses: pause::Pauses,
 }
 
 /// The routes whose alerts get buttons: app-mode routes whose effective allow-lists name
@@ -245,6 +248,7 @@ impl Deliverer {
             clock,
             suspicious_waits: HashSet::new(),
             buttons: buttons(config),
+            pauses: Default::default(),
         }
     }
 
@@ -267,6 +271,7 @@ impl Deliverer {
         for (name, limiter) in old.limiters {
             self.limiters.entry(name).or_insert(limiter);
         }
+        self.take_over_pauses(old.pauses);
     }
 
     /// Writes the marks that failed earlier; an error means the store still cannot write,
@@ -300,8 +305,8 @@ impl Deliverer {
     }
 
     /// Sends every due message, each route in outbox order. A route stops at its first
-    /// temporary failure, so its order holds and a down Slack costs one timeout; the other
-    /// routes go on. A route whose pace (its webhook's, or its channel's in app mode) allows no
+    /// temporary failure, so its order holds and a down Slack costs one timeout, and skips
+    /// while paused (see [`pause`]); the other routes go on. A route whose pace (its webhook's, or its channel's in app mode) allows no
     /// message yet is passed over for now, its later messages too, and the pass goes on with
     /// the others, coming back when the earliest pace allows: one busy channel never holds up
     /// an alert in another. Shutdown is honoured between messages; a request in flight is
@@ -337,7 +342,6 @@ impl Deliverer {
         shutdown: &CancellationToken,
         pace: Pace,
     ) -> Result<DeliveryReport, StoreError> {
-        let mut report = DeliveryReport::default();
         self.mark_unmarked(store)?;
         self.threads.clear();
         // A retry scheduled further ahead than the cap (by an older version, or before the
@@ -350,7 +354,23 @@ impl Deliverer {
                 "messages were scheduled further ahead than the retry cap; they are tried within it"
             );
         }
-        // Routes done for this pass (a message not due yet, or a temporary failure).
+        self.probe_token(shutdown).await;
+        let report = self.rounds(store, now, shutdown, pace).await;
+        // Recorded however the pass ended, for `status` and the cycle.
+        self.record_pauses(store)?;
+        report
+    }
+
+    /// Sends in rounds until nothing due can go (see [`Deliverer::deliver_due`]).
+    async fn rounds(
+        &mut self,
+        store: &Store,
+        now: Timestamp,
+        shutdown: &CancellationToken,
+        pace: Pace,
+    ) -> Result<DeliveryReport, StoreError> {
+        let mut report = DeliveryReport::default();
+        // Routes done for this pass (a message not due yet, a temporary failure, a pause).
         let mut blocked = vec![false; self.routes.len()];
         let mut edits_released = self.edit_releases();
         loop {
@@ -369,11 +389,18 @@ impl Deliverer {
                 if blocked.get(index).copied().unwrap_or(true) || busy[index] {
                     continue;
                 }
-                if message.next_attempt_at > now {
+                let gate = self.gate(index, now);
+                if message.next_attempt_at > now || gate == pause::Gate::Closed {
                     blocked[index] = true;
                     continue;
                 }
-                match self.send(index, &message, store, shutdown).await? {
+                let sent = self.send(index, &message, store, shutdown).await?;
+                if gate == pause::Gate::Probe
+                    && matches!(sent, Sent::Delivered | Sent::Dropped | Sent::Failed)
+                {
+                    self.resume_route(index);
+                }
+                match sent {
                     Sent::Delivered => report.delivered += 1,
                     Sent::Dropped => {}
                     Sent::Failed => report.failed += 1,
@@ -388,6 +415,13 @@ impl Deliverer {
                     Sent::Busy(Wait::Edit) => {
                         busy[index] = true;
                         edit_wait = true;
+                    }
+                    Sent::Paused => blocked[index] = true,
+                    Sent::Again => {
+                        // Next round, within the route's pace.
+                        busy[index] = true;
+                        let at = Instant::now();
+                        wake = Some(wake.map_or(at, |w| w.min(at)));
                     }
                     Sent::Interrupted => return Ok(report),
                 }
@@ -577,6 +611,10 @@ enum Sent {
     Dropped,
     Failed,
     Deferred,
+    /// Refused for a reason a person must fix: left queued as it was, its route paused.
+    Paused,
+    /// Changed (a digest made shorter) and due again at once.
+    Again,
     /// Not now: its destination's pace allows nothing yet (or an edit waits for a click's).
     Busy(Wait),
     Interrupted,

@@ -50,7 +50,10 @@ pub enum ApiAnswer {
 
 /// What a held request waits for; [`Gate::open`] lets it through.
 #[derive(Debug, Clone, Default)]
-pub struct Gate(Arc<tokio::sync::Notify>, Arc<std::sync::atomic::AtomicUsize>);
+pub struct Gate(
+    Arc<tokio::sync::Notify>,
+    Arc<std::sync::atomic::AtomicUsize>,
+);
 
 impl Gate {
     pub fn open(&self) {
@@ -92,6 +95,14 @@ impl Eq for Gate {}
 impl ApiAnswer {
     pub fn error(e: &str) -> Self {
         Self::Error(e.to_owned())
+    }
+
+    /// HTTP 200 with exactly `body`.
+    pub fn raw_200(body: impl Into<String>) -> Self {
+        Self::Raw {
+            status: 200,
+            body: body.into(),
+        }
     }
 }
 
@@ -147,6 +158,11 @@ struct Inner {
     tickets: u64,
     /// `usergroups.users.list` answers: group id → its members.
     groups: HashMap<String, Vec<String>>,
+    /// While set, every call with the bot token is refused with this error (`invalid_auth`,
+    /// `token_revoked`, …), `auth.test` included: the app was reinstalled, say.
+    token_refusal: Option<String>,
+    /// Channels that refuse `chat.postMessage` with an error (`not_in_channel`, …).
+    channel_refusals: HashMap<String, String>,
 }
 
 #[derive(Clone)]
@@ -241,6 +257,22 @@ impl FakeSlackApi {
             .unwrap()
             .groups
             .insert(group.to_owned(), (1..=count).map(group_member).collect());
+    }
+
+    /// From now on (until `None`), every bot-token call is refused with `error`.
+    pub fn refuse_token(&self, error: Option<&str>) {
+        self.shared.inner.lock().unwrap().token_refusal = error.map(str::to_owned);
+    }
+
+    /// From now on (until `None`), `chat.postMessage` to `channel` is refused with `error`.
+    pub fn refuse_channel(&self, channel: &str, error: Option<&str>) {
+        let mut inner = self.shared.inner.lock().unwrap();
+        match error {
+            Some(e) => inner
+                .channel_refusals
+                .insert(channel.to_owned(), e.to_owned()),
+            None => inner.channel_refusals.remove(channel),
+        };
     }
 
     /// Answers the next call of `method` with `answer` (after those already queued).
@@ -439,6 +471,10 @@ async fn handle(
             }) => (status, json!({"ok": false}), retry_after),
             Some(ApiAnswer::Error(e)) => (200, json!({"ok": false, "error": e}), None),
             Some(ApiAnswer::Raw { status, body }) => (status, Value::String(body), None),
+            _ if token == BOT_TOKEN && inner.token_refusal.is_some() => {
+                let error = inner.token_refusal.clone().unwrap_or_default();
+                (200, json!({"ok": false, "error": error}), None)
+            }
             _ if !authorized => {
                 let error = match headers.get("authorization") {
                     Some(h) if method == "apps.connections.open" && h.contains("xoxb-") => {
@@ -499,6 +535,9 @@ fn answer_for(inner: &mut Inner, method: &str, body: &Value) -> Value {
         "chat.postMessage" => {
             if channel.is_empty() {
                 return json!({"ok": false, "error": "channel_not_found"});
+            }
+            if let Some(error) = inner.channel_refusals.get(&channel) {
+                return json!({"ok": false, "error": error});
             }
             let thread_ts = body["thread_ts"].as_str().map(str::to_owned);
             if let Some(parent) = &thread_ts
