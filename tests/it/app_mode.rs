@@ -893,3 +893,50 @@ async fn in_app_mode_the_digest_is_a_top_level_message() {
     assert_ne!(digest.ts, alert.ts);
     assert_eq!(digest.channel, CHANNEL);
 }
+
+/// A digest Slack refuses as too long (`msg_too_long`) goes again at once, shorter, in app
+/// mode too: half its lines, the rest counted, marked as shortened.
+#[tokio::test(start_paused = true)]
+async fn in_app_mode_a_digest_refused_as_too_long_goes_again_shorter() {
+    support::static_credentials();
+    let aws = FakeCodePipeline::with_pipelines(&["web-app", "api"]).await;
+    let api = FakeSlackApi::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let start: jiff::Timestamp = "2026-12-01T09:29:00Z".parse().expect("time");
+    aws.set_waiting_since("web-app", "tok-1", (start.as_second() - 3600) as f64);
+    aws.set_waiting_since("api", "tok-2", (start.as_second() - 1800) as f64);
+    api.refuse_once_containing("Daily digest", "msg_too_long");
+    let config_path = dir.path().join("config.toml");
+    let text = loop_config(&aws, &api, dir.path())
+        .replace("max = 2", "max = 0")
+        .replace(
+            "[[pipeline]]",
+            "[digest]\nat = \"09:30\"\ntimezone = \"UTC\"\n[[pipeline]]\nname = \"api\"\n[[pipeline]]",
+        );
+    std::fs::write(&config_path, text).expect("config");
+    run_loop_for(
+        &config_path,
+        Clock::tokio_at(start),
+        Duration::from_secs(300),
+    )
+    .await;
+
+    let refused: Vec<_> = api
+        .calls("chat.postMessage")
+        .into_iter()
+        .filter(|r| !r.ok())
+        .collect();
+    assert_eq!(refused.len(), 1, "{:#?}", summarize(&api.requests()));
+    assert!(refused[0].body.to_string().contains("2 approvals waiting"));
+    let digests: Vec<_> = api
+        .messages()
+        .into_iter()
+        .filter(|m| m.blocks.to_string().contains("Daily digest"))
+        .collect();
+    assert_eq!(digests.len(), 1, "{digests:#?}");
+    let shown = digests[0].blocks.to_string();
+    assert!(shown.contains("shortened"), "{shown}");
+    assert_eq!(shown.matches("|Review>").count(), 1, "{shown}");
+    assert!(shown.contains("and 1 more"), "{shown}");
+    assert_eq!(digests[0].thread_ts, None);
+}

@@ -163,6 +163,8 @@ struct Inner {
     token_refusal: Option<String>,
     /// Channels that refuse `chat.postMessage` with an error (`not_in_channel`, …).
     channel_refusals: HashMap<String, String>,
+    /// The next `chat.postMessage` whose body contains the text is refused with the error.
+    refuse_once: Option<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -273,6 +275,12 @@ impl FakeSlackApi {
                 .insert(channel.to_owned(), e.to_owned()),
             None => inner.channel_refusals.remove(channel),
         };
+    }
+
+    /// Refuses the next `chat.postMessage` whose body contains `needle` with `error` (Slack's
+    /// `msg_too_long` for one message among others, say).
+    pub fn refuse_once_containing(&self, needle: &str, error: &str) {
+        self.shared.inner.lock().unwrap().refuse_once = Some((needle.to_owned(), error.to_owned()));
     }
 
     /// Answers the next call of `method` with `answer` (after those already queued).
@@ -537,6 +545,12 @@ fn answer_for(inner: &mut Inner, method: &str, body: &Value) -> Value {
                 return json!({"ok": false, "error": "channel_not_found"});
             }
             if let Some(error) = inner.channel_refusals.get(&channel) {
+                return json!({"ok": false, "error": error});
+            }
+            if let Some((needle, _)) = &inner.refuse_once
+                && body.to_string().contains(needle.as_str())
+                && let Some((_, error)) = inner.refuse_once.take()
+            {
                 return json!({"ok": false, "error": error});
             }
             let thread_ts = body["thread_ts"].as_str().map(str::to_owned);
