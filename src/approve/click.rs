@@ -259,9 +259,15 @@ async fn decide(ctx: &Ctx, click: &Click) {
                 // is in flight, and under the lock a poll that has recorded the outcome by now
                 // has the last word (this edit must not undo it).
                 let _edit = ctx.slack.edits().lock(message).await;
-                let resolved = ctx.audit(move |a| a.approval(id)).await;
-                if matches!(resolved, Ok(Some(t)) if t.resolved) {
-                    return;
+                match ctx.audit(move |a| a.approval(id)).await {
+                    Ok(Some(t)) if t.resolved => return,
+                    Ok(_) => {}
+                    // Unknown whether the outcome is recorded: no edit rather than one that
+                    // may undo the resolution's (the poll's edit shows the outcome anyway).
+                    Err(e) => {
+                        tracing::warn!(pipeline = %key.pipeline, "the alert is not edited after the decision: cannot read whether it is resolved: {e}");
+                        return;
+                    }
                 }
                 let mut body = render::decided_alert(
                     &target.approval,

@@ -82,6 +82,8 @@ pub async fn run(
         clock,
     } = options;
     let mut poll_interval = watcher.config().poll_interval;
+    // A backlog at one destination's pace goes over several deliveries between polls.
+    watcher.limit_pace_wait(crate::daemon::deliver::MAX_PACE_WAIT);
     {
         let notifier = notifier.clone();
         let shutdown = shutdown.clone();

@@ -302,3 +302,49 @@ async fn an_ok_answer_without_a_ts_is_delivered_without_a_thread_never_posted_ag
     assert!(w.api.calls("chat.update").is_empty());
     assert_eq!(w.api.calls("chat.postMessage").len(), 2);
 }
+
+/// A route moved off an archived channel: a reply meant for an alert in the old channel is
+/// refused (`is_archived`) and fails alone; the route is not paused, so new alerts go to the
+/// new channel.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusal_from_a_channel_the_route_left_fails_that_message_and_pauses_nothing() {
+    const NEW_CHANNEL: &str = "C0NEWCHAN01";
+    let w = AppWorld::start(&["web-app", "api"]).await;
+    w.aws.set_state("web-app", Fixture::Waiting);
+    w.once().await.assert_code(0);
+    assert_eq!(w.api.top_level().len(), 1);
+    assert_eq!(w.api.top_level()[0].channel, CHANNEL);
+
+    let text = w
+        .env
+        .config_text()
+        .replace(&format!("\"{CHANNEL}\""), &format!("\"{NEW_CHANNEL}\""));
+    assert!(text.contains(NEW_CHANNEL), "{text}");
+    std::fs::write(&w.env.config_path, text).expect("config");
+    w.api.refuse_channel(CHANNEL, Some("is_archived"));
+    w.aws.set_state("web-app", Fixture::Approved);
+    w.aws.set_state("api", Fixture::Waiting);
+    let out = w.once().await;
+    out.assert_code(1);
+    assert!(
+        out.stderr_lines_with(&["exit 1: Slack refused 1 message for good"])
+            .len()
+            == 1,
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stderr_lines_with(&["paused"]).is_empty(),
+        "{}",
+        out.describe()
+    );
+    let new_alerts: Vec<_> = w
+        .api
+        .top_level()
+        .into_iter()
+        .filter(|m| m.channel == NEW_CHANNEL)
+        .collect();
+    assert_eq!(new_alerts.len(), 1, "{:#?}", summarize(&w.api.requests()));
+    let status = status(&w).await;
+    assert!(status.get("slack_paused").is_none(), "{status}");
+}

@@ -211,6 +211,12 @@ impl Watcher {
         self.budget_fit
             .check(poll_interval, &self.schedule, &targets, rate_of);
         report.undelivered = self.store.count_pending()?;
+        report.paused = self
+            .store
+            .paused_routes()?
+            .into_iter()
+            .map(|p| p.route)
+            .collect();
         report.oldest_undelivered = self.store.oldest_pending_since()?;
         if self.records_cycles {
             // The heartbeat's "store writable" is this write, not a cycle that wrote nothing.
@@ -322,6 +328,11 @@ impl Watcher {
     /// The store (and its lock) stays open. Pipelines no longer configured (or discovered) are
     /// no longer read, and forgotten here, so their open approvals stay as they are: never
     /// resolved, never reminded. Discovery lists afresh at the next cycle.
+    /// Deliveries wait at most `max` for the pace (the daemon's loop; `once` waits it out).
+    pub fn limit_pace_wait(&mut self, max: std::time::Duration) {
+        self.deliverer.limit_pace_wait(max);
+    }
+
     /// The Web API client the deliverer posts with (app mode).
     pub fn slack_api(&self) -> Option<&crate::slack::web_api::SlackApi> {
         self.deliverer.slack_api()

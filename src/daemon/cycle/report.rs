@@ -57,6 +57,8 @@ pub struct CycleReport {
     pub undelivered: u64,
     /// When the oldest of them was queued.
     pub oldest_undelivered: Option<Timestamp>,
+    /// Routes whose delivery is paused for a person to fix the token or the channel.
+    pub paused: Vec<String>,
     /// The approvals waiting after the cycle: pipeline and since when.
     pub waiting: Vec<(Target, Timestamp)>,
 }
@@ -101,6 +103,13 @@ impl CycleReport {
             reasons.push(format!(
                 "Slack refused {} for good (`approval-watch status` lists them)",
                 count(u64::from(self.delivery.failed), "message", "messages")
+            ));
+        }
+        if !self.paused.is_empty() {
+            reasons.push(format!(
+                "delivery to Slack is paused for {} until a person fixes what the ERROR above \
+                 says; the messages stay queued",
+                self.paused.join(", ")
             ));
         }
         if self.undelivered > 0 {
@@ -294,14 +303,16 @@ mod tests {
                 ..DeliveryReport::default()
             },
             undelivered: 1_200,
+            paused: vec!["payments".into()],
             ..CycleReport::default()
         };
         assert!(!report.is_clean());
         let reasons = report.unclean_reasons();
-        assert_eq!(reasons.len(), 4, "{reasons:?}");
+        assert_eq!(reasons.len(), 5, "{reasons:?}");
         assert!(reasons[0].starts_with("1 pipeline could not be read"));
         assert!(reasons[1].starts_with("2 [[discover]] scopes could not be listed"));
         assert!(reasons[2].starts_with("Slack refused 3 messages for good"));
-        assert!(reasons[3].starts_with("1200 messages are still queued: a run sends at most 500"));
+        assert!(reasons[3].starts_with("delivery to Slack is paused for payments until"));
+        assert!(reasons[4].starts_with("1200 messages are still queued: a run sends at most 500"));
     }
 }

@@ -429,10 +429,23 @@ impl Deliverer {
                 Ok(Sent::Deferred)
             }
             ApiError::Permanent { error } => {
-                let advice = web_api::advice(&error, channel, &self.token_key);
+                // Replies and edits go to the alert's channel, which may no longer be the
+                // route's (the route was moved off an archived channel, say).
+                let called = match message.kind {
+                    MessageKind::Reminder | MessageKind::Resolution => message
+                        .thread
+                        .as_ref()
+                        .map_or(channel, |t| t.channel.as_str()),
+                    MessageKind::Alert | MessageKind::Digest => channel,
+                };
+                let advice = web_api::advice(&error, called, &self.token_key);
                 if let (Some(refusal), Some(fix)) = (web_api::refusal(&error), &advice) {
-                    self.pause(route, refusal, &error, fix);
-                    return Ok(Sent::Paused);
+                    // Pausing for a channel the route no longer posts to would hold its new
+                    // alerts for good: that one message is refused instead.
+                    if refusal == web_api::Refusal::Token || called == channel {
+                        self.pause(route, refusal, &error, fix);
+                        return Ok(Sent::Paused);
+                    }
                 }
                 if super::shorter::shorter_digest(message, &error, route, store)?.is_some() {
                     return Ok(Sent::Again);

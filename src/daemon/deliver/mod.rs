@@ -218,6 +218,9 @@ pub struct Deliverer {
     buttons: HashSet<String>,
     /// Routes waiting for a person to fix the token or the channel.
     pauses: pause::Pauses,
+    /// How long one delivery may wait for the pace (`None`: until everything due is out, as
+    /// `once` wants; the daemon sets [`MAX_PACE_WAIT`] so its polls go on).
+    max_pace_wait: Option<Duration>,
 }
 
 /// The routes whose alerts get buttons: app-mode routes whose effective allow-lists name
@@ -249,6 +252,7 @@ impl Deliverer {
             suspicious_waits: HashSet::new(),
             buttons: buttons(config),
             pauses: Default::default(),
+            max_pace_wait: None,
         }
     }
 
@@ -272,6 +276,7 @@ impl Deliverer {
             self.limiters.entry(name).or_insert(limiter);
         }
         self.take_over_pauses(old.pauses);
+        self.max_pace_wait = old.max_pace_wait;
     }
 
     /// Writes the marks that failed earlier; an error means the store still cannot write,
@@ -370,6 +375,9 @@ impl Deliverer {
         pace: Pace,
     ) -> Result<DeliveryReport, StoreError> {
         let mut report = DeliveryReport::default();
+        // A backlog in one channel (after a pause lifts, say) goes at its pace over several
+        // deliveries, never holding up the loop's polls for longer than this.
+        let give_up = Instant::now() + self.max_pace_wait.unwrap_or(RETRY_CAP);
         // Routes done for this pass (a message not due yet, a temporary failure, a pause).
         let mut blocked = vec![false; self.routes.len()];
         let mut edits_released = self.edit_releases();
@@ -395,9 +403,9 @@ impl Deliverer {
                     continue;
                 }
                 let sent = self.send(index, &message, store, shutdown).await?;
-                if gate == pause::Gate::Probe
-                    && matches!(sent, Sent::Delivered | Sent::Dropped | Sent::Failed)
-                {
+                // Only a message Slack took proves the fix; a dropped or failed one says nothing
+                // about the token or the channel, and the next message probes.
+                if gate == pause::Gate::Probe && matches!(sent, Sent::Delivered) {
                     self.resume_route(index);
                 }
                 match sent {
@@ -426,16 +434,23 @@ impl Deliverer {
                     Sent::Interrupted => return Ok(report),
                 }
             }
-            if (wake.is_none() && !edit_wait) || pace == Pace::LeaveForLater {
+            if (wake.is_none() && !edit_wait)
+                || pace == Pace::LeaveForLater
+                || Instant::now() >= give_up
+            {
                 return Ok(report);
             }
-            let far = Instant::now() + RETRY_CAP;
             tokio::select! {
-                _ = tokio::time::sleep_until(wake.unwrap_or(far)) => {}
+                _ = tokio::time::sleep_until(wake.unwrap_or(give_up).min(give_up)) => {}
                 _ = released(edits_released.as_mut()), if edit_wait => {}
                 _ = shutdown.cancelled() => return Ok(report),
             }
         }
+    }
+
+    /// Waits at most `max` for the pace in one delivery (see [`MAX_PACE_WAIT`]).
+    pub fn limit_pace_wait(&mut self, max: Duration) {
+        self.max_pace_wait = Some(max);
     }
 
     /// The Web API client (app mode).
@@ -647,6 +662,10 @@ async fn released(releases: Option<&mut tokio::sync::watch::Receiver<u64>>) {
         None => std::future::pending().await,
     }
 }
+
+/// In the daemon, the longest one delivery waits for destinations' pace; what is left goes
+/// at the next one (moments later, between the loop's polls).
+pub const MAX_PACE_WAIT: Duration = Duration::from_secs(5);
 
 /// Messages looked at per pass; the rest wait for the next pass, moments later.
 pub const MAX_PER_PASS: u32 = 500;

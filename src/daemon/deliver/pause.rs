@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Deliverer, Transport, later};
 use crate::backoff::{Backoff, Jitter, Streak};
-use crate::slack::web_api::Refusal;
+use crate::slack::web_api::{ApiError, Refusal};
 use crate::store::{PausedRoute, Store, StoreError};
 
 /// Between tries while paused: 30 s doubling to 10 min, jittered so that daemons sharing a
@@ -53,6 +53,14 @@ impl Pause {
         error.clone_into(&mut self.error);
         fix.clone_into(&mut self.fix);
         let wait = self.streak.fail();
+        self.next_try_at = later(now, wait);
+        wait
+    }
+
+    /// A try got no answer about the fix (the network, a 5xx): the next one after the first
+    /// step, the streak as it was.
+    fn unanswered(&mut self, now: Timestamp) -> Duration {
+        let wait = PROBE.wait(0);
         self.next_try_at = later(now, wait);
         wait
     }
@@ -249,6 +257,18 @@ impl Deliverer {
             Ok(_) => {
                 if let Some(pause) = self.pauses.token.take() {
                     self.resumed("*", &pause);
+                }
+            }
+            // No answer about the token (the network, Slack's 5xx, a rate limit): ask again
+            // on the same rhythm, and say so as what it is.
+            Err(e @ (ApiError::Temporary(_) | ApiError::RateLimited { .. })) => {
+                if let Some(pause) = self.pauses.token.as_mut() {
+                    let wait = pause.unanswered(now);
+                    tracing::warn!(
+                        answer = %e,
+                        retry_in_s = wait.as_secs(),
+                        "auth.test: could not ask Slack about the bot token; the messages stay queued"
+                    );
                 }
             }
             Err(e) => {
