@@ -190,10 +190,22 @@ mod tests {
 
     #[test]
     fn user_ids_are_u_or_w_then_uppercase_and_digits_8_to_20_in_all() {
-        for id in ["U0123ABC", "U0123ABCD", "W02UD2WE3HA", "U0123456789012345678"] {
+        for id in [
+            "U0123ABC",
+            "U0123ABCD",
+            "W02UD2WE3HA",
+            "U0123456789012345678",
+        ] {
             assert!(is_user_id(id), "{id}");
         }
-        for id in ["U0THIRD", "U01234567890123456789", "u0123abcd", "S0123ABCD", "U0123-ABC", ""] {
+        for id in [
+            "U0THIRD",
+            "U01234567890123456789",
+            "u0123abcd",
+            "S0123ABCD",
+            "U0123-ABC",
+            "",
+        ] {
             assert!(!is_user_id(id), "{id}");
         }
         assert!(is_group_id("S0123ABCD") && !is_group_id("U0123ABCD"));

@@ -90,7 +90,11 @@ impl CycleReport {
         if self.listing_failures > 0 {
             reasons.push(format!(
                 "{} could not be listed (the errors above say why)",
-                count(self.listing_failures as u64, "[[discover]] scope", "[[discover]] scopes")
+                count(
+                    self.listing_failures as u64,
+                    "[[discover]] scope",
+                    "[[discover]] scopes"
+                )
             ));
         }
         if self.delivery.failed > 0 {
