@@ -97,6 +97,34 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Pipelines whose kept definition has an execution mode this version does not know, with
+    /// that mode: they cannot be watched (`status`, `check-config`).
+    pub fn unknown_execution_modes(&self) -> Result<Vec<(Target, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT account, region, pipeline, execution_mode FROM definitions
+                 WHERE execution_mode NOT IN ('SUPERSEDED', 'QUEUED', 'PARALLEL')
+                 ORDER BY account, region, pipeline",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((
+                    Target {
+                        account: row.get(0)?,
+                        region: row.get(1)?,
+                        pipeline: row.get(2)?,
+                    },
+                    row.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use approval_watch_core::model::ApprovalDefinition;
@@ -200,10 +228,23 @@ mod tests {
             )
             .unwrap();
         store.close().unwrap();
-        let store = Store::open(&path).unwrap();
+        let mut store = Store::open(&path).unwrap();
         assert_eq!(
             store.load_definitions().unwrap(),
             [(target("web-app"), 2, (*parallel).clone())]
+        );
+        assert!(store.unknown_execution_modes().unwrap().is_empty());
+        // A mode this version does not know is kept too, and listed.
+        let unknown = Arc::new(PipelineDefinition {
+            mode: ExecutionMode::Unknown("STAGGERED".into()),
+            ..(*definitions("v3")).clone()
+        });
+        store
+            .save_definitions(&[(target("web-app"), 3, unknown)], now())
+            .unwrap();
+        assert_eq!(
+            store.unknown_execution_modes().unwrap(),
+            [(target("web-app"), "STAGGERED".to_owned())]
         );
     }
 }

@@ -197,10 +197,39 @@ async fn an_execution_mode_this_version_does_not_know_is_said_and_once_exits_1()
         "{stderr}"
     );
     assert!(stderr.contains("cannot be watched"), "{stderr}");
+    // status and check-config say so too.
+    let status = w.env.run(&["status", "--json"]).await;
+    status.assert_code(0);
+    let json: Value = serde_json::from_str(&status.stdout).expect("status --json");
+    assert_eq!(json["unwatchable"][0]["pipeline"], PIPELINE, "{json:#}");
+    assert!(
+        json["unwatchable"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("STAGGERED")),
+        "{json:#}"
+    );
+    for out in [
+        w.env.run(&["status"]).await,
+        w.env.run(&["check-config"]).await,
+    ] {
+        out.assert_code(0);
+        assert!(
+            out.stdout
+                .contains(&format!("cannot be watched: {PIPELINE} (")),
+            "{}",
+            out.stdout
+        );
+    }
     // Known again after an edit: watched, exit 0.
     w.aws.set_mode(PIPELINE, "SUPERSEDED");
     w.aws.set_version(PIPELINE, 8);
     w.env.once().await.assert_code(0);
+    let status = w.env.run(&["status"]).await;
+    assert!(
+        !status.stdout.contains("cannot be watched"),
+        "{}",
+        status.stdout
+    );
 }
 
 /// QUEUED: each approval stage holds its own run, and `GetPipelineState` shows each stage's.

@@ -151,7 +151,7 @@ pub fn record(
         match failure {
             Failure::New if unwatchable => warn(
                 e,
-                "pipeline cannot be watched (its definition says how it runs and which actions are approvals); approvals it starts go untold until this is fixed",
+                "cannot read pipeline definition, so the pipeline cannot be watched (the definition says how it runs and which actions are approvals); approvals it starts go untold until this is fixed",
             ),
             Failure::New => warn(e, "cannot read pipeline; its approvals stay as they are"),
             Failure::Lasting => {

@@ -347,7 +347,8 @@ fn an_unmigrated_or_missing_database_is_refused_clearly() {
     }
     let e = AuditLog::open(&path).err().unwrap().to_string();
     assert!(
-        e.contains("schema version 8") && e.contains("needs version 9"),
+        e.contains("schema version 8")
+            && e.contains(&format!("needs version {}", crate::store::SCHEMA_VERSION)),
         "{e}"
     );
     let missing = dir.path().join("none.db");
