@@ -11,7 +11,7 @@ use aws_sdk_codepipeline::operation::list_pipeline_executions::ListPipelineExecu
 use aws_sdk_codepipeline::types::{ActionCategory, ActionExecutionDetail, ActionExecutionFilter};
 use jiff::{SignedDuration, Timestamp};
 
-use super::{AwsError, CodePipeline, parse};
+use super::{AwsError, CodePipeline, next_page, parse};
 use approval_watch_core::model::{
     ActionExecution, ActionStatus, ObservedApproval, PipelineDefinition, Target,
 };
@@ -81,10 +81,7 @@ impl CodePipeline {
                 })
                 .await?;
             let reached_horizon = in_progress_of(&page, horizon, &mut ids);
-            next_token = page
-                .next_token()
-                .map(str::to_owned)
-                .filter(|t| !t.is_empty());
+            next_token = next_page(page.next_token());
             if reached_horizon || next_token.is_none() {
                 break;
             }
@@ -121,10 +118,7 @@ impl CodePipeline {
                     .filter(|d| d.pipeline_execution_id().is_none_or(|id| id == run))
                     .cloned(),
             );
-            next_token = page
-                .next_token()
-                .map(str::to_owned)
-                .filter(|t| !t.is_empty());
+            next_token = next_page(page.next_token());
             if next_token.is_none() {
                 break;
             }

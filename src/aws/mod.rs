@@ -460,16 +460,18 @@ impl CodePipeline {
                     .iter()
                     .filter_map(|p| p.name().map(str::to_owned)),
             );
-            next_token = page
-                .next_token()
-                .map(str::to_owned)
-                .filter(|t| !t.is_empty());
+            next_token = next_page(page.next_token());
             if next_token.is_none() {
                 break;
             }
         }
         Ok(names)
     }
+}
+
+/// The token of the next page of a listing; an empty one ends it as an absent one does.
+fn next_page(token: Option<&str>) -> Option<String> {
+    token.filter(|t| !t.is_empty()).map(str::to_owned)
 }
 
 /// 100 ms, 200 ms, … up to 6.4 s, with ±50% jitter so retries of many pipelines do not line up.

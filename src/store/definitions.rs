@@ -64,11 +64,7 @@ impl Store {
         let rows = stmt
             .query_map([], |row| {
                 Ok((
-                    Target {
-                        account: row.get(0)?,
-                        region: row.get(1)?,
-                        pipeline: row.get(2)?,
-                    },
+                    target_of(row)?,
                     row.get::<_, i32>(3)?,
                     row.get::<_, String>(4)?,
                     row.get::<_, String>(5)?,
@@ -110,19 +106,19 @@ impl Store {
             )
             .map_err(|e| self.sql(e))?;
         let rows = stmt
-            .query_map([], |row| {
-                Ok((
-                    Target {
-                        account: row.get(0)?,
-                        region: row.get(1)?,
-                        pipeline: row.get(2)?,
-                    },
-                    row.get::<_, String>(3)?,
-                ))
-            })
+            .query_map([], |row| Ok((target_of(row)?, row.get::<_, String>(3)?)))
             .map_err(|e| self.sql(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
     }
+}
+
+/// The pipeline a row names in its first three columns (account, region, pipeline).
+fn target_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<Target> {
+    Ok(Target {
+        account: row.get(0)?,
+        region: row.get(1)?,
+        pipeline: row.get(2)?,
+    })
 }
 
 #[cfg(test)]

@@ -779,16 +779,16 @@ fn answer(
 /// the action then reads Succeeded (approved) or Failed (rejected) with the summary, and the
 /// reviewer is the caller's IAM identity.
 fn put_approval_result(entry: &mut PipelineEntry, body: &Value) -> (u16, Value) {
-    let field = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-    let (stage, action, token) = (field("stageName"), field("actionName"), field("token"));
-    let status = body["result"]["status"].as_str().unwrap_or("").to_owned();
-    let summary = body["result"]["summary"].as_str().unwrap_or("").to_owned();
-    if !matches!(status.as_str(), "Approved" | "Rejected") || summary.chars().count() > 512 {
-        return (
-            400,
-            fixtures::error_body("ValidationException", "1 validation error detected: result"),
-        );
-    }
+    let parallel_runs::ApprovalRequest {
+        stage,
+        action,
+        token,
+        status,
+        summary,
+    } = match parallel_runs::ApprovalRequest::parse(body) {
+        Ok(request) => request,
+        Err(refused) => return refused,
+    };
     let Some(stages) = entry.state["stageStates"].as_array_mut() else {
         return (
             400,

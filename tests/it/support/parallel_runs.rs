@@ -190,19 +190,51 @@ pub fn decide(run: &mut Run, status: &str, by: Option<&str>, summary: Option<&st
     .into();
 }
 
+/// A `PutApprovalResult` request's fields, checked as CodePipeline checks them.
+pub struct ApprovalRequest {
+    pub stage: String,
+    pub action: String,
+    pub token: String,
+    /// `Approved` or `Rejected`.
+    pub status: String,
+    pub summary: String,
+}
+
+impl ApprovalRequest {
+    /// The request, or the `ValidationException` answer it gets.
+    pub fn parse(body: &Value) -> Result<Self, (u16, Value)> {
+        let field = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        let status = body["result"]["status"].as_str().unwrap_or("").to_owned();
+        let summary = body["result"]["summary"].as_str().unwrap_or("").to_owned();
+        if !matches!(status.as_str(), "Approved" | "Rejected") || summary.chars().count() > 512 {
+            return Err((
+                400,
+                error_body("ValidationException", "1 validation error detected: result"),
+            ));
+        }
+        Ok(Self {
+            stage: field("stageName"),
+            action: field("actionName"),
+            token: field("token"),
+            status,
+            summary,
+        })
+    }
+}
+
 /// `PutApprovalResult` on a PARALLEL pipeline: the token must be a waiting run's
 /// `externalExecutionId` at that stage and action.
 pub fn put_approval_result(runs: &mut [Run], body: &Value) -> (u16, Value) {
-    let field = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-    let (stage, action, token) = (field("stageName"), field("actionName"), field("token"));
-    let status = body["result"]["status"].as_str().unwrap_or("").to_owned();
-    let summary = body["result"]["summary"].as_str().unwrap_or("").to_owned();
-    if !matches!(status.as_str(), "Approved" | "Rejected") || summary.chars().count() > 512 {
-        return (
-            400,
-            error_body("ValidationException", "1 validation error detected: result"),
-        );
-    }
+    let ApprovalRequest {
+        stage,
+        action,
+        token,
+        status,
+        summary,
+    } = match ApprovalRequest::parse(body) {
+        Ok(request) => request,
+        Err(refused) => return refused,
+    };
     let Some(run) = runs.iter_mut().find(|r| {
         r.approval
             .as_ref()
