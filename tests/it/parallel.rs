@@ -66,6 +66,8 @@ async fn two_runs_waiting_at_once_are_two_alerts_and_each_resolves_alone() {
             )),
             "{text}"
         );
+        // And the revision that run deploys.
+        assert!(text.contains(&format!("Run {}", run_id(n))), "{text}");
     }
 
     // A restart reads them again: nothing new.

@@ -769,6 +769,20 @@ fn answer(
             let mut exec = entry.execution.clone();
             if let Some(id) = body.get("pipelineExecutionId") {
                 exec["pipelineExecution"]["pipelineExecutionId"] = id.clone();
+                // A run of its own (PARALLEL mode) deploys its own revision.
+                if let Some(run) = entry
+                    .runs
+                    .iter()
+                    .find(|r| Some(r.id.as_str()) == id.as_str())
+                {
+                    let revision = &mut exec["pipelineExecution"]["artifactRevisions"][0];
+                    revision["revisionId"] = json!(run.revision);
+                    revision["revisionUrl"] = json!(format!(
+                        "https://github.com/example/web-app/commit/{}",
+                        run.revision
+                    ));
+                    revision["revisionSummary"] = json!(format!("Run {}", run.id));
+                }
             }
             (200, exec)
         }
