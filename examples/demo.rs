@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 use approval_watch::config::Config;
 use serde_json::Value;
+use support::parallel_runs::Run;
 use support::{FakeCodePipeline, FakeSlack, Fixture, SlackResponse};
 use tokio_util::sync::CancellationToken;
 
@@ -73,7 +74,9 @@ fn main() -> ExitCode {
 }
 
 async fn demo() -> anyhow::Result<()> {
-    let aws = FakeCodePipeline::with_pipelines(&["web-app", "payments-api"]).await;
+    let aws = FakeCodePipeline::with_pipelines(&["web-app", "payments-api", "checkout"]).await;
+    // checkout runs in PARALLEL mode: its state shows no run; each run is read on its own.
+    aws.set_mode("checkout", "PARALLEL");
     let slack = FakeSlack::start().await;
     let dir = tempfile::tempdir()?;
     let state = dir.path().join("state.db");
@@ -92,6 +95,8 @@ webhook_url = "{}"
 name = "web-app"
 [[pipeline]]
 name = "payments-api"
+[[pipeline]]
+name = "checkout"
 "#,
         state.display(),
         aws.endpoint(),
@@ -114,7 +119,7 @@ name = "payments-api"
     println!("state database: {}\n", state.display());
 
     // Each step: what happens, and how many Slack messages it must produce.
-    let steps: [(&str, &dyn Fn(), usize); 6] = [
+    let steps: [(&str, &dyn Fn(), usize); 7] = [
         (
             "web-app reaches its manual approval",
             &|| aws.set_state("web-app", Fixture::Waiting),
@@ -147,6 +152,21 @@ name = "payments-api"
             "a new run of web-app waits again: a new token, a new alert",
             &|| aws.set_waiting("web-app", "5d0a9c7e-demo-token-2"),
             1,
+        ),
+        (
+            "two runs of checkout (PARALLEL mode) wait at once: two alerts, each naming its run",
+            &|| {
+                let now = support::fixtures::now_epoch();
+                aws.add_run(
+                    "checkout",
+                    Run::waiting("3f1d2c4b-run-one", "a1b2c3d4-ext-one", now - 420.0),
+                );
+                aws.add_run(
+                    "checkout",
+                    Run::waiting("9e8d7c6b-run-two", "e5f6a7b8-ext-two", now - 60.0),
+                );
+            },
+            2,
         ),
     ];
     for (i, (what, change, expected)) in steps.iter().enumerate() {
@@ -191,9 +211,9 @@ name = "payments-api"
             key.pipeline, key.stage, key.action, key.region, w.approval.waiting_since
         );
     }
-    if waiting.len() != 1 {
+    if waiting.len() != 3 {
         anyhow::bail!(
-            "expected 1 approval waiting at the end, found {}",
+            "expected 3 approvals waiting at the end, found {}",
             waiting.len()
         );
     }

@@ -5,6 +5,7 @@
 pub(crate) mod budget;
 mod connect;
 mod error;
+mod executions;
 mod guard;
 mod parse;
 
@@ -20,11 +21,14 @@ use aws_sdk_codepipeline::error::{ProvideErrorMetadata, SdkError};
 use crate::aws::budget::Budget;
 use crate::backoff::{Backoff, Jitter};
 use crate::config::Config;
-use approval_watch_core::model::{ApprovalKey, PipelineSnapshot, Revision};
+use approval_watch_core::model::{
+    ApprovalKey, ExecutionMode, PipelineDefinition, PipelineSnapshot, Revision,
+};
 pub use approval_watch_core::model::{Definitions, Target};
 use approval_watch_core::verdict::Verdict;
 pub use error::AwsError;
 pub use guard::{MAX_ANSWER_BYTES, MAX_NESTING};
+use jiff::Timestamp;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -39,7 +43,11 @@ pub enum SetupError {
 }
 
 /// Definitions by pipeline, with the pipeline version they were read at.
-type DefinitionCache = HashMap<Target, (Option<i32>, Arc<Definitions>)>;
+type DefinitionCache = HashMap<Target, (Option<i32>, Arc<PipelineDefinition>)>;
+
+/// The error code of a read that cannot watch its pipeline correctly: an execution mode this
+/// version does not know.
+pub const UNKNOWN_EXECUTION_MODE: &str = "UnknownExecutionMode";
 
 /// Attempts per call: the first and two retries, for throttling, 5xx and timeouts.
 const MAX_ATTEMPTS: u32 = 3;
@@ -62,7 +70,7 @@ pub struct CodePipeline {
     endpoints: HashMap<(String, String), Endpoint>,
     definitions: Mutex<DefinitionCache>,
     /// Definitions read with `GetPipeline` and not yet handed to the store.
-    fetched: Mutex<Vec<(Target, i32, Arc<Definitions>)>>,
+    fetched: Mutex<Vec<(Target, i32, Arc<PipelineDefinition>)>>,
     scopes: Vec<DiscoveryScope>,
 }
 
@@ -234,14 +242,17 @@ impl CodePipeline {
         }
     }
 
-    /// `GetPipelineState`, plus `GetPipeline` only when the definition is needed and not
-    /// cached for this `pipelineVersion`: something is in progress, or an approval of the
-    /// pipeline is recorded as waiting (`recorded_waiting`: its resolution is read from the
-    /// definition's approval actions). An idle pipeline costs one call.
+    /// `GetPipelineState`, plus `GetPipeline` when the definition of this `pipelineVersion` is
+    /// not cached (its execution mode decides how the pipeline is read, and an idle PARALLEL
+    /// pipeline looks like an idle SUPERSEDED one in its state). A PARALLEL pipeline is then
+    /// read per execution (see `executions`): `recorded` are its runs with an approval recorded
+    /// as waiting, whose resolutions are read too. An idle pipeline whose definition is cached
+    /// costs one call (PARALLEL: two).
     pub async fn read(
         &self,
         target: &Target,
-        recorded_waiting: bool,
+        recorded: &[String],
+        now: Timestamp,
     ) -> Result<PipelineSnapshot, AwsError> {
         let state = self
             .call("GetPipelineState", target, |c| {
@@ -249,29 +260,44 @@ impl CodePipeline {
             })
             .await?;
         let version = state.pipeline_version();
-        let needed = recorded_waiting || parse::anything_in_progress(&state);
-        let definitions = match self.cached(target, version) {
-            Some(cached) => cached,
-            None if !needed => Arc::new(Definitions::new()),
-            None => self.definitions(target, version).await?,
-        };
-        let approvals = parse::observed_approvals(&state, &definitions)
-            .map_err(|message| AwsError::malformed("GetPipelineState", target, message))?;
-        Ok(PipelineSnapshot {
+        let definition = self.definitions(target, version).await?;
+        let snapshot = |active, approvals| PipelineSnapshot {
             account: target.account.clone(),
             region: target.region.clone(),
             pipeline: target.pipeline.clone(),
             version,
-            active: parse::heading_for_approval(&state, &definitions),
+            mode: definition.mode.clone(),
+            active,
             approvals,
-        })
+        };
+        match &definition.mode {
+            ExecutionMode::Superseded | ExecutionMode::Queued => {
+                let approvals = parse::observed_approvals(&state, &definition.approvals)
+                    .map_err(|message| AwsError::malformed("GetPipelineState", target, message))?;
+                let active = parse::heading_for_approval(&state, &definition.approvals);
+                Ok(snapshot(active, approvals))
+            }
+            ExecutionMode::Parallel => {
+                let read = self
+                    .read_executions(target, &definition, recorded, now)
+                    .await?;
+                Ok(snapshot(read.active, read.approvals))
+            }
+            ExecutionMode::Unknown(mode) => Err(AwsError {
+                code: UNKNOWN_EXECUTION_MODE.into(),
+                message: format!(
+                    "execution mode {mode:?} is not one this version knows how to watch"
+                ),
+                ..AwsError::malformed("GetPipeline", target, String::new())
+            }),
+        }
     }
 
     async fn definitions(
         &self,
         target: &Target,
         version: Option<i32>,
-    ) -> Result<Arc<Definitions>, AwsError> {
+    ) -> Result<Arc<PipelineDefinition>, AwsError> {
         if let Some(cached) = self.cached(target, version) {
             return Ok(cached);
         }
@@ -287,12 +313,13 @@ impl CodePipeline {
                 "the answer holds no pipeline declaration".into(),
             ));
         };
-        let definitions = Arc::new(parse::approval_definitions(pipeline));
+        let definitions = Arc::new(parse::pipeline_definition(pipeline));
         tracing::debug!(
             pipeline = %target.pipeline,
             region = %target.region,
             ?version,
-            approvals = definitions.len(),
+            mode = definitions.mode.as_str(),
+            approvals = definitions.approvals.len(),
             "read pipeline definition"
         );
         if let Ok(mut cache) = self.definitions.lock() {
@@ -304,7 +331,7 @@ impl CodePipeline {
         Ok(definitions)
     }
 
-    fn cached(&self, target: &Target, version: Option<i32>) -> Option<Arc<Definitions>> {
+    fn cached(&self, target: &Target, version: Option<i32>) -> Option<Arc<PipelineDefinition>> {
         let cache = self.definitions.lock().ok()?;
         // An unknown version is never trusted to match.
         match cache.get(target) {
@@ -314,7 +341,7 @@ impl CodePipeline {
     }
 
     /// Definitions read before (from the store), trusted for their version.
-    pub fn seed_definitions(&self, known: Vec<(Target, i32, Definitions)>) {
+    pub fn seed_definitions(&self, known: Vec<(Target, i32, PipelineDefinition)>) {
         if let Ok(mut cache) = self.definitions.lock() {
             for (target, version, definitions) in known {
                 cache.insert(target, (Some(version), Arc::new(definitions)));
@@ -323,7 +350,7 @@ impl CodePipeline {
     }
 
     /// Definitions fetched since the last call, for the store to keep.
-    pub fn take_fetched(&self) -> Vec<(Target, i32, Arc<Definitions>)> {
+    pub fn take_fetched(&self) -> Vec<(Target, i32, Arc<PipelineDefinition>)> {
         self.fetched
             .lock()
             .map(|mut f| std::mem::take(&mut *f))
@@ -433,16 +460,18 @@ impl CodePipeline {
                     .iter()
                     .filter_map(|p| p.name().map(str::to_owned)),
             );
-            next_token = page
-                .next_token()
-                .map(str::to_owned)
-                .filter(|t| !t.is_empty());
+            next_token = next_page(page.next_token());
             if next_token.is_none() {
                 break;
             }
         }
         Ok(names)
     }
+}
+
+/// The token of the next page of a listing; an empty one ends it as an absent one does.
+fn next_page(token: Option<&str>) -> Option<String> {
+    token.filter(|t| !t.is_empty()).map(str::to_owned)
 }
 
 /// 100 ms, 200 ms, … up to 6.4 s, with ±50% jitter so retries of many pipelines do not line up.

@@ -5,10 +5,19 @@ use aws_sdk_codepipeline::types::{ActionCategory, PipelineDeclaration};
 use jiff::Timestamp;
 
 use approval_watch_core::model::{
-    ActionExecution, ActionStatus, ApprovalDefinition, Definitions, ObservedApproval,
+    ActionExecution, ActionStatus, ApprovalDefinition, Definitions, ExecutionMode,
+    ObservedApproval, PipelineDefinition,
 };
 
-pub fn approval_definitions(pipeline: &PipelineDeclaration) -> Definitions {
+/// The execution mode and the approval actions of a pipeline declaration.
+pub fn pipeline_definition(pipeline: &PipelineDeclaration) -> PipelineDefinition {
+    PipelineDefinition {
+        mode: ExecutionMode::parse(pipeline.execution_mode().map(|m| m.as_str())),
+        approvals: approval_definitions(pipeline),
+    }
+}
+
+fn approval_definitions(pipeline: &PipelineDeclaration) -> Definitions {
     let mut out = Vec::new();
     for stage in pipeline.stages() {
         for action in stage.actions() {
@@ -73,12 +82,6 @@ pub fn observed_approvals(
         .collect()
 }
 
-/// Whether any stage or action is in progress. When none is, no approval can be waiting and
-/// no run is heading for one, so the definition is not needed to read the state.
-pub fn anything_in_progress(state: &GetPipelineStateOutput) -> bool {
-    state.stage_states().iter().any(stage_running)
-}
-
 fn stage_running(stage: &aws_sdk_codepipeline::types::StageState) -> bool {
     stage
         .latest_execution()
@@ -120,7 +123,7 @@ pub fn action_execution(e: &aws_sdk_codepipeline::types::ActionExecution) -> Act
     }
 }
 
-fn timestamp(t: &aws_smithy_types::DateTime) -> Option<Timestamp> {
+pub fn timestamp(t: &aws_smithy_types::DateTime) -> Option<Timestamp> {
     Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok()
 }
 

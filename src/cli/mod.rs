@@ -221,6 +221,12 @@ async fn check_config(path: &Path, config: Config) -> Result<ExitCode, Failure> 
     if let Some((h, urls)) = heartbeat {
         summary.push_str(&crate::cli::check_config::heartbeat(h, &urls));
     }
+    // check-config calls nothing: what the daemon last read says which cannot be watched.
+    if let Ok(Some(store)) = Store::open_read_only(&config.state_path)
+        && let Ok(unwatchable) = crate::cli::status::unwatchable(&store)
+    {
+        crate::cli::status::unwatchable_lines(&mut summary, &unwatchable);
+    }
     crate::cli::output::print(&summary).map_err(runtime_error)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -91,6 +91,46 @@ pub struct Status {
     /// With `[slack.approvals]`: the Socket Mode connection as the daemon last wrote it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approvals: Option<ApprovalsStatus>,
+    /// Pipelines that cannot be watched, as last read (listed only when there are some).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unwatchable: Vec<Unwatchable>,
+}
+
+/// A pipeline the daemon cannot watch correctly, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Unwatchable {
+    pub account: String,
+    pub region: String,
+    pub pipeline: String,
+    pub reason: String,
+}
+
+/// The pipelines whose kept definition has an execution mode this version does not know.
+pub fn unwatchable(store: &Store) -> Result<Vec<Unwatchable>, StoreError> {
+    Ok(store
+        .unknown_execution_modes()?
+        .into_iter()
+        .map(|(t, mode)| Unwatchable {
+            account: t.account,
+            region: t.region,
+            pipeline: t.pipeline,
+            reason: format!("execution mode {mode:?} is not one this version knows how to watch"),
+        })
+        .collect())
+}
+
+/// One line per pipeline that cannot be watched (text from AWS escaped).
+pub fn unwatchable_lines(out: &mut String, unwatchable: &[Unwatchable]) {
+    for u in unwatchable {
+        let _ = writeln!(
+            out,
+            "cannot be watched: {} ({}, {}): {}",
+            printable(&u.pipeline),
+            printable(&u.account),
+            printable(&u.region),
+            printable(&u.reason)
+        );
+    }
 }
 
 /// The Socket Mode connection that receives clicks, from the `socket_mode` row.
@@ -184,6 +224,10 @@ pub fn collect(
         idle_reads: idle_rhythms(config, &configured_targets(config)),
         slack_paused,
         approvals,
+        unwatchable: match store {
+            Some(store) => unwatchable(store)?,
+            None => Vec::new(),
+        },
     })
 }
 
@@ -216,6 +260,7 @@ pub fn text(status: &Status, now: Timestamp) -> String {
             status.state_path.display()
         );
     }
+    unwatchable_lines(&mut out, &status.unwatchable);
     if status.waiting.is_empty() {
         let _ = writeln!(out, "no approvals waiting");
     } else {

@@ -53,7 +53,7 @@ fn seconds_or_zero(seconds: Option<f64>) -> Sample {
 }
 
 /// Every family, in exposition order.
-pub(super) fn table<'a>() -> [Family<View<'a>>; 19] {
+pub(super) fn table<'a>() -> [Family<View<'a>>; 20] {
     [
         Family {
             name: "build_info",
@@ -137,6 +137,13 @@ pub(super) fn table<'a>() -> [Family<View<'a>>; 19] {
             help: "Pipelines the last completed cycle could not read.",
             shown: always,
             samples: |v, out| out.push(Sample::int(v.inner.pipelines_unreadable)),
+        },
+        Family {
+            name: "pipelines_unwatchable",
+            kind: Type::Gauge,
+            help: "Pipelines that cannot be watched correctly: an execution mode this version does not know, or a definition that cannot be read.",
+            shown: always,
+            samples: |v, out| out.push(Sample::int(v.inner.pipelines_unwatchable)),
         },
         Family {
             name: "reads_saved_total",
@@ -292,6 +299,7 @@ mod tests {
             unreadable: 0,
             reads_saved: 5,
         });
+        m.set_unwatchable(1);
         m.reload(true);
         m.reload(false);
         m.reload(false);

@@ -75,6 +75,11 @@ pub fn slack_decision(result: &ClickResult) {
 }
 
 /// One AWS API call was made (`GetPipelineState`, …), successful or not.
+/// How many pipelines cannot be watched correctly now.
+pub fn pipelines_unwatchable(pipelines: usize) {
+    global().set_unwatchable(pipelines);
+}
+
 pub fn aws_call(operation: &str) {
     global().aws_call(operation);
 }

@@ -66,6 +66,9 @@ pub(super) struct Inner {
     pub(super) reads_saved: u64,
     pub(super) cycle_duration: Histogram,
     pub(super) pipelines_unreadable: u64,
+    /// Pipelines that cannot be watched correctly (an unknown execution mode, a definition
+    /// that cannot be read).
+    pub(super) pipelines_unwatchable: u64,
     pub(super) last_success: Option<Timestamp>,
     pub(super) reloads: Tally<Outcome>,
     /// Seconds between reads of an idle pipeline, per (account, region).
@@ -228,6 +231,10 @@ impl Metrics {
     /// The effective idle rhythms (adaptive polling), replacing the previous set.
     pub fn set_idle_rhythms(&self, rhythms: BTreeMap<(String, String), u64>) {
         self.lock().idle_rhythms = rhythms;
+    }
+
+    pub fn set_unwatchable(&self, pipelines: usize) {
+        self.lock().pipelines_unwatchable = pipelines as u64;
     }
 
     pub fn set_waiting(&self, waiting: Waiting) {

@@ -170,6 +170,12 @@ CREATE TABLE slack_pauses (
 );
 ";
 
+/// Each cached definition's execution mode (`executionMode`): a PARALLEL pipeline is read per
+/// execution. Rows from before have none and are read from AWS again.
+const SCHEMA_V11: &str = "
+ALTER TABLE definitions ADD COLUMN execution_mode TEXT;
+";
+
 pub(super) fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(SCHEMA_V1),
@@ -182,6 +188,7 @@ pub(super) fn migrations() -> Migrations<'static> {
         M::up(SCHEMA_V8),
         M::up(SCHEMA_V9),
         M::up(SCHEMA_V10),
+        M::up(SCHEMA_V11),
     ])
 }
 
@@ -196,7 +203,7 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
 }
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 /// Refuses a database from a newer build before anything touches it.
 pub(super) fn check_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {

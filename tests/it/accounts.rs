@@ -92,7 +92,7 @@ account = "staging"
     let (client, targets) = support::app::connect(&config).await;
     for target in &targets {
         client
-            .read(target, false)
+            .read(target, &[], jiff::Timestamp::now())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
@@ -130,7 +130,10 @@ account = "staging"
     assert_eq!(staging.external_id, None);
     // Sessions are cached: reading again assumes no role again.
     for target in &targets {
-        client.read(target, false).await.expect("second read");
+        client
+            .read(target, &[], jiff::Timestamp::now())
+            .await
+            .expect("second read");
     }
     assert_eq!(sts.calls().len(), calls.len());
 

@@ -971,3 +971,56 @@ async fn a_ping_flood_costs_no_memory_and_the_connection_is_replaced() {
     w.approve_works_on(1, daemon, &id, "1700000000.001000")
         .await;
 }
+
+/// PARALLEL mode: two runs waiting at the same action are two alerts with their own buttons;
+/// approving one calls AWS with that run's `externalExecutionId`, and only that run is decided.
+#[tokio::test(flavor = "multi_thread")]
+async fn approving_one_of_two_parallel_runs_decides_that_one_only() {
+    use support::parallel_runs::Run;
+    let w = World::start().await;
+    w.aws.set_mode(PIPELINE, "PARALLEL");
+    let now = support::fixtures::now_epoch();
+    let (first, second) = ("ext-token-run-one", "ext-token-run-two");
+    w.aws
+        .add_run(PIPELINE, Run::waiting("run-one-1111", first, now - 600.0));
+    w.aws
+        .add_run(PIPELINE, Run::waiting("run-two-2222", second, now - 60.0));
+    let daemon = w.env.spawn_run();
+    w.socket.wait_for_connection(0, SOON).await;
+    let both = support::runner::eventually(SOON, || {
+        support::state_db::slack_ts_count(&w.env.state_path) >= 2
+    })
+    .await;
+    assert!(both, "two alerts were not both posted and recorded");
+    let alerts = w.api.calls("chat.postMessage");
+    let of_second = alerts
+        .iter()
+        .find(|a| a.body.to_string().contains("run-two-"))
+        .expect("the second run's alert names its execution");
+    let id = approval_id(&of_second.body).expect("the alert carries buttons");
+    w.click(0, LEAD, "approve", &id, "1700000000.000100");
+    assert!(
+        w.aws
+            .wait_for_calls(PUT_APPROVAL_RESULT, PIPELINE, 1, SOON)
+            .await
+    );
+    let decided = support::runner::eventually(SOON, || {
+        w.aws
+            .run_approval_status(PIPELINE, "run-two-2222")
+            .as_deref()
+            == Some("Succeeded")
+    })
+    .await;
+    assert!(decided, "{:?}", w.put_calls());
+    let puts = w.put_calls();
+    assert_eq!(puts.len(), 1, "{puts:?}");
+    assert_eq!(puts[0]["token"], second);
+    assert_eq!(
+        w.aws
+            .run_approval_status(PIPELINE, "run-one-1111")
+            .as_deref(),
+        Some("InProgress")
+    );
+    let out = daemon.terminate().await;
+    assert_no_secrets(&out.all_output());
+}

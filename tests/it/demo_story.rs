@@ -29,12 +29,12 @@ fn the_demo_tells_its_whole_story() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
-    for step in 1..=6 {
+    for step in 1..=7 {
         assert!(stdout.contains(&format!("── step {step}:")), "{stdout}");
     }
-    assert_eq!(stdout.matches("┌─ Slack message").count(), 5, "{stdout}");
+    assert_eq!(stdout.matches("┌─ Slack message").count(), 7, "{stdout}");
     assert!(
-        stdout.contains("would now list 1 waiting approval"),
+        stdout.contains("would now list 3 waiting approval"),
         "{stdout}"
     );
 }

@@ -382,8 +382,8 @@ async fn run_reads_definitions_only_when_the_version_changes() {
             .await
     );
     assert_eq!(w.aws.calls(GET_PIPELINE, "web-app"), 1);
-    // api is idle (nothing in progress): its definition is not needed.
-    assert_eq!(w.aws.calls(GET_PIPELINE, "api"), 0);
+    // api is idle: its definition is read once (its execution mode), not again.
+    assert_eq!(w.aws.calls(GET_PIPELINE, "api"), 1);
     assert_eq!(w.aws.calls(GET_PIPELINE_EXECUTION, "web-app"), 1);
     assert_eq!(w.aws.calls(GET_PIPELINE_EXECUTION, "api"), 0);
 
@@ -400,7 +400,7 @@ async fn run_reads_definitions_only_when_the_version_changes() {
             .await
     );
     assert_eq!(w.aws.calls(GET_PIPELINE, "web-app"), 2);
-    assert_eq!(w.aws.calls(GET_PIPELINE, "api"), 0);
+    assert_eq!(w.aws.calls(GET_PIPELINE, "api"), 1);
     // Same approval still waiting: no new revision lookup, no new message.
     assert_eq!(w.aws.calls(GET_PIPELINE_EXECUTION, "web-app"), 1);
     assert_eq!(w.slack.request_count(), 1);

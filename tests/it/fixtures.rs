@@ -5,10 +5,10 @@ use crate::support;
 
 use approval_watch::aws::{CodePipeline, Target};
 use approval_watch::config::Config;
-use approval_watch_core::model::{ActionStatus, PipelineSnapshot};
+use approval_watch_core::model::{ActionStatus, ExecutionMode, PipelineSnapshot};
 use jiff::Timestamp;
 use support::fixtures::{self, Fixture};
-use support::{FakeCodePipeline, InjectedError};
+use support::{FakeCodePipeline, InjectedError, LIST_ACTION_EXECUTIONS, LIST_PIPELINE_EXECUTIONS};
 
 fn ts(secs: f64) -> Timestamp {
     Timestamp::from_millisecond((secs * 1000.0).round() as i64).unwrap()
@@ -47,11 +47,15 @@ async fn every_fixture_reads_into_the_model() {
     let fake = FakeCodePipeline::with_pipelines(&["web-app"]).await;
     let (aws, target) = connect(&fake).await;
 
-    // get-pipeline.json: the definition says which action is the approval. (`true`: read as a
-    // pipeline with an approval recorded as waiting, so the definition is always read.)
+    // get-pipeline.json: the definition says which action is the approval, and the execution
+    // mode (read with the state whenever the version's definition is not cached).
     fake.set_state_raw("web-app", Fixture::NeverReached);
-    let s = aws.read(&target, true).await.expect("never-reached");
+    let s = aws
+        .read(&target, &[], Timestamp::now())
+        .await
+        .expect("never-reached");
     assert_eq!(s.version, Some(7));
+    assert_eq!(s.mode, ExecutionMode::Superseded);
     let a = only_approval(&s);
     assert_eq!(a.stage, fixtures::APPROVAL_STAGE);
     assert_eq!(a.action, fixtures::APPROVAL_ACTION);
@@ -67,7 +71,10 @@ async fn every_fixture_reads_into_the_model() {
     assert_eq!(a.latest, None);
 
     fake.set_state_raw("web-app", Fixture::Waiting);
-    let s = aws.read(&target, true).await.expect("waiting");
+    let s = aws
+        .read(&target, &[], Timestamp::now())
+        .await
+        .expect("waiting");
     let a = only_approval(&s);
     let latest = a.latest.as_ref().unwrap();
     assert_eq!(latest.status, ActionStatus::InProgress);
@@ -79,7 +86,10 @@ async fn every_fixture_reads_into_the_model() {
     );
 
     fake.set_state_raw("web-app", Fixture::Approved);
-    let s = aws.read(&target, true).await.expect("approved");
+    let s = aws
+        .read(&target, &[], Timestamp::now())
+        .await
+        .expect("approved");
     let latest = only_approval(&s).latest.clone().unwrap();
     assert_eq!(latest.status, ActionStatus::Succeeded);
     assert_eq!(latest.token.as_deref(), Some(fixtures::FIXTURE_TOKEN));
@@ -91,7 +101,10 @@ async fn every_fixture_reads_into_the_model() {
     assert_near(latest.last_status_change, 1764151992.731);
 
     fake.set_state_raw("web-app", Fixture::Rejected);
-    let s = aws.read(&target, true).await.expect("rejected");
+    let s = aws
+        .read(&target, &[], Timestamp::now())
+        .await
+        .expect("rejected");
     let latest = only_approval(&s).latest.clone().unwrap();
     assert_eq!(latest.status, ActionStatus::Failed);
     assert_eq!(
@@ -104,7 +117,10 @@ async fn every_fixture_reads_into_the_model() {
     );
 
     fake.set_state_raw("web-app", Fixture::Expired);
-    let s = aws.read(&target, true).await.expect("expired");
+    let s = aws
+        .read(&target, &[], Timestamp::now())
+        .await
+        .expect("expired");
     let latest = only_approval(&s).latest.clone().unwrap();
     assert_eq!(latest.status, ActionStatus::Failed);
     assert_eq!(latest.last_updated_by, None);
@@ -134,7 +150,10 @@ async fn every_fixture_reads_into_the_model() {
         (InjectedError::not_found(), "PipelineNotFoundException"),
     ] {
         fake.set_operation_error("GetPipelineState", "web-app", injected);
-        let e = aws.read(&target, true).await.expect_err("error fixture");
+        let e = aws
+            .read(&target, &[], Timestamp::now())
+            .await
+            .expect_err("error fixture");
         assert_eq!(e.code, code);
         assert_eq!(e.pipeline, "web-app");
         assert_eq!(e.operation, "GetPipelineState");
@@ -142,4 +161,41 @@ async fn every_fixture_reads_into_the_model() {
         assert!(!e.message.is_empty());
         fake.clear_error("web-app");
     }
+}
+
+/// list-pipeline-executions.json and list-action-executions.json: a PARALLEL pipeline's waiting
+/// run read per execution, its token the approval's `externalExecutionId`; the deploy action
+/// and the run that is not at an approval give nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_parallel_fixtures_read_into_one_approval_per_waiting_run() {
+    support::static_credentials();
+    let fake = FakeCodePipeline::with_pipelines(&["web-app"]).await;
+    let (aws, target) = connect(&fake).await;
+    fake.set_mode("web-app", "PARALLEL");
+    let executions = fixtures::load("list-pipeline-executions.json").to_string();
+    let actions = fixtures::load("list-action-executions.json").to_string();
+    fake.raw_next(LIST_PIPELINE_EXECUTIONS, "web-app", 1, 200, &executions);
+    // The two runs in progress are read in turn; each gets the fixture's answer.
+    fake.raw_next(LIST_ACTION_EXECUTIONS, "web-app", 2, 200, &actions);
+    let s = aws
+        .read(&target, &[], ts(1764150400.0))
+        .await
+        .expect("parallel read");
+    assert_eq!(s.mode, ExecutionMode::Parallel);
+    assert!(s.active);
+    let a = only_approval(&s);
+    assert_eq!(a.stage, fixtures::APPROVAL_STAGE);
+    assert_eq!(a.action, fixtures::APPROVAL_ACTION);
+    assert_eq!(
+        a.pipeline_execution_id.as_deref(),
+        Some(fixtures::FIXTURE_EXECUTION_ID)
+    );
+    assert_eq!(a.definition.timeout_minutes, Some(10080));
+    let latest = a.latest.as_ref().unwrap();
+    assert_eq!(latest.status, ActionStatus::InProgress);
+    assert_eq!(latest.token.as_deref(), Some(fixtures::FIXTURE_TOKEN));
+    assert_near(latest.last_status_change, 1764148392.068);
+    // The fixture's page had a nextToken: read on (the fake's own, empty, answer ends it).
+    assert_eq!(fake.calls(LIST_PIPELINE_EXECUTIONS, "web-app"), 2);
+    assert_eq!(fake.calls(LIST_ACTION_EXECUTIONS, "web-app"), 2);
 }

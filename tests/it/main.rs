@@ -42,6 +42,7 @@ mod hostile_stdout;
 mod hostile_text;
 mod iam_policy;
 mod metrics;
+mod parallel;
 mod polling;
 mod readme_schemas;
 mod routing;

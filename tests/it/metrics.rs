@@ -362,3 +362,26 @@ async fn metrics_are_off_by_default() {
     );
     daemon.terminate().await.assert_code(0);
 }
+
+/// A pipeline whose execution mode this version does not know is counted as unwatchable
+/// (apart from an unreadable one) until an edit makes it watchable again.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_execution_mode_is_counted_as_unwatchable_until_fixed() {
+    let mut world = World::start(&["web-app", "api"]).await;
+    world.aws.set_mode("web-app", "STAGGERED");
+    world.env.spec.extra_top = "[metrics]\nlisten = \"127.0.0.1:0\"\n".into();
+    world.env.write_config();
+    let mut daemon = world.env.spawn_run();
+    let base = metrics_base(&mut daemon).await;
+    scrape_until(&base, "one pipeline unwatchable", |s| {
+        value(s, "approval_watch_pipelines_unwatchable", &[]) == Some(1.0)
+    })
+    .await;
+    world.aws.set_mode("web-app", "PARALLEL");
+    world.aws.set_version("web-app", 8);
+    scrape_until(&base, "no pipeline unwatchable", |s| {
+        value(s, "approval_watch_pipelines_unwatchable", &[]) == Some(0.0)
+    })
+    .await;
+    daemon.terminate().await;
+}

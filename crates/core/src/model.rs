@@ -84,6 +84,26 @@ pub const DEFAULT_APPROVAL_TIMEOUT_MINUTES: i64 = 7 * 24 * 60;
 /// Read from AWS, kept in the store's definition cache.
 pub type Definitions = Vec<((String, String), ApprovalDefinition)>;
 
+/// What a pipeline version's definition (`GetPipeline`) tells a read: how it runs its
+/// executions and which of its actions are manual approvals. Cached per `pipelineVersion`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PipelineDefinition {
+    pub mode: ExecutionMode,
+    pub approvals: Definitions,
+}
+
+impl PipelineDefinition {
+    /// The longest an approval of this pipeline can wait: how far back a per-execution read
+    /// looks for runs still waiting.
+    pub fn longest_timeout_minutes(&self) -> i64 {
+        self.approvals
+            .iter()
+            .map(|(_, d)| d.timeout_minutes())
+            .max()
+            .unwrap_or(DEFAULT_APPROVAL_TIMEOUT_MINUTES)
+    }
+}
+
 impl ApprovalDefinition {
     pub fn timeout_minutes(&self) -> i64 {
         self.timeout_minutes
@@ -115,7 +135,8 @@ impl ActionStatus {
     }
 }
 
-/// The latest execution of an approval action, from `GetPipelineState`.
+/// The latest execution of an approval action, from `GetPipelineState` (or, in PARALLEL mode,
+/// one action execution from `ListActionExecutions`: its `externalExecutionId` is the token).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActionExecution {
     pub status: ActionStatus,
@@ -139,13 +160,58 @@ pub struct ObservedApproval {
     pub pipeline_execution_id: Option<String>,
 }
 
+/// How a pipeline runs its executions (`executionMode` of `GetPipeline` and `ListPipelines`;
+/// V1 pipelines, which have none, run SUPERSEDED).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ExecutionMode {
+    /// A newer run overtakes an older one at a stage: `GetPipelineState` shows each
+    /// approval's one latest execution.
+    #[default]
+    Superseded,
+    /// Runs wait their turn; each stage holds one, and `GetPipelineState` shows each stage's own.
+    Queued,
+    /// Runs are independent and `GetPipelineState` shows none of them: each approval is one
+    /// run's, read per execution.
+    Parallel,
+    /// A mode this version does not know: the pipeline cannot be watched correctly.
+    Unknown(String),
+}
+
+impl ExecutionMode {
+    /// AWS's spelling; an absent mode is SUPERSEDED (V1 pipelines and older answers).
+    pub fn parse(s: Option<&str>) -> Self {
+        match s {
+            None | Some("") | Some("SUPERSEDED") => Self::Superseded,
+            Some("QUEUED") => Self::Queued,
+            Some("PARALLEL") => Self::Parallel,
+            Some(other) => Self::Unknown(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Superseded => "SUPERSEDED",
+            Self::Queued => "QUEUED",
+            Self::Parallel => "PARALLEL",
+            Self::Unknown(other) => other,
+        }
+    }
+
+    /// Whether each approval is one execution's, so several of one action wait at once.
+    pub fn per_execution(&self) -> bool {
+        matches!(self, Self::Parallel)
+    }
+}
+
 /// One successful read of a pipeline: every approval action it has, and their latest executions.
+/// In PARALLEL mode, one entry per approval action execution read (several per action).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PipelineSnapshot {
     pub account: String,
     pub region: String,
     pub pipeline: String,
     pub version: Option<i32>,
+    pub mode: ExecutionMode,
     /// A run is in progress at or before an approval stage (so read it often).
     pub active: bool,
     pub approvals: Vec<ObservedApproval>,

@@ -24,6 +24,9 @@ pub const NOT_FOUND: &str = "PipelineNotFoundException";
 struct Failing {
     code: String,
     since: Timestamp,
+    /// The failure is the pipeline's definition (an unknown execution mode, `GetPipeline`
+    /// failing): it cannot be watched correctly, which is said apart from a failed read.
+    unwatchable: bool,
 }
 
 /// What a failed read was, compared with the pipeline's previous read.
@@ -53,11 +56,31 @@ impl ReadFailures {
                 let failing = Failing {
                     code: code.to_owned(),
                     since: now,
+                    unwatchable: false,
                 };
                 self.failing.insert(target.clone(), failing);
                 Failure::New
             }
         }
+    }
+
+    /// The failure just reported for `target` is its definition's: it cannot be watched.
+    pub fn unwatchable(&mut self, target: &Target) {
+        if let Some(f) = self.failing.get_mut(target) {
+            f.unwatchable = true;
+        }
+    }
+
+    /// The pipelines that cannot be watched now, sorted.
+    pub fn unwatchable_targets(&self) -> Vec<Target> {
+        let mut out: Vec<Target> = self
+            .failing
+            .iter()
+            .filter(|(_, f)| f.unwatchable)
+            .map(|(t, _)| t.clone())
+            .collect();
+        out.sort();
+        out
     }
 
     /// `target` was read. Returns whether it was failing until now.
@@ -207,5 +230,23 @@ mod tests {
         f.retain(std::slice::from_ref(&api));
         assert_eq!(f.deleted(at(15)), [api]);
         assert!(!f.is_empty());
+    }
+
+    #[test]
+    fn a_definition_failure_is_unwatchable_until_the_pipeline_is_read() {
+        let mut f = ReadFailures::default();
+        let (web, api) = (target("web"), target("api"));
+        f.failed(&web, "UnknownExecutionMode", at(0));
+        f.unwatchable(&web);
+        f.failed(&api, "ThrottlingException", at(0));
+        assert_eq!(f.unwatchable_targets(), std::slice::from_ref(&web));
+        // Failing the same way: still unwatchable; read: no longer.
+        assert_eq!(
+            f.failed(&web, "UnknownExecutionMode", at(1)),
+            Failure::Lasting
+        );
+        assert_eq!(f.unwatchable_targets(), std::slice::from_ref(&web));
+        f.read(&web);
+        assert!(f.unwatchable_targets().is_empty());
     }
 }

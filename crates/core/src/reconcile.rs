@@ -105,15 +105,13 @@ pub fn reconcile(input: &Inputs<'_>) -> Plan {
         }
     }
     for snapshot in input.snapshots {
-        let observed = |stage: &str, action: &str| {
-            snapshot
-                .approvals
-                .iter()
-                .find(|a| a.stage == stage && a.action == action)
-        };
         for o in input.open.iter().filter(|o| belongs(o, snapshot)) {
             let key = &o.approval.key;
-            match judge(&o.approval, observed(&key.stage, &key.action), now) {
+            let judgement = match observed(snapshot, key) {
+                Seen::Action(observed) => judge(&o.approval, observed, now),
+                Seen::NotListed => unlisted(&o.approval, now),
+            };
+            match judgement {
                 Judgement::Resolved(resolution) => plan.resolved.push(Resolved {
                     id: o.id,
                     approval: o.approval.clone(),
@@ -149,6 +147,50 @@ pub fn reconcile(input: &Inputs<'_>) -> Plan {
         }
     }
     plan
+}
+
+/// What a read says about one recorded approval's action.
+enum Seen<'a> {
+    /// The action as read (`None`: the definition has no such stage or action any more).
+    Action(Option<&'a ObservedApproval>),
+    /// A per-execution read that did not list this approval's execution of the action.
+    NotListed,
+}
+
+/// The observed action a recorded approval is judged by: the execution with its token where
+/// one was read (in PARALLEL mode several executions of one action wait at once, each its own
+/// approval), else the action's one latest execution. A per-execution read never judges one
+/// run by another's execution.
+fn observed<'a>(snapshot: &'a PipelineSnapshot, key: &ApprovalKey) -> Seen<'a> {
+    let mut same_action = snapshot
+        .approvals
+        .iter()
+        .filter(|a| a.stage == key.stage && a.action == key.action);
+    let own = same_action.clone().find(|a| {
+        a.latest
+            .as_ref()
+            .is_some_and(|l| l.token.as_deref() == Some(key.token.as_str()))
+    });
+    match own {
+        Some(a) => Seen::Action(Some(a)),
+        None if snapshot.mode.per_execution() => Seen::NotListed,
+        None => Seen::Action(same_action.next()),
+    }
+}
+
+/// A recorded approval whose execution a per-execution read did not list (its history gone,
+/// or recorded without its execution id): it cannot wait past its expiry, so it is taken as
+/// expired then; before, nothing is known.
+fn unlisted(stored: &Approval, now: Timestamp) -> Judgement {
+    if now < stored.expires_at {
+        return Judgement::Unsure;
+    }
+    Judgement::Resolved(Resolution {
+        outcome: Outcome::Expired,
+        by: None,
+        comment: None,
+        at: stored.expires_at,
+    })
 }
 
 fn belongs(o: &OpenApproval, snapshot: &PipelineSnapshot) -> bool {
@@ -317,6 +359,7 @@ mod tests {
             region: "us-east-1".into(),
             pipeline: "web-app".into(),
             version: Some(7),
+            mode: crate::model::ExecutionMode::Superseded,
             active: true,
             approvals,
         }
@@ -662,5 +705,108 @@ mod tests {
             plan.resolved[0].resolution.outcome,
             Outcome::PipelineDeleted
         );
+    }
+
+    /// One run's execution of the approval action, in a per-execution (PARALLEL) read.
+    fn run_of(execution: &str, status: ActionStatus, by: Option<&str>) -> ObservedApproval {
+        let mut o = observed(status, Some(&format!("ext-{execution}")));
+        o.pipeline_execution_id = Some(execution.into());
+        if let Some(latest) = o.latest.as_mut() {
+            latest.last_updated_by = by.map(str::to_owned);
+        }
+        o
+    }
+
+    fn parallel(approvals: Vec<ObservedApproval>) -> PipelineSnapshot {
+        PipelineSnapshot {
+            mode: crate::model::ExecutionMode::Parallel,
+            ..snapshot(approvals)
+        }
+    }
+
+    #[test]
+    fn two_runs_waiting_at_one_action_are_two_approvals_each_resolved_alone() {
+        let both = [parallel(vec![
+            run_of("e1", ActionStatus::InProgress, None),
+            run_of("e2", ActionStatus::InProgress, None),
+        ])];
+        let open = open_from(&both, true);
+        assert_eq!(open.len(), 2);
+        let tokens: Vec<&str> = open.iter().map(|o| o.approval.key.token.as_str()).collect();
+        assert_eq!(tokens, ["ext-e1", "ext-e2"]);
+        assert_eq!(
+            open[1].approval.pipeline_execution_id.as_deref(),
+            Some("e2")
+        );
+        // Read again, both still waiting: nothing new, nothing resolved (listed in either order).
+        let known: HashSet<ApprovalKey> = open.iter().map(|o| o.approval.key.clone()).collect();
+        let again = [parallel(vec![
+            run_of("e2", ActionStatus::InProgress, None),
+            run_of("e1", ActionStatus::InProgress, None),
+        ])];
+        let plan = run(&open, &again, &known, &HashMap::new(), ts(T0 + 60));
+        assert!(plan.new.is_empty() && plan.resolved.is_empty(), "{plan:?}");
+        // e2 approved: only e2 is resolved, with its reviewer.
+        let one_done = [parallel(vec![
+            run_of("e1", ActionStatus::InProgress, None),
+            run_of("e2", ActionStatus::Succeeded, Some("arn:alice")),
+        ])];
+        let plan = run(&open, &one_done, &known, &HashMap::new(), ts(T0 + 120));
+        assert_eq!(plan.resolved.len(), 1, "{plan:?}");
+        assert_eq!(plan.resolved[0].approval.key.token, "ext-e2");
+        assert_eq!(plan.resolved[0].resolution.outcome, Outcome::Approved);
+        assert_eq!(plan.resolved[0].resolution.by.as_deref(), Some("arn:alice"));
+        // A stopped run's approval is abandoned: superseded, the other one untouched.
+        let stopped = [parallel(vec![
+            run_of("e1", ActionStatus::Abandoned, None),
+            run_of("e2", ActionStatus::InProgress, None),
+        ])];
+        let plan = run(&open, &stopped, &known, &HashMap::new(), ts(T0 + 120));
+        assert_eq!(plan.resolved.len(), 1, "{plan:?}");
+        assert_eq!(plan.resolved[0].approval.key.token, "ext-e1");
+        assert_eq!(plan.resolved[0].resolution.outcome, Outcome::Superseded);
+    }
+
+    #[test]
+    fn a_run_a_parallel_read_does_not_list_stays_open_until_its_expiry() {
+        let open = open_from(
+            &[parallel(vec![run_of("e1", ActionStatus::InProgress, None)])],
+            true,
+        );
+        let known: HashSet<ApprovalKey> = open.iter().map(|o| o.approval.key.clone()).collect();
+        let others = [parallel(vec![run_of("e9", ActionStatus::InProgress, None)])];
+        let plan = run(&open, &others, &known, &HashMap::new(), ts(T0 + 60));
+        assert!(plan.resolved.is_empty(), "{plan:?}");
+        assert_eq!(plan.new.len(), 1, "e9 is new");
+        let plan = run(&open, &others, &known, &HashMap::new(), ts(T0 + WEEK + 1));
+        assert_eq!(plan.resolved.len(), 1);
+        assert_eq!(plan.resolved[0].resolution.outcome, Outcome::Expired);
+    }
+
+    #[test]
+    fn queued_runs_at_two_approval_stages_are_two_approvals() {
+        let mut second = run_of("e2", ActionStatus::InProgress, None);
+        second.stage = "Approve_Canary".into();
+        let first = run_of("e1", ActionStatus::InProgress, None);
+        let queued = |a: Vec<ObservedApproval>| PipelineSnapshot {
+            mode: crate::model::ExecutionMode::Queued,
+            ..snapshot(a)
+        };
+        let open = open_from(&[queued(vec![first.clone(), second.clone()])], true);
+        assert_eq!(open.len(), 2);
+        let known: HashSet<ApprovalKey> = open.iter().map(|o| o.approval.key.clone()).collect();
+        let mut approved = first.clone();
+        if let Some(l) = approved.latest.as_mut() {
+            l.status = ActionStatus::Succeeded;
+        }
+        let plan = run(
+            &open,
+            &[queued(vec![approved, second])],
+            &known,
+            &HashMap::new(),
+            ts(T0 + 60),
+        );
+        assert_eq!(plan.resolved.len(), 1, "{plan:?}");
+        assert_eq!(plan.resolved[0].approval.key.stage, first.stage);
     }
 }

@@ -41,9 +41,10 @@ pub async fn observe(
     now: Timestamp,
 ) -> Result<Observation, StoreError> {
     // The budgets pace and cap the calls; this only bounds the futures held at once.
-    let recorded: HashSet<Target> = open.iter().map(|o| o.approval.key.target()).collect();
+    let recorded = recorded_runs(open);
+    let none = Vec::new();
     let results: Vec<Result<PipelineSnapshot, AwsError>> = futures_util::stream::iter(targets)
-        .map(|t| aws.read(t, recorded.contains(t)))
+        .map(|t| aws.read(t, recorded.get(t).unwrap_or(&none), now))
         .buffer_unordered(MAX_PENDING_READS)
         .collect()
         .await;
@@ -74,6 +75,20 @@ pub async fn observe(
         snapshots,
         failures,
     })
+}
+
+/// The runs of each pipeline with an approval recorded as waiting: a per-execution read reads
+/// them too, to learn how each approval ended.
+fn recorded_runs(open: &[OpenApproval]) -> HashMap<Target, Vec<String>> {
+    let mut runs: HashMap<Target, Vec<String>> = HashMap::new();
+    for o in open {
+        if let Some(run) = &o.approval.pipeline_execution_id {
+            runs.entry(o.approval.key.target())
+                .or_default()
+                .push(run.clone());
+        }
+    }
+    runs
 }
 
 /// Pipelines whose revision could not be read, warned about once while it lasts.
@@ -126,7 +141,18 @@ pub fn record(
     now: Timestamp,
 ) {
     for e in &observed.failures {
-        match failing.failed(&e.target(), &e.code, now) {
+        let failure = failing.failed(&e.target(), &e.code, now);
+        // The definition says how the pipeline runs (its execution mode) and which actions
+        // are approvals: without it, approvals could be missed without a word.
+        let unwatchable = e.operation == "GetPipeline";
+        if unwatchable {
+            failing.unwatchable(&e.target());
+        }
+        match failure {
+            Failure::New if unwatchable => warn(
+                e,
+                "cannot read pipeline definition, so the pipeline cannot be watched (the definition says how it runs and which actions are approvals); approvals it starts go untold until this is fixed",
+            ),
             Failure::New => warn(e, "cannot read pipeline; its approvals stay as they are"),
             Failure::Lasting => {
                 tracing::debug!(pipeline = %e.pipeline, region = %e.region, code = %e.code, "still cannot read pipeline")
@@ -149,6 +175,7 @@ pub fn record(
             tracing::info!(pipeline = %target.pipeline, region = %target.region, "pipeline readable again");
         }
     }
+    crate::metrics::pipelines_unwatchable(failing.unwatchable_targets().len());
 }
 
 /// Warns about a failed AWS call: `what`, then AWS's message, with the call's fields.
@@ -176,6 +203,7 @@ mod tests {
             region: "eu-west-1".into(),
             pipeline: pipeline.into(),
             version: Some(1),
+            mode: Default::default(),
             active,
             approvals: Vec::new(),
         }

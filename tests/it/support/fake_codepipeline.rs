@@ -2,7 +2,9 @@
 //!
 //! `POST /` routed on `X-Amz-Target`; bodies shaped like the fixtures. Per pipeline it serves a
 //! current `GetPipelineState`, `GetPipeline` and `GetPipelineExecution` body, or an injected error.
-//! A pipeline it does not know answers `PipelineNotFoundException`, as AWS does.
+//! A pipeline it does not know answers `PipelineNotFoundException`, as AWS does. A pipeline
+//! switched to PARALLEL mode (`set_parallel`) runs executions of its own (`parallel_runs`):
+//! its state then shows none of them, as AWS's does not.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -19,6 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::fixtures::{self, Fixture, StateBuilder};
+use super::parallel_runs::{self, Run};
 
 pub const TARGET_PREFIX: &str = "CodePipeline_20150709.";
 pub const GET_PIPELINE_STATE: &str = "GetPipelineState";
@@ -29,6 +32,8 @@ pub const PUT_APPROVAL_RESULT: &str = "PutApprovalResult";
 pub const DAEMON_ROLE_ARN: &str =
     "arn:aws:sts::123456789012:assumed-role/approval-watch/i-0bastion";
 pub const LIST_PIPELINES: &str = "ListPipelines";
+pub const LIST_PIPELINE_EXECUTIONS: &str = "ListPipelineExecutions";
+pub const LIST_ACTION_EXECUTIONS: &str = "ListActionExecutions";
 
 /// An error the fake answers with instead of a body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +110,10 @@ struct PipelineEntry {
     streamed: std::collections::HashSet<String>,
     /// One-shot extra delays per operation (a slow or hanging answer for this pipeline only).
     delays: HashMap<String, VecDeque<Duration>>,
+    /// `executionMode` of the definition and of `ListPipelines`.
+    mode: String,
+    /// Its runs, read per execution in PARALLEL mode.
+    runs: Vec<Run>,
 }
 
 impl PipelineEntry {
@@ -127,7 +136,13 @@ impl PipelineEntry {
             raw: HashMap::new(),
             streamed: Default::default(),
             delays: HashMap::new(),
+            mode: "SUPERSEDED".into(),
+            runs: Vec::new(),
         }
+    }
+
+    fn parallel(&self) -> bool {
+        self.mode == "PARALLEL"
     }
 }
 
@@ -318,6 +333,55 @@ impl FakeCodePipeline {
             e.definition["pipeline"]["version"] = json!(version);
             e.execution["pipelineExecution"]["pipelineVersion"] = json!(version);
         });
+    }
+
+    /// Sets the definition's `executionMode` (and `ListPipelines`'); `PARALLEL` also empties the
+    /// state of executions, as AWS shows a PARALLEL pipeline. Bump the version with `set_version`
+    /// to model an edit that switches the mode.
+    pub fn set_mode(&self, pipeline: &str, mode: &str) {
+        self.with_entry(pipeline, |e| {
+            e.mode = mode.to_owned();
+            e.definition["pipeline"]["executionMode"] = json!(mode);
+            if mode == "PARALLEL" {
+                e.state = StateBuilder::fixture(Fixture::NeverReached)
+                    .named(pipeline)
+                    .version(e.version)
+                    .build();
+            }
+        });
+    }
+
+    /// Adds a run (see `parallel_runs::Run`).
+    pub fn add_run(&self, pipeline: &str, run: Run) {
+        self.with_entry(pipeline, |e| e.runs.push(run));
+    }
+
+    /// Ends the approval of run `id`: `status` as the action reads then (`Succeeded`,
+    /// `Failed`, `Abandoned` for a stopped run), with its reviewer and comment.
+    pub fn decide_run(
+        &self,
+        pipeline: &str,
+        id: &str,
+        status: &str,
+        by: Option<&str>,
+        summary: Option<&str>,
+    ) {
+        self.with_entry(pipeline, |e| {
+            if let Some(run) = e.runs.iter_mut().find(|r| r.id == id) {
+                parallel_runs::decide(run, status, by, summary);
+            }
+        });
+    }
+
+    /// Run `id`'s approval action status (`InProgress`, `Succeeded`…), if it reached it.
+    pub fn run_approval_status(&self, pipeline: &str, id: &str) -> Option<String> {
+        self.with_entry(pipeline, |e| {
+            e.runs
+                .iter()
+                .find(|r| r.id == id)
+                .and_then(|r| r.approval.as_ref())
+                .map(|a| a.status.clone())
+        })
     }
 
     /// Every operation on `pipeline` answers this error until `clear_error`.
@@ -626,7 +690,7 @@ fn answer(
             .take(size)
             .map(|n| {
                 json!({"name": n, "version": inner.pipelines[*n].version, "pipelineType": "V2",
-                       "executionMode": "SUPERSEDED", "created": 1600871523.204, "updated": 1761923344.5})
+                       "executionMode": inner.pipelines[*n].mode, "created": 1600871523.204, "updated": 1761923344.5})
             })
             .collect();
         let next = start.saturating_add(size);
@@ -641,6 +705,8 @@ fn answer(
         GET_PIPELINE,
         GET_PIPELINE_EXECUTION,
         PUT_APPROVAL_RESULT,
+        LIST_PIPELINE_EXECUTIONS,
+        LIST_ACTION_EXECUTIONS,
     ];
     if !known.contains(&operation) {
         return (
@@ -688,11 +754,35 @@ fn answer(
     match operation {
         GET_PIPELINE_STATE => (200, entry.state.clone()),
         GET_PIPELINE => (200, entry.definition.clone()),
+        PUT_APPROVAL_RESULT if entry.parallel() => {
+            parallel_runs::put_approval_result(&mut entry.runs, body)
+        }
         PUT_APPROVAL_RESULT => put_approval_result(entry, body),
+        LIST_PIPELINE_EXECUTIONS => (
+            200,
+            parallel_runs::list_pipeline_executions(&entry.runs, body),
+        ),
+        LIST_ACTION_EXECUTIONS => {
+            parallel_runs::list_action_executions(&entry.runs, entry.version, body)
+        }
         _ => {
             let mut exec = entry.execution.clone();
             if let Some(id) = body.get("pipelineExecutionId") {
                 exec["pipelineExecution"]["pipelineExecutionId"] = id.clone();
+                // A run of its own (PARALLEL mode) deploys its own revision.
+                if let Some(run) = entry
+                    .runs
+                    .iter()
+                    .find(|r| Some(r.id.as_str()) == id.as_str())
+                {
+                    let revision = &mut exec["pipelineExecution"]["artifactRevisions"][0];
+                    revision["revisionId"] = json!(run.revision);
+                    revision["revisionUrl"] = json!(format!(
+                        "https://github.com/example/web-app/commit/{}",
+                        run.revision
+                    ));
+                    revision["revisionSummary"] = json!(format!("Run {}", run.id));
+                }
             }
             (200, exec)
         }
@@ -703,16 +793,16 @@ fn answer(
 /// the action then reads Succeeded (approved) or Failed (rejected) with the summary, and the
 /// reviewer is the caller's IAM identity.
 fn put_approval_result(entry: &mut PipelineEntry, body: &Value) -> (u16, Value) {
-    let field = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-    let (stage, action, token) = (field("stageName"), field("actionName"), field("token"));
-    let status = body["result"]["status"].as_str().unwrap_or("").to_owned();
-    let summary = body["result"]["summary"].as_str().unwrap_or("").to_owned();
-    if !matches!(status.as_str(), "Approved" | "Rejected") || summary.chars().count() > 512 {
-        return (
-            400,
-            fixtures::error_body("ValidationException", "1 validation error detected: result"),
-        );
-    }
+    let parallel_runs::ApprovalRequest {
+        stage,
+        action,
+        token,
+        status,
+        summary,
+    } = match parallel_runs::ApprovalRequest::parse(body) {
+        Ok(request) => request,
+        Err(refused) => return refused,
+    };
     let Some(stages) = entry.state["stageStates"].as_array_mut() else {
         return (
             400,

@@ -13,6 +13,7 @@ pub mod fake_sts;
 pub mod fixtures;
 pub mod flaky_port;
 pub mod isolated;
+pub mod parallel_runs;
 pub mod payload;
 pub mod rng;
 pub mod runner;
@@ -23,7 +24,7 @@ use std::time::Duration;
 
 pub use fake_codepipeline::{
     FakeCodePipeline, GET_PIPELINE, GET_PIPELINE_EXECUTION, GET_PIPELINE_STATE, InjectedError,
-    LIST_PIPELINES,
+    LIST_ACTION_EXECUTIONS, LIST_PIPELINE_EXECUTIONS, LIST_PIPELINES,
 };
 pub use fake_heartbeat::{FakeHeartbeat, HEARTBEAT_SECRET};
 pub use fake_slack::{FakeSlack, SlackResponse, WEBHOOK_PATH, WEBHOOK_SECRET};

@@ -95,6 +95,19 @@ pub fn approvals(path: &Path) -> Vec<ApprovalRow> {
 }
 
 /// Whether some approval has the channel and `ts` of its app-mode alert recorded.
+/// How many approvals have their alert's place in Slack recorded.
+pub fn slack_ts_count(path: &Path) -> i64 {
+    open(path)
+        .and_then(|conn| {
+            conn.query_row(
+                "SELECT COUNT(*) FROM approvals WHERE slack_ts IS NOT NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .unwrap_or(0)
+}
+
 pub fn slack_ts_recorded(path: &Path) -> bool {
     open(path)
         .and_then(|conn| {

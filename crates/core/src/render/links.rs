@@ -25,6 +25,16 @@ pub fn pipeline_url(region: &str, pipeline: &str) -> String {
     )
 }
 
+/// One execution's page in the console (its timeline): which run this is.
+pub fn execution_url(region: &str, pipeline: &str, execution_id: &str) -> String {
+    format!(
+        "{CONSOLE_PIPELINES}/{}/executions/{}/timeline?region={}",
+        percent_encode(pipeline),
+        percent_encode(execution_id),
+        percent_encode(region),
+    )
+}
+
 /// The console's review dialog for one approval request; the token selects the request.
 pub fn review_url(key: &ApprovalKey) -> String {
     format!(

@@ -25,7 +25,7 @@ mod time;
 
 pub use approvals::{decided_alert, reject_modal, who_may, with_buttons};
 pub use digest::{DIGEST_MAX_CHARS, digest, shorter_digest};
-pub use links::{pipeline_url, review_url};
+pub use links::{execution_url, pipeline_url, review_url};
 pub use text::{escape_mrkdwn, reviewer_name};
 pub use time::humanize;
 
@@ -90,6 +90,7 @@ pub fn alert(approval: &Approval, now: Timestamp) -> Value {
     blocks.extend(note(approval));
     let details: Vec<String> = [
         non_blank(approval.external_entity_link.as_deref()).map(external_link_line),
+        execution_line(approval),
         approval.revision.as_ref().and_then(revision_line),
     ]
     .into_iter()
@@ -123,6 +124,7 @@ pub fn resolution(approval: &Approval, resolution: &Resolution) -> Value {
         headline
     )];
     facts.extend(place_lines(key, &pipeline_url));
+    facts.extend(execution_line(approval));
 
     let mut blocks = vec![section(&facts.join("\n"))];
     blocks.extend(comment.map(|c| comment_section(reviewer.as_deref(), c)));
@@ -156,6 +158,7 @@ pub fn resolved_alert(approval: &Approval, resolution: &Resolution) -> Value {
         format!("*Waited:* {}", humanize(waited)),
     ];
     facts.extend(place_lines(key, &pipeline_url));
+    facts.extend(execution_line(approval));
     let mut blocks = vec![
         header(&format!(
             "{} {word}: {}",
@@ -200,6 +203,7 @@ pub fn reminder(approval: &Approval, due: &ReminderDue, now: Timestamp) -> Value
         ));
     }
     lines.extend(place_lines(key, &pipeline_url));
+    lines.extend(execution_line(approval));
     lines.push(waiting_line(approval, waited));
     if !due.expiry_warning {
         lines.push(format!(
@@ -359,6 +363,16 @@ fn outcome_emoji(outcome: Outcome) -> &'static str {
 /// The ExternalEntityLink: a link when it is a usable http(s) URL, otherwise escaped text.
 fn external_link_line(raw: &str) -> String {
     format!("*Link:* {}", link_opt(Some(raw), raw))
+}
+
+/// "*Execution:* <url|896c834b>": which run waits, linked to its page in the console, so that
+/// two runs of one pipeline waiting at once (PARALLEL mode) can be told apart.
+fn execution_line(approval: &Approval) -> Option<String> {
+    let id = non_blank(approval.pipeline_execution_id.as_deref())?.trim();
+    let key = &approval.key;
+    let url = execution_url(&key.region, &key.pipeline, id);
+    let short: String = id.chars().take(8).collect();
+    Some(format!("*Execution:* {}", link(&url, &short)))
 }
 
 /// "*Revision:* <url|8f2b1e4> Fix rounding…", or `None` when nothing is known.

@@ -145,6 +145,7 @@ fn alert_from_the_fixture_carries_everything() {
         "*Expires:* <!date^1764753192^{date_short_pretty} {time}|2025-12-03 09:13 UTC> (in 6 d 23 h)",
         ">Approval needed for production deployment",
         "<https://staging.example.com/release-notes|https://staging.example.com/release-notes>",
+        "*Execution:* <https://console.aws.amazon.com/codesuite/codepipeline/pipelines/web-app/executions/896c834b-07aa-468c-9d3a-7fef9934e976/timeline?region=us-east-1|896c834b>",
         &format!("*Revision:* <{COMMIT_URL}|8f2b1e4> Fix rounding in checkout totals"),
         &format!("<{REVIEW_LINK}|Review>"),
         &format!("<{CONSOLE_LINK}|Open pipeline>"),
@@ -175,6 +176,7 @@ fn alert_without_optional_details_has_no_empty_sections() {
         custom_data: None,
         external_entity_link: Some("   ".into()),
         revision: Some(Revision::default()),
+        pipeline_execution_id: None,
         ..fixture_approval()
     };
     let payload = alert(&approval, approval.waiting_since);
@@ -569,4 +571,35 @@ fn mentions_go_first_where_they_notify() {
     // No mentions, no change.
     let plain = alert(&approval, approval.waiting_since);
     assert_eq!(with_mentions(plain.clone(), &[]), plain);
+}
+
+/// Two runs of one pipeline waiting at the same action (PARALLEL mode) are told apart by their
+/// execution, each linked to its own page; an id that is not a plain word stays a label.
+#[test]
+fn alerts_of_two_runs_name_their_executions() {
+    let run = |id: &str| Approval {
+        pipeline_execution_id: Some(id.into()),
+        ..fixture_approval()
+    };
+    let first = all_mrkdwn(&alert(
+        &run("aaaa1111-2222"),
+        fixture_approval().waiting_since,
+    ));
+    let second = all_mrkdwn(&alert(
+        &run("bbbb3333-4444"),
+        fixture_approval().waiting_since,
+    ));
+    assert!(
+        first.contains("/executions/aaaa1111-2222/timeline?region=us-east-1|aaaa1111>"),
+        "{first}"
+    );
+    assert!(
+        second.contains("/executions/bbbb3333-4444/timeline?region=us-east-1|bbbb3333>"),
+        "{second}"
+    );
+    let hostile = all_mrkdwn(&alert(
+        &run("<!channel>|x"),
+        fixture_approval().waiting_since,
+    ));
+    assert!(!hostile.contains("<!channel>"), "{hostile}");
 }
