@@ -1,6 +1,6 @@
 //! PARALLEL-mode reads: `GetPipelineState` shows no execution of such a pipeline, so its
 //! approvals are read per execution. `ListPipelineExecutions` (newest first, only as far back
-//! as an approval can wait) finds the runs in progress; `ListActionExecutions` of each (and of
+//! as a run can still be waiting) finds the runs in progress; `ListActionExecutions` of each (and of
 //! each run recorded as waiting, to read how its approval ended) gives the manual approval
 //! actions' executions, whose `externalExecutionId` is the token.
 
@@ -29,8 +29,8 @@ pub struct ExecutionsRead {
 }
 
 impl CodePipeline {
-    /// Reads a PARALLEL pipeline's approvals: the runs in progress that started within its
-    /// longest approval timeout before `now`, plus `recorded` (runs with an approval recorded
+    /// Reads a PARALLEL pipeline's approvals: the runs in progress on the pages back to its
+    /// look-back ([`PipelineDefinition::lookback_minutes`]) before `now`, plus `recorded` (runs with an approval recorded
     /// as waiting), each through `ListActionExecutions`.
     pub(super) async fn read_executions(
         &self,
@@ -40,9 +40,7 @@ impl CodePipeline {
         now: Timestamp,
     ) -> Result<ExecutionsRead, AwsError> {
         let horizon = now
-            .saturating_sub(SignedDuration::from_mins(
-                definition.longest_timeout_minutes(),
-            ))
+            .saturating_sub(SignedDuration::from_mins(definition.lookback_minutes()))
             .unwrap_or(now);
         let in_progress = self.executions_in_progress(target, horizon).await?;
         let active = !in_progress.is_empty();
@@ -127,9 +125,10 @@ impl CodePipeline {
     }
 }
 
-/// Adds the page's runs in progress to `ids`; whether the page reached a run started before
-/// `horizon` (the listing is newest first, so later pages are older still). A run without a
-/// start time is kept and does not end the listing.
+/// Adds the page's runs in progress to `ids`, however long ago they started (a run may build
+/// for hours before its approval starts waiting); whether the page reached a run started
+/// before `horizon` (the listing is newest first, so later pages are older still), which ends
+/// the paging. A run without a start time does not end it.
 fn in_progress_of(
     page: &ListPipelineExecutionsOutput,
     horizon: Timestamp,
@@ -140,7 +139,6 @@ fn in_progress_of(
         let started = run.start_time().and_then(parse::timestamp);
         if started.is_some_and(|s| s < horizon) {
             reached = true;
-            continue;
         }
         let running = run.status().is_some_and(|s| s.as_str() == "InProgress");
         match run.pipeline_execution_id().filter(|id| !id.is_empty()) {
@@ -197,4 +195,51 @@ fn approval_of(
         action,
         definition,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_codepipeline::primitives::DateTime;
+    use aws_sdk_codepipeline::types::{PipelineExecutionStatus, PipelineExecutionSummary};
+
+    use super::*;
+
+    fn run(id: &str, status: PipelineExecutionStatus, started: i64) -> PipelineExecutionSummary {
+        PipelineExecutionSummary::builder()
+            .pipeline_execution_id(id)
+            .status(status)
+            .start_time(DateTime::from_secs(started))
+            .build()
+    }
+
+    #[test]
+    fn a_run_in_progress_is_kept_however_long_ago_it_started_and_old_runs_end_the_paging() {
+        let horizon = Timestamp::from_second(1_000_000).unwrap();
+        let page = ListPipelineExecutionsOutput::builder()
+            .pipeline_execution_summaries(run(
+                "new",
+                PipelineExecutionStatus::InProgress,
+                1_000_500,
+            ))
+            .pipeline_execution_summaries(run(
+                "done",
+                PipelineExecutionStatus::Succeeded,
+                1_000_100,
+            ))
+            // A long build before its approval: started before the horizon, still waiting.
+            .pipeline_execution_summaries(run("old", PipelineExecutionStatus::InProgress, 900_000))
+            .build();
+        let mut ids = Vec::new();
+        assert!(
+            in_progress_of(&page, horizon, &mut ids),
+            "the horizon is reached"
+        );
+        assert_eq!(ids, ["new", "old"]);
+        let recent = ListPipelineExecutionsOutput::builder()
+            .pipeline_execution_summaries(run("a", PipelineExecutionStatus::InProgress, 1_000_900))
+            .build();
+        let mut ids = Vec::new();
+        assert!(!in_progress_of(&recent, horizon, &mut ids), "page on");
+        assert_eq!(ids, ["a"]);
+    }
 }

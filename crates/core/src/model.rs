@@ -93,14 +93,19 @@ pub struct PipelineDefinition {
 }
 
 impl PipelineDefinition {
-    /// The longest an approval of this pipeline can wait: how far back a per-execution read
-    /// looks for runs still waiting.
-    pub fn longest_timeout_minutes(&self) -> i64 {
-        self.approvals
+    /// How far back a per-execution read pages for runs that may be waiting: a run reaches an
+    /// approval after its other actions (a day's margin for those), and a run with several
+    /// approvals may have waited at each of them in turn, so every approval's timeout counts.
+    /// Runs in progress on the pages read are kept whenever they started; this only decides
+    /// where paging stops.
+    pub fn lookback_minutes(&self) -> i64 {
+        const OTHER_ACTIONS_MINUTES: i64 = 24 * 60;
+        let approvals: i64 = self
+            .approvals
             .iter()
             .map(|(_, d)| d.timeout_minutes())
-            .max()
-            .unwrap_or(DEFAULT_APPROVAL_TIMEOUT_MINUTES)
+            .sum();
+        approvals.max(DEFAULT_APPROVAL_TIMEOUT_MINUTES) + OTHER_ACTIONS_MINUTES
     }
 }
 
@@ -348,5 +353,33 @@ impl MessageKind {
             "digest" => Self::Digest,
             _ => return None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn approval(timeout_minutes: Option<i64>) -> ApprovalDefinition {
+        ApprovalDefinition {
+            timeout_minutes,
+            ..ApprovalDefinition::default()
+        }
+    }
+
+    #[test]
+    fn a_per_execution_read_looks_back_over_every_approvals_timeout_and_a_day() {
+        let day = 24 * 60;
+        let none = PipelineDefinition::default();
+        assert_eq!(none.lookback_minutes(), 7 * day + day);
+        let two = PipelineDefinition {
+            mode: ExecutionMode::Parallel,
+            approvals: vec![
+                (("Staging".into(), "Approve".into()), approval(Some(60))),
+                (("Prod".into(), "Approve".into()), approval(None)),
+            ],
+        };
+        // A run may wait an hour at the first and 7 days at the second.
+        assert_eq!(two.lookback_minutes(), 60 + 7 * day + day);
     }
 }
