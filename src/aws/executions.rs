@@ -51,7 +51,25 @@ impl CodePipeline {
             .collect();
         let mut approvals = Vec::new();
         for run in runs {
-            for detail in self.action_executions(target, run).await? {
+            let details = match self.action_executions(target, run).await {
+                Ok(details) => details,
+                // A run recorded as waiting that AWS no longer knows (the pipeline deleted and
+                // made again under its name): that approval goes unlisted, and the pipeline's
+                // other runs are still read, so its new approvals are told.
+                Err(e)
+                    if e.code == "PipelineExecutionNotFoundException"
+                        && !in_progress.iter().any(|id| id == run) =>
+                {
+                    tracing::warn!(
+                        pipeline = %target.pipeline,
+                        execution = run,
+                        "a run recorded as waiting is unknown to CodePipeline now; its approval is no longer read"
+                    );
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for detail in details {
                 approvals.extend(approval_of(&detail, definition));
             }
         }

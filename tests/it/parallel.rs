@@ -290,3 +290,48 @@ async fn queued_runs_at_two_approval_stages_are_two_approvals_resolved_alone() {
     assert!(resolution.contains(APPROVAL_STAGE), "{resolution}");
     assert!(!resolution.contains(CANARY), "{resolution}");
 }
+
+/// A run may build for long before its approval starts waiting: however long ago it started,
+/// a run in progress on the pages read is read, and its approval told.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_that_started_long_before_its_approval_is_still_read() {
+    let w = World::start(&[PIPELINE]).await;
+    w.aws.set_mode(PIPELINE, "PARALLEL");
+    let now = fixtures::now_epoch();
+    let mut run = Run::waiting(&run_id(1), &token(1), now - 600.0);
+    // Started 9 days ago: before the look-back of a 7-day approval plus a day.
+    run.started = now - 9.0 * DAY;
+    w.aws.add_run(PIPELINE, run);
+    w.env.once().await.assert_code(0);
+    let about = mentioning(&w, &fixtures::review_fragment(&token(1)));
+    assert_eq!(about.len(), 1, "{:?}", w.slack.delivered());
+}
+
+/// A run recorded as waiting that CodePipeline no longer knows does not stop the pipeline's
+/// other runs from being read: a new one waiting is told.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recorded_run_aws_no_longer_knows_does_not_hide_new_ones() {
+    let w = World::start(&[PIPELINE]).await;
+    w.aws.set_mode(PIPELINE, "PARALLEL");
+    let now = fixtures::now_epoch();
+    w.aws
+        .add_run(PIPELINE, Run::waiting(&run_id(1), &token(1), now - 900.0));
+    w.env.once().await.assert_code(0);
+    assert_eq!(w.slack.delivered_count(), 1);
+    w.aws.forget_run(PIPELINE, &run_id(1));
+    w.aws
+        .add_run(PIPELINE, Run::waiting(&run_id(2), &token(2), now - 60.0));
+    let out = w.env.once().await;
+    out.assert_code(0);
+    assert_eq!(
+        mentioning(&w, &fixtures::review_fragment(&token(2))).len(),
+        1,
+        "{}",
+        out.describe()
+    );
+    assert!(
+        !out.stderr_lines_with(&["no longer read"]).is_empty(),
+        "{}",
+        out.describe()
+    );
+}

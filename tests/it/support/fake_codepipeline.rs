@@ -356,6 +356,12 @@ impl FakeCodePipeline {
         self.with_entry(pipeline, |e| e.runs.push(run));
     }
 
+    /// Forgets run `id`, as AWS does for a pipeline deleted and made again under its name:
+    /// `ListActionExecutions` for it answers `PipelineExecutionNotFoundException`.
+    pub fn forget_run(&self, pipeline: &str, id: &str) {
+        self.with_entry(pipeline, |e| e.runs.retain(|r| r.id != id));
+    }
+
     /// Ends the approval of run `id`: `status` as the action reads then (`Succeeded`,
     /// `Failed`, `Abandoned` for a stopped run), with its reviewer and comment.
     pub fn decide_run(
