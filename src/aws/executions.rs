@@ -16,8 +16,9 @@ use approval_watch_core::model::{
     ActionExecution, ActionStatus, ObservedApproval, PipelineDefinition, Target,
 };
 
-/// Executions per `ListPipelineExecutions` page (AWS's maximum is 100).
-const EXECUTIONS_PER_PAGE: i32 = 25;
+/// Executions per `ListPipelineExecutions` page: AWS's maximum, so a busy pipeline's look-back
+/// costs as few calls as it can.
+const EXECUTIONS_PER_PAGE: i32 = 100;
 /// A bound on pages of one listing, against an endpoint that never stops paging.
 const MAX_PAGES: usize = 1000;
 
@@ -39,6 +40,13 @@ impl CodePipeline {
         recorded: &[String],
         now: Timestamp,
     ) -> Result<ExecutionsRead, AwsError> {
+        if definition.approvals.is_empty() && recorded.is_empty() {
+            // No manual approval in this version and none recorded waiting: nothing to read.
+            return Ok(ExecutionsRead {
+                approvals: Vec::new(),
+                active: false,
+            });
+        }
         let horizon = now
             .saturating_sub(SignedDuration::from_mins(definition.lookback_minutes()))
             .unwrap_or(now);
