@@ -335,3 +335,25 @@ async fn a_recorded_run_aws_no_longer_knows_does_not_hide_new_ones() {
         out.describe()
     );
 }
+
+/// A PARALLEL pipeline without a manual approval has no run to list: one call a read.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_parallel_pipeline_without_approvals_costs_one_call_a_read() {
+    let w = World::start(&[PIPELINE]).await;
+    w.aws.set_mode(PIPELINE, "PARALLEL");
+    w.aws.update_definition(PIPELINE, |d| {
+        for stage in d["pipeline"]["stages"].as_array_mut().expect("stages") {
+            for action in stage["actions"].as_array_mut().expect("actions") {
+                action["actionTypeId"]["category"] = json!("Build");
+            }
+        }
+    });
+    w.env.once().await.assert_code(0);
+    let before = w.aws.requests().len();
+    w.env.once().await.assert_code(0);
+    let ops: Vec<String> = w.aws.requests()[before..]
+        .iter()
+        .map(|r| r.operation.clone())
+        .collect();
+    assert_eq!(ops, [GET_PIPELINE_STATE]);
+}
