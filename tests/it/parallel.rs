@@ -35,6 +35,17 @@ async fn two_waiting() -> World {
     w
 }
 
+/// The operations of a read once the definition is known (a second `once`).
+async fn warm_read(w: &World) -> Vec<String> {
+    w.env.once().await.assert_code(0);
+    let before = w.aws.requests().len();
+    w.env.once().await.assert_code(0);
+    w.aws.requests()[before..]
+        .iter()
+        .map(|r| r.operation.clone())
+        .collect()
+}
+
 fn text_of(message: &Value) -> String {
     message.to_string()
 }
@@ -176,13 +187,7 @@ async fn an_idle_parallel_pipeline_costs_two_calls_a_read_once_its_definition_is
         PIPELINE,
         Run::finished(&run_id(1), fixtures::now_epoch() - 3600.0),
     );
-    w.env.once().await.assert_code(0);
-    let before = w.aws.requests().len();
-    w.env.once().await.assert_code(0);
-    let ops: Vec<String> = w.aws.requests()[before..]
-        .iter()
-        .map(|r| r.operation.clone())
-        .collect();
+    let ops = warm_read(&w).await;
     assert_eq!(ops, [GET_PIPELINE_STATE, LIST_PIPELINE_EXECUTIONS]);
     assert_eq!(w.slack.delivered_count(), 0);
 }
@@ -348,12 +353,6 @@ async fn a_parallel_pipeline_without_approvals_costs_one_call_a_read() {
             }
         }
     });
-    w.env.once().await.assert_code(0);
-    let before = w.aws.requests().len();
-    w.env.once().await.assert_code(0);
-    let ops: Vec<String> = w.aws.requests()[before..]
-        .iter()
-        .map(|r| r.operation.clone())
-        .collect();
+    let ops = warm_read(&w).await;
     assert_eq!(ops, [GET_PIPELINE_STATE]);
 }
