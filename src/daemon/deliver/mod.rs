@@ -553,7 +553,7 @@ impl Deliverer {
                         && let Some(shorter) =
                             shorter::shorter_digest(message, &error, &route.name, store)?
                     {
-                        payload = render::with_overrides(&shorter.payload, &route.overrides);
+                        payload = render::with_overrides(&shorter, &route.overrides);
                         shortened = true;
                         // Paced like any other message to this webhook.
                         if !limiter.acquire(shutdown).await {

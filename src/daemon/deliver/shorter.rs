@@ -20,14 +20,14 @@ fn is_too_long(refusal: &str) -> bool {
 }
 
 /// When `message` is a digest refused (`refusal`, Slack's answer) for its size and it can be
-/// cut: stored shorter and returned, to be sent again at once. `None`: it fails as any
-/// refused message does.
+/// cut: its shorter payload, stored in its place and returned, to be sent again at once.
+/// `None`: it fails as any refused message does.
 pub(super) fn shorter_digest(
     message: &OutboxMessage,
     refusal: &str,
     route: &str,
     store: &Store,
-) -> Result<Option<OutboxMessage>, StoreError> {
+) -> Result<Option<serde_json::Value>, StoreError> {
     if message.kind != MessageKind::Digest || !is_too_long(refusal) {
         return Ok(None);
     }
@@ -44,11 +44,7 @@ pub(super) fn shorter_digest(
         refusal,
         "Slack refused the daily digest as too long; sending it again with half its lines"
     );
-    Ok(Some(OutboxMessage {
-        payload,
-        attempts: message.attempts + 1,
-        ..message.clone()
-    }))
+    Ok(Some(payload))
 }
 
 #[cfg(test)]
