@@ -444,20 +444,37 @@ async fn the_dry_run_shows_methods_and_target_ts_and_calls_nothing() {
     assert_eq!(w.api.requests().len(), before);
 }
 
-fn loop_config(aws: &FakeCodePipeline, api: &FakeSlackApi, dir: &std::path::Path) -> String {
+/// An app-mode config for the loop on paused time: the bot token in a file in `dir`, the
+/// state there too, `poll_interval`, then `rest` (reminders, pipelines…).
+pub(crate) fn app_loop_config(
+    aws: &FakeCodePipeline,
+    api: &FakeSlackApi,
+    dir: &std::path::Path,
+    poll_interval: &str,
+    rest: &str,
+) -> String {
     let token = dir.join("bot-token");
     std::fs::write(&token, BOT_TOKEN).expect("token file");
     format!(
-        "poll_interval = \"30s\"\nstate_path = \"{}\"\n[aws]\nregion = \"us-east-1\"\n\
+        "poll_interval = \"{poll_interval}\"\nstate_path = \"{}\"\n[aws]\nregion = \"us-east-1\"\n\
          endpoint_url = \"{}\"\n[slack]\nbot_token_file = \"{}\"\nchannel = \"{CHANNEL}\"\n\
-         api_url = \"{}\"\n\
-         [reminders]\nafter = \"30m\"\nevery = \"1h\"\nmax = 2\nexpire_warning = \"1h\"\n\
-         escalate_after = 1\nescalate_mention = \"<!subteam^S0PLATFORM>\"\n\
-         [[pipeline]]\nname = \"web-app\"\n",
+         api_url = \"{}\"\n{rest}",
         dir.join("state.db").display(),
         aws.endpoint(),
         token.display(),
         api.url(),
+    )
+}
+
+fn loop_config(aws: &FakeCodePipeline, api: &FakeSlackApi, dir: &std::path::Path) -> String {
+    app_loop_config(
+        aws,
+        api,
+        dir,
+        "30s",
+        "[reminders]\nafter = \"30m\"\nevery = \"1h\"\nmax = 2\nexpire_warning = \"1h\"\n\
+         escalate_after = 1\nescalate_mention = \"<!subteam^S0PLATFORM>\"\n\
+         [[pipeline]]\nname = \"web-app\"\n",
     )
 }
 

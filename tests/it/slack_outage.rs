@@ -12,9 +12,9 @@ use approval_watch::clock::Clock;
 use jiff::Timestamp;
 use serde_json::Value;
 
-use crate::app_mode::{AppWorld, CHANNEL, checked, run_loop_for};
+use crate::app_mode::{AppWorld, CHANNEL, app_loop_config, checked, run_loop_for};
 use crate::support;
-use support::fake_slack_api::{ApiAnswer, BOT_TOKEN, FakeSlackApi, summarize};
+use support::fake_slack_api::{ApiAnswer, FakeSlackApi, summarize};
 use support::fixtures::StateBuilder;
 use support::{Daemon, FakeCodePipeline, Fixture, SOON};
 
@@ -145,16 +145,12 @@ async fn a_refused_token_pauses_delivery_and_after_the_fix_and_a_reload_the_aler
 }
 
 fn outage_config(aws: &FakeCodePipeline, api: &FakeSlackApi, dir: &std::path::Path) -> String {
-    let token = dir.join("bot-token");
-    std::fs::write(&token, BOT_TOKEN).expect("token file");
-    format!(
-        "poll_interval = \"10s\"\nstate_path = \"{}\"\n[aws]\nregion = \"us-east-1\"\n\
-         endpoint_url = \"{}\"\n[slack]\nbot_token_file = \"{}\"\nchannel = \"{CHANNEL}\"\n\
-         api_url = \"{}\"\n[[pipeline]]\nname = \"web-app\"\n[[pipeline]]\nname = \"api\"\n",
-        dir.join("state.db").display(),
-        aws.endpoint(),
-        token.display(),
-        api.url(),
+    app_loop_config(
+        aws,
+        api,
+        dir,
+        "10s",
+        "[[pipeline]]\nname = \"web-app\"\n[[pipeline]]\nname = \"api\"\n",
     )
 }
 
